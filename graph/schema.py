@@ -1,0 +1,146 @@
+"""The graph's vocabulary: every node label, relationship type, key property and threat, in one place.
+
+Ingestion, export, training and write-back all name graph elements through this module; Cypher builders
+interpolate only these constants (never user input) and pass every value as a ``$parameter``.
+
+The graph model (see the README for the picture)::
+
+    (:Account)-[:USED_DEVICE]->(:Device)        first_seen, last_seen, count, signup
+    (:Account)-[:USED_IP]->(:IP)                first_seen, last_seen, count, signup
+    (:Account)-[:USED_CARD]->(:Card)            first_seen, last_seen, count, deposit_count, deposit_total,
+                                                chargeback_count, chargeback_total
+    (:Account)-[:HAS_EMAIL]->(:Email)           since
+    (:Account)-[:HAS_PHONE]->(:Phone)           since
+    (:Account)-[:REFERRED]->(:Account)          at
+    (:Account)-[:TRANSFERRED_TO {asset}]->(:Account)   count, total, first_seen, last_seen
+    (:Account)-[:WITHDREW_TO {asset}]->(:Wallet)       count, total, first_seen, last_seen
+    (:Account)-[:REDEEMED]->(:Promo)            count, total, first_seen, last_seen
+    (:IngestBatch)                              one per committed write batch (resumability ledger)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+NodeType: TypeAlias = str
+RelType: TypeAlias = str
+EdgeType: TypeAlias = tuple[NodeType, RelType, NodeType]
+AccountId: TypeAlias = str
+
+SCHEMA_VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node label and the business key that identifies its nodes (unique, constrained)."""
+
+    label: NodeType
+    key: str
+
+
+@dataclass(frozen=True)
+class RelSpec:
+    """A relationship type between two node labels.
+
+    ``discriminator`` names a property that is part of the relationship's identity (for example the asset
+    of a transfer: one ``TRANSFERRED_TO`` per pair *and asset*), or None when one per pair.
+    """
+
+    type: RelType
+    source: NodeSpec
+    target: NodeSpec
+    discriminator: str | None = None
+
+    @property
+    def edge_type(self) -> EdgeType:
+        return (self.source.label, self.type, self.target.label)
+
+
+ACCOUNT: Final = NodeSpec("Account", "account_id")
+DEVICE: Final = NodeSpec("Device", "device_id")
+CARD: Final = NodeSpec("Card", "card_hash")
+IP: Final = NodeSpec("IP", "ip")
+EMAIL: Final = NodeSpec("Email", "email_hash")
+PHONE: Final = NodeSpec("Phone", "phone_hash")
+WALLET: Final = NodeSpec("Wallet", "address")
+PROMO: Final = NodeSpec("Promo", "code")
+INGEST_BATCH: Final = NodeSpec("IngestBatch", "batch_id")
+
+#: Identifier nodes an account can share with others; rings hide behind these.
+IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET, PROMO)
+DOMAIN_NODES: Final = (ACCOUNT, *IDENTIFIER_NODES)
+ALL_NODES: Final = (*DOMAIN_NODES, INGEST_BATCH)
+
+USED_DEVICE: Final = RelSpec("USED_DEVICE", ACCOUNT, DEVICE)
+USED_IP: Final = RelSpec("USED_IP", ACCOUNT, IP)
+USED_CARD: Final = RelSpec("USED_CARD", ACCOUNT, CARD)
+HAS_EMAIL: Final = RelSpec("HAS_EMAIL", ACCOUNT, EMAIL)
+HAS_PHONE: Final = RelSpec("HAS_PHONE", ACCOUNT, PHONE)
+REFERRED: Final = RelSpec("REFERRED", ACCOUNT, ACCOUNT)
+TRANSFERRED_TO: Final = RelSpec("TRANSFERRED_TO", ACCOUNT, ACCOUNT, discriminator="asset")
+WITHDREW_TO: Final = RelSpec("WITHDREW_TO", ACCOUNT, WALLET, discriminator="asset")
+REDEEMED: Final = RelSpec("REDEEMED", ACCOUNT, PROMO)
+
+DOMAIN_RELS: Final = (
+    USED_DEVICE,
+    USED_IP,
+    USED_CARD,
+    HAS_EMAIL,
+    HAS_PHONE,
+    REFERRED,
+    TRANSFERRED_TO,
+    WITHDREW_TO,
+    REDEEMED,
+)
+
+# Threats the models score, and the labels the `labels` table may carry.
+COLLUSION: Final = "collusion"
+PROMO_ABUSE: Final = "promo_abuse"
+BOT_FARM: Final = "bot_farm"
+BENIGN: Final = "benign"
+THREATS: Final = (COLLUSION, PROMO_ABUSE, BOT_FARM)
+KNOWN_LABELS: Final = (*THREATS, BENIGN)
+
+# Account properties written by ingestion.
+ACCOUNT_PROPERTIES: Final = (
+    "account_id",
+    "created_at",
+    "country",
+    "kyc_level",
+    "email_domain",
+    "stub",
+    "known_label",
+    "known_label_source",
+    "known_label_at",
+)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def node_by_label(label: str) -> NodeSpec:
+    """Return the spec of a node label, raising ValueError for a label the schema does not know."""
+    for spec in ALL_NODES:
+        if spec.label == label:
+            return spec
+    raise ValueError(f"unknown node label {label!r}; known: {[s.label for s in ALL_NODES]}")
+
+
+def rel_by_type(rel_type: str) -> RelSpec:
+    """Return the spec of a relationship type, raising ValueError for one the schema does not know."""
+    for spec in DOMAIN_RELS:
+        if spec.type == rel_type:
+            return spec
+    raise ValueError(f"unknown relationship type {rel_type!r}; known: {[s.type for s in DOMAIN_RELS]}")
+
+
+def _check_identifiers() -> None:
+    # Labels and types are interpolated into Cypher; keep them plain identifiers so that is always safe.
+    names = [s.label for s in ALL_NODES] + [s.key for s in ALL_NODES] + [r.type for r in DOMAIN_RELS]
+    bad = [n for n in names if not _IDENTIFIER.match(n)]
+    if bad:
+        raise ValueError(f"schema names must be plain identifiers: {bad}")
+
+
+_check_identifiers()

@@ -1,0 +1,67 @@
+"""One settings object for every stage, read from the environment (and an optional `.env`).
+
+Secrets (the Neo4j password, the hash key) only ever come from the environment or from files the project
+writes in its local data folder; never from the repository.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """ringwatch's configuration.
+
+    Environment variables (all optional):
+        NEO4J_URI: an existing server to use (``neo4j://…``, ``bolt://…``, ``neo4j+s://…``). When set, no
+            command starts a local server.
+        NEO4J_USERNAME (or NEO4J_USER): defaults to ``neo4j``.
+        NEO4J_PASSWORD: for the local server, the password it is created with; otherwise one is generated
+            on first start and kept in ``<data_dir>/neo4j/password``.
+        NEO4J_DATABASE: defaults to ``neo4j``.
+        RINGWATCH_HASH_KEY: the key for keyed hashes of cards, emails and phones.
+        RINGWATCH_DATA_DIR / RINGWATCH_CACHE_DIR: local state (server data, password, demo key) and
+            downloads (Neo4j jars). Default ``./.ringwatch/data`` and ``~/.cache/ringwatch``.
+        RINGWATCH_BOLT_PORT / RINGWATCH_HTTP_PORT: ports of the local server (7687 / 7474).
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    neo4j_uri: str | None = Field(default=None, validation_alias="NEO4J_URI")
+    neo4j_username: str = Field(
+        default="neo4j", validation_alias=AliasChoices("NEO4J_USERNAME", "NEO4J_USER")
+    )
+    neo4j_password: SecretStr | None = Field(default=None, validation_alias="NEO4J_PASSWORD")
+    neo4j_database: str = Field(default="neo4j", validation_alias="NEO4J_DATABASE")
+    hash_key: SecretStr | None = Field(default=None, validation_alias="RINGWATCH_HASH_KEY")
+    data_dir: Path = Field(default=Path(".ringwatch/data"), validation_alias="RINGWATCH_DATA_DIR")
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "ringwatch", validation_alias="RINGWATCH_CACHE_DIR"
+    )
+    bolt_port: int = Field(default=7687, ge=1, le=65535, validation_alias="RINGWATCH_BOLT_PORT")
+    http_port: int = Field(default=7474, ge=1, le=65535, validation_alias="RINGWATCH_HTTP_PORT")
+    neo4j_heap: str = Field(default="2g", validation_alias="RINGWATCH_NEO4J_HEAP")
+    neo4j_pagecache: str = Field(default="2g", validation_alias="RINGWATCH_NEO4J_PAGECACHE")
+
+    @property
+    def uses_external_server(self) -> bool:
+        """True when the user pointed ringwatch at their own server with NEO4J_URI."""
+        return bool(self.neo4j_uri)
+
+    @cached_property
+    def neo4j_home(self) -> Path:
+        """Folder of the locally managed server (config, data, logs, password)."""
+        return self.data_dir.resolve() / "neo4j"
+
+    @property
+    def local_uri(self) -> str:
+        return f"bolt://127.0.0.1:{self.bolt_port}"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment now (never at import time)."""
+    return Settings()
