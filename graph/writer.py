@@ -1,0 +1,116 @@
+"""Batched, exactly-once writes to Neo4j.
+
+Each batch is written in one transaction together with an ``(:IngestBatch {batch_id})`` ledger node. The
+ledger's uniqueness constraint makes a batch land at most once: a rerun after a kill (of the process or of
+Neo4j) skips the batches that committed and writes the rest, and the graph ends exactly as an uninterrupted
+run leaves it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import neo4j
+import pandas as pd
+from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
+
+from graph.errors import GraphWriteError
+from graph.queries import ingest as q
+
+Row = dict[str, Any]
+
+
+def records(frame: pd.DataFrame) -> list[Row]:
+    """A frame's rows as plain Python dicts (numpy scalars unboxed, missing values as None)."""
+    columns = {}
+    for name in frame.columns:
+        col = frame[name]
+        values = col.astype(object).where(col.notna(), None).tolist()
+        columns[name] = values
+    names = list(columns)
+    return [dict(zip(names, row)) for row in zip(*columns.values())]
+
+
+class BatchWriter:
+    """Writes batches of rows with one :class:`~graph.queries.ingest.WriteKind` query each, exactly once.
+
+    Args:
+        driver: an open driver (the caller owns and closes it).
+        database: the database name.
+        run_id: recorded on every ledger node and in the transactions' metadata.
+        job: the job name, in the transactions' metadata (visible in Neo4j's query log).
+    """
+
+    def __init__(self, driver: neo4j.Driver, database: str, run_id: str, job: str = "ingest") -> None:
+        self._driver = driver
+        self._database = database
+        self.run_id = run_id
+        self._metadata = {"app": "ringwatch", "job": job, "run_id": run_id}
+
+    def ensure_constraints(self) -> None:
+        """Create every uniqueness constraint (idempotent); must run before the first write."""
+        with self._driver.session(database=self._database) as session:
+            for statement in q.constraint_statements():
+                session.run(statement).consume()
+            session.run("CALL db.awaitIndexes(300)").consume()
+
+    def committed(self, batch_ids: Sequence[str]) -> set[str]:
+        """Which of ``batch_ids`` are already committed."""
+        found: set[str] = set()
+        chunk = 50_000
+        for start in range(0, len(batch_ids), chunk):
+            records_, _, _ = self._driver.execute_query(
+                q.COMMITTED_BATCHES,
+                batch_ids=list(batch_ids[start : start + chunk]),
+                database_=self._database,
+                routing_=neo4j.RoutingControl.READ,
+            )
+            found.update(r["batch_id"] for r in records_)
+        return found
+
+    def write(self, kind: q.WriteKind, rows: list[Row], batch_id: str) -> bool:
+        """Write one batch and its ledger entry in one transaction.
+
+        Returns:
+            True if written now; False if the batch had already been committed (then nothing is written).
+
+        Raises:
+            GraphWriteError: the write failed, or matched fewer rows than it was given (a relationship whose
+                endpoint is missing) — never silently.
+        """
+
+        def work(tx: neo4j.ManagedTransaction) -> int:
+            tx.run(q.RECORD_BATCH, batch_id=batch_id, kind=kind.name, rows=len(rows), run_id=self.run_id).consume()
+            record = tx.run(kind.cypher, rows=rows).single()
+            written = int(record["written"]) if record else 0
+            if written != len(rows):
+                # Raised inside the transaction function, so the whole batch (and its ledger entry) rolls back.
+                raise GraphWriteError(
+                    f"{kind.name} batch {batch_id[:12]} matched {written} of {len(rows)} rows: an endpoint node "
+                    "is missing from the graph; nothing of this batch was kept"
+                )
+            return written
+
+        unit = neo4j.unit_of_work(metadata={**self._metadata, "kind": kind.name, "batch_id": batch_id})(work)
+        try:
+            with self._driver.session(database=self._database) as session:
+                session.execute_write(unit)
+        except ConstraintError as e:
+            if batch_id in str(e) or "IngestBatch" in str(e):
+                return False
+            raise GraphWriteError(f"{kind.name} batch {batch_id[:12]}: constraint violated: {e.message}") from e
+        except (ServiceUnavailable, SessionExpired) as e:
+            raise GraphWriteError(f"Neo4j stopped answering while writing {kind.name}: {e}") from e
+        except Neo4jError as e:
+            raise GraphWriteError(f"{kind.name} batch {batch_id[:12]} failed: {e.message}") from e
+        return True
+
+
+def split(n_rows: int, batch_size: int) -> Iterable[tuple[int, int]]:
+    """Fixed-size [start, stop) ranges covering ``n_rows``."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    for i in range(math.ceil(n_rows / batch_size)):
+        yield i * batch_size, min(n_rows, (i + 1) * batch_size)

@@ -1,0 +1,255 @@
+"""Validated event tables → the rows of each graph write (nodes, aggregated relationships, labels).
+
+Events are aggregated here, once per run: one ``USED_DEVICE`` row per (account, device) with its count and
+first/last time, one ``TRANSFERRED_TO`` row per (sender, receiver, asset) with count and total, and so on.
+Personal data is replaced by keyed hashes before anything leaves this module.
+
+Accounts referenced by events (or as referrers) but missing from this run's ``accounts`` table become
+*stub* accounts (``stub = true``) unless the graph already holds them; a later ``accounts`` row fills them
+in and clears the flag. Nothing is dropped for referencing an unknown account.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from graph.errors import ConfigurationError
+from graph.queries.ingest import WRITE_ORDER, WRITES_BY_NAME
+from ingest.contract import TABLES_BY_NAME
+from ingest.privacy import Hasher, card_digits, email_domain, normalise_email, normalise_phone
+
+Tables = Mapping[str, pd.DataFrame]
+
+
+def epoch_millis(values: pd.Series) -> pd.Series:
+    """UTC timestamps → int64 milliseconds since the epoch."""
+    return values.astype("datetime64[ms, UTC]").astype("int64")
+
+
+def needs_hash_key(tables: Tables) -> list[str]:
+    """The personal-data columns present in ``tables`` that need a hash key (card, email, phone)."""
+    needed = []
+    if "card_events" in tables and len(tables["card_events"]):
+        needed.append("card_events.card_number")
+    accounts = tables.get("accounts")
+    if accounts is not None:
+        for column in ("email", "phone"):
+            if accounts[column].notna().any():
+                needed.append(f"accounts.{column}")
+    return needed
+
+
+def build_graph_rows(tables: Tables, hasher: Hasher | None) -> dict[str, pd.DataFrame]:
+    """Aggregate validated tables into the rows of every write kind, keyed by write name.
+
+    Args:
+        tables: accepted, typed tables by name (any subset of the contract's tables).
+        hasher: keyed hasher for cards, emails and phones; required when any are present.
+
+    Returns:
+        One frame per write kind in :data:`graph.queries.ingest.WRITE_ORDER` that has rows; columns are the
+        write's key columns then its properties; rows sorted by key (stable batches across reruns).
+
+    Raises:
+        ConfigurationError: personal data is present and no hasher was given.
+    """
+    needed = needs_hash_key(tables)
+    if needed and hasher is None:
+        raise ConfigurationError(
+            f"{', '.join(needed)} can only be ingested with a hash key: set RINGWATCH_HASH_KEY "
+            "(at least 16 characters; keep it secret and stable, since it keys every card, email and phone)"
+        )
+    out: dict[str, list[pd.DataFrame]] = {}
+
+    def add(name: str, frame: pd.DataFrame) -> None:
+        if len(frame):
+            out.setdefault(name, []).append(frame)
+
+    accounts = tables.get("accounts")
+    if accounts is not None and len(accounts):
+        _account_rows(accounts, hasher, add)
+    if (logins := tables.get("logins")) is not None and len(logins):
+        add("USED_DEVICE", _seen(logins, "account_id", "device_id", "ts").assign(signup=False))
+        add("USED_IP", _seen(logins, "account_id", "ip", "ts").assign(signup=False))
+        last_agent = logins.sort_values("ts", kind="stable").drop_duplicates("device_id", keep="last")
+        add("Device", pd.DataFrame({"device_id": last_agent["device_id"], "user_agent": last_agent["user_agent"]}))
+        add("IP", _ip_rows(logins["ip"]))
+    if (cards := tables.get("card_events")) is not None and len(cards):
+        _card_rows(cards, hasher, add)  # type: ignore[arg-type]
+    if (transfers := tables.get("transfers")) is not None and len(transfers):
+        add("TRANSFERRED_TO", _flow(transfers, "from_account_id", "to_account_id", "asset"))
+    if (withdrawals := tables.get("withdrawals")) is not None and len(withdrawals):
+        add("WITHDREW_TO", _flow(withdrawals, "account_id", "address", "asset"))
+        add("Wallet", pd.DataFrame({"address": withdrawals["address"].unique()}))
+    if (promos := tables.get("promo_redemptions")) is not None and len(promos):
+        add("REDEEMED", _flow(promos, "account_id", "promo_code"))
+        add("Promo", pd.DataFrame({"code": promos["promo_code"].unique()}))
+    if (labels := tables.get("labels")) is not None and len(labels):
+        add("Account.label", _label_rows(labels))
+
+    stubs = _stub_rows(tables)
+    if len(stubs):
+        add("Account.stub", stubs)
+    return {w.name: _finish(w.name, out[w.name]) for w in WRITE_ORDER if w.name in out}
+
+
+def _finish(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    write = WRITES_BY_NAME[name]
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if write.rel is not None and len(frames) > 1:
+        frame = _combine_rel_parts(frame, write.keys)
+    else:
+        frame = frame.drop_duplicates(subset=list(write.keys), keep="last")
+    frame = frame.loc[:, list(write.columns)]
+    return frame.sort_values(list(write.keys), kind="stable").reset_index(drop=True)
+
+
+def _combine_rel_parts(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
+    """Merge rows of one relationship coming from two tables (signup + logins) with the same rules."""
+    agg: dict[str, str] = {}
+    for column in frame.columns:
+        if column in keys:
+            continue
+        agg[column] = {"first_seen": "min", "last_seen": "max", "signup": "max"}.get(column, "sum")
+    return frame.groupby(list(keys), as_index=False, sort=False).agg(agg)
+
+
+def _account_rows(accounts: pd.DataFrame, hasher: Hasher | None, add) -> None:
+    created = epoch_millis(accounts["created_at"])
+    email = normalise_email(accounts["email"])
+    add(
+        "Account",
+        pd.DataFrame(
+            {
+                "account_id": accounts["account_id"],
+                "created_at": created,
+                "country": accounts["country"],
+                "kyc_level": accounts["kyc_level"].astype("int64"),
+                "email_domain": email_domain(email),
+                "stub": False,
+            }
+        ),
+    )
+    signup = pd.DataFrame(
+        {"src": accounts["account_id"], "first_seen": created, "last_seen": created, "count": 1, "signup": True}
+    )
+    add("USED_DEVICE", signup.assign(dst=accounts["signup_device_id"]))
+    add("USED_IP", signup.assign(dst=accounts["signup_ip"]))
+    add("Device", pd.DataFrame({"device_id": accounts["signup_device_id"].unique(), "user_agent": pd.NA}))
+    add("IP", _ip_rows(accounts["signup_ip"]))
+    has_email = email.notna()
+    if has_email.any():
+        hashed = hasher.digest_series("email", email[has_email])  # type: ignore[union-attr]
+        add("Email", pd.DataFrame({"email_hash": hashed, "domain": email_domain(email[has_email])}))
+        add("HAS_EMAIL", pd.DataFrame({"src": accounts["account_id"][has_email], "dst": hashed,
+                                       "since": created[has_email]}))
+    phone = normalise_phone(accounts["phone"])
+    has_phone = phone.notna() & (phone.str.len() > 0)
+    if has_phone.any():
+        hashed = hasher.digest_series("phone", phone[has_phone])  # type: ignore[union-attr]
+        add("Phone", pd.DataFrame({"phone_hash": hashed}))
+        add("HAS_PHONE", pd.DataFrame({"src": accounts["account_id"][has_phone], "dst": hashed,
+                                       "since": created[has_phone]}))
+    referred = accounts["referrer_id"].notna()
+    if referred.any():
+        add("REFERRED", pd.DataFrame({"src": accounts["referrer_id"][referred],
+                                      "dst": accounts["account_id"][referred], "at": created[referred]}))
+
+
+def _seen(events: pd.DataFrame, src: str, dst: str, ts: str) -> pd.DataFrame:
+    millis = epoch_millis(events[ts])
+    grouped = (
+        pd.DataFrame({"src": events[src], "dst": events[dst], "t": millis})
+        .groupby(["src", "dst"], sort=False)["t"]
+        .agg(count="size", first_seen="min", last_seen="max")
+        .reset_index()
+    )
+    return grouped
+
+
+def _flow(events: pd.DataFrame, src: str, dst: str, disc: str | None = None) -> pd.DataFrame:
+    keys = ["src", "dst"] + ([disc] if disc else [])
+    frame = pd.DataFrame({"src": events[src], "dst": events[dst], "t": epoch_millis(events["ts"]),
+                          "amount": events["amount"]})
+    if disc:
+        frame[disc] = events[disc]
+    return (
+        frame.groupby(keys, sort=False)
+        .agg(count=("t", "size"), total=("amount", "sum"), first_seen=("t", "min"), last_seen=("t", "max"))
+        .reset_index()
+    )
+
+
+def _card_rows(cards: pd.DataFrame, hasher: Hasher, add) -> None:
+    digits = card_digits(cards["card_number"])
+    card_hash = hasher.digest_series("card", digits)
+    kind = cards["event_type"]
+    frame = pd.DataFrame(
+        {
+            "src": cards["account_id"],
+            "dst": card_hash,
+            "t": epoch_millis(cards["ts"]),
+            "deposit": (kind == "deposit").astype("int64"),
+            "deposit_amount": cards["amount"].where(kind == "deposit", 0.0),
+            "chargeback": (kind == "chargeback").astype("int64"),
+            "chargeback_amount": cards["amount"].where(kind == "chargeback", 0.0),
+        }
+    )
+    add(
+        "USED_CARD",
+        frame.groupby(["src", "dst"], sort=False)
+        .agg(
+            count=("t", "size"),
+            first_seen=("t", "min"),
+            last_seen=("t", "max"),
+            deposit_count=("deposit", "sum"),
+            deposit_total=("deposit_amount", "sum"),
+            chargeback_count=("chargeback", "sum"),
+            chargeback_total=("chargeback_amount", "sum"),
+        )
+        .reset_index(),
+    )
+    first = pd.DataFrame({"card_hash": card_hash, "digits": digits}).drop_duplicates("card_hash")
+    add("Card", pd.DataFrame({"card_hash": first["card_hash"], "bin": first["digits"].str[:6],
+                              "last4": first["digits"].str[-4:]}))
+
+
+def _ip_rows(ips: pd.Series) -> pd.DataFrame:
+    uniques = pd.Series(ips.dropna().unique(), dtype="string")
+    return pd.DataFrame({"ip": uniques, "version": uniques.map(_ip_version).astype("int64"),
+                         "prefix": uniques.map(ip_prefix).astype("string")})
+
+
+def _ip_version(ip: str) -> int:
+    return 6 if ":" in ip else 4
+
+
+def ip_prefix(ip: str) -> str:
+    """The network an address sits in for grouping: its /24 (IPv4) or /48 (IPv6)."""
+    bits = 24 if ":" not in ip else 48
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def _label_rows(labels: pd.DataFrame) -> pd.DataFrame:
+    """Each account's latest known label (ties broken by label and source, so order never matters)."""
+    frame = pd.DataFrame({"account_id": labels["account_id"], "known_label": labels["label"],
+                          "known_label_source": labels["source"], "known_label_at": epoch_millis(labels["ts"])})
+    frame = frame.sort_values(["account_id", "known_label_at", "known_label", "known_label_source"], kind="stable")
+    return frame.drop_duplicates("account_id", keep="last")
+
+
+def _stub_rows(tables: Tables) -> pd.DataFrame:
+    known = tables["accounts"]["account_id"] if "accounts" in tables else pd.Series(dtype="string")
+    referenced: list[pd.Series] = []
+    for name, frame in tables.items():
+        for column in TABLES_BY_NAME[name].account_refs:
+            referenced.append(frame[column].dropna())
+    if not referenced:
+        return pd.DataFrame({"account_id": pd.Series(dtype="string"), "stub": pd.Series(dtype=bool)})
+    ids = pd.Series(pd.concat(referenced).unique(), dtype="string")
+    ids = ids[~ids.isin(known)]
+    return pd.DataFrame({"account_id": ids, "stub": np.True_})

@@ -1,0 +1,140 @@
+"""Keyed hashing and masking of personal data, so card numbers, emails and phones never reach the graph.
+
+A card is kept as ``HMAC-SHA256(key, digits)`` plus its BIN (first six digits) and last four; an email or
+phone as the keyed hash of its normalised form (plus the email's domain). The key comes from
+``RINGWATCH_HASH_KEY``; without one, card, email and phone data cannot be ingested (the demo makes and keeps
+a local key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graph.errors import ConfigurationError
+
+_NON_DIGITS = re.compile(r"\D")
+_PHONE_KEEP = re.compile(r"[^\d+]")
+MIN_KEY_BYTES = 16
+
+
+class Hasher:
+    """Keyed hashes of personal identifiers.
+
+    Args:
+        key: the secret key (at least 16 bytes once encoded as UTF-8).
+    """
+
+    def __init__(self, key: str) -> None:
+        encoded = key.encode("utf-8")
+        if len(encoded) < MIN_KEY_BYTES:
+            raise ConfigurationError(
+                f"RINGWATCH_HASH_KEY is too short ({len(encoded)} bytes); use at least {MIN_KEY_BYTES}"
+            )
+        self._key = encoded
+
+    def digest(self, kind: str, value: str) -> str:
+        """Keyed hash of one normalised value; ``kind`` separates namespaces (card vs email vs phone)."""
+        message = f"{kind}\x1f{value}".encode("utf-8")
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def digest_series(self, kind: str, values: pd.Series) -> pd.Series:
+        """Keyed hash of every non-null value (computed once per distinct value)."""
+        uniques = values.dropna().unique()
+        mapping = {v: self.digest(kind, v) for v in uniques}
+        return values.map(mapping)
+
+    def __repr__(self) -> str:  # never show the key
+        return "Hasher(key=***)"
+
+
+def card_digits(values: pd.Series) -> pd.Series:
+    """Card numbers reduced to their digits (spaces and dashes dropped)."""
+    return values.astype("string").str.replace(_NON_DIGITS, "", regex=True)
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when a digit string passes the Luhn checksum (as every real card number does)."""
+    if not digits.isdigit():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def luhn_valid_series(digits: pd.Series) -> pd.Series:
+    """Vectorised Luhn check over digit strings of any length (non-digit or empty → False)."""
+    text = digits.fillna("").astype(str)
+    ok = text.str.fullmatch(r"\d+").fillna(False).to_numpy(dtype=bool)
+    result = np.zeros(len(text), dtype=bool)
+    if not ok.any():
+        return pd.Series(result, index=digits.index)
+    lengths = text.str.len().to_numpy()
+    # Group by length so each group is one dense digit matrix.
+    for length in np.unique(lengths[ok]):
+        rows = np.flatnonzero(ok & (lengths == length))
+        mat = np.frombuffer("".join(text.iloc[rows]).encode("ascii"), dtype=np.uint8)
+        mat = (mat.reshape(len(rows), length) - ord("0")).astype(np.int64)[:, ::-1]
+        doubled = mat[:, 1::2] * 2
+        doubled = np.where(doubled > 9, doubled - 9, doubled)
+        result[rows] = (mat[:, 0::2].sum(axis=1) + doubled.sum(axis=1)) % 10 == 0
+    return pd.Series(result, index=digits.index)
+
+
+def mask_card(value: object) -> str:
+    """A card number as it may appear in reject files and messages: BIN and last four, rest starred."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    digits = _NON_DIGITS.sub("", str(value))
+    if len(digits) < 10:
+        return "*" * len(digits)
+    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
+
+
+def normalise_email(values: pd.Series) -> pd.Series:
+    """Lower-cased, trimmed emails; gmail-style dots and ``+tags`` in the local part are dropped.
+
+    ``J.Doe+promo@Gmail.com`` and ``jdoe@gmail.com`` are one mailbox, and abusers rely on the difference.
+    """
+    text = values.astype("string").str.strip().str.lower()
+    parts = text.str.rsplit("@", n=1, expand=True)
+    if parts.shape[1] < 2:
+        return text
+    local, domain = parts[0], parts[1]
+    local = local.str.split("+", n=1).str[0]
+    gmail = domain.isin(["gmail.com", "googlemail.com"])
+    local = local.where(~gmail, local.str.replace(".", "", regex=False))
+    domain = domain.where(~gmail, "gmail.com")
+    return (local + "@" + domain).where(text.notna())
+
+
+def email_domain(normalised: pd.Series) -> pd.Series:
+    return normalised.str.rsplit("@", n=1).str[-1]
+
+
+def normalise_phone(values: pd.Series) -> pd.Series:
+    """Phones reduced to ``+`` and digits (``+1 (555) 010-2000`` → ``+15550102000``)."""
+    return values.astype("string").str.replace(_PHONE_KEEP, "", regex=True)
+
+
+def load_or_create_demo_key(path: Path) -> str:
+    """The demo's local hash key: read from ``path``, or generated once and kept there (mode 0600)."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    path.write_text(key + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return key

@@ -1,0 +1,149 @@
+"""Field rules of the input contract, as pandera schemas over the tables' text.
+
+Every check is vectorised and named for the rule a user broke; a failed row's reason reads
+``<field>: <rule>`` (for example ``ts: must be an ISO-8601 timestamp with a time zone``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from graph.schema import KNOWN_LABELS
+from ingest.contract import CARD_EVENT_TYPES, KYC_LEVELS, TABLES, TableContract
+from ingest.countries import ISO_ALPHA2
+from ingest.privacy import card_digits, luhn_valid_series
+
+MAX_ID_LENGTH = 256
+_ZONED_TS = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})$"
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+_PHONE = r"^\+?[0-9 ().-]{6,24}$"
+_ASSET = r"^[A-Za-z0-9._-]{1,20}$"
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """ISO-8601 text with a zone → UTC timestamps; anything else → NaT."""
+    zoned = values.str.match(_ZONED_TS).fillna(False).astype(bool)
+    parsed = pd.to_datetime(values.where(zoned), utc=True, format="ISO8601", errors="coerce")
+    return parsed.astype("datetime64[us, UTC]")
+
+
+def parse_amounts(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    return numbers.where(np.isfinite(numbers))
+
+
+@lru_cache(maxsize=1_000_000)
+def canonical_ip(text: str) -> str | None:
+    """The canonical text of an IPv4/IPv6 address (``::FFFF:1.2.3.4`` style forms kept as IPv6), else None."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def canonical_ips(values: pd.Series) -> pd.Series:
+    uniques = values.dropna().unique()
+    return values.map({v: canonical_ip(v) for v in uniques}).astype("string")
+
+
+def _is_zoned_timestamp(s: pd.Series) -> pd.Series:
+    return parse_timestamps(s).notna()
+
+
+def _is_non_negative_amount(s: pd.Series) -> pd.Series:
+    return (parse_amounts(s) >= 0).fillna(False).astype(bool)
+
+
+def _is_ip(s: pd.Series) -> pd.Series:
+    return canonical_ips(s).notna()
+
+
+def _is_card_number(s: pd.Series) -> pd.Series:
+    shaped = s.str.fullmatch(r"[0-9][0-9 -]*").fillna(False).astype(bool)
+    digits = card_digits(s)
+    length_ok = digits.str.len().between(12, 19).fillna(False).astype(bool)
+    return shaped & length_ok & luhn_valid_series(digits.where(shaped & length_ok))
+
+
+def _is_phone(s: pd.Series) -> pd.Series:
+    n_digits = s.str.count(r"\d")
+    return (s.str.match(_PHONE).fillna(False) & n_digits.between(6, 15)).astype(bool)
+
+
+def _is_country(s: pd.Series) -> pd.Series:
+    return s.str.upper().isin(ISO_ALPHA2)
+
+
+def _check(fn: Callable[[pd.Series], pd.Series], rule: str) -> pa.Check:
+    return pa.Check(fn, name=rule, error=rule)
+
+
+def _one_of(values: tuple[str, ...]) -> pa.Check:
+    allowed = frozenset(values)
+    return _check(lambda s: s.isin(allowed), f"must be one of {', '.join(values)}")
+
+
+ID = _check(lambda s: s.str.len() <= MAX_ID_LENGTH, f"must be at most {MAX_ID_LENGTH} characters")
+ZONED_TS = _check(_is_zoned_timestamp, "must be an ISO-8601 timestamp with a time zone")
+AMOUNT = _check(_is_non_negative_amount, "must be a number >= 0")
+IP_ADDRESS = _check(_is_ip, "must be an IPv4 or IPv6 address")
+CARD_NUMBER = _check(_is_card_number, "must be a card number (12-19 digits passing the Luhn check)")
+EMAIL = _check(lambda s: s.str.match(_EMAIL).fillna(False).astype(bool), "must be an email address")
+PHONE = _check(_is_phone, "must be a phone number (6-15 digits)")
+COUNTRY = _check(_is_country, "must be an ISO-3166 alpha-2 country code")
+KYC = _one_of(tuple(str(k) for k in KYC_LEVELS))
+EVENT_TYPE = _one_of(CARD_EVENT_TYPES)
+LABEL = _one_of(KNOWN_LABELS)
+ASSET = _check(
+    lambda s: s.str.match(_ASSET).fillna(False).astype(bool), "must be an asset symbol (1-20 letters, digits, . _ -)"
+)
+USER_AGENT = _check(lambda s: s.str.len() <= 1024, "must be at most 1024 characters")
+
+_COLUMN_CHECKS: dict[str, list[pa.Check]] = {
+    "account_id": [ID],
+    "from_account_id": [ID],
+    "to_account_id": [ID],
+    "referrer_id": [ID],
+    "device_id": [ID],
+    "signup_device_id": [ID],
+    "user_agent": [USER_AGENT],
+    "promo_code": [ID],
+    "address": [ID],
+    "source": [ID],
+    "created_at": [ZONED_TS],
+    "ts": [ZONED_TS],
+    "amount": [AMOUNT],
+    "ip": [IP_ADDRESS],
+    "signup_ip": [IP_ADDRESS],
+    "card_number": [CARD_NUMBER],
+    "email": [EMAIL],
+    "phone": [PHONE],
+    "country": [COUNTRY],
+    "kyc_level": [KYC],
+    "event_type": [EVENT_TYPE],
+    "label": [LABEL],
+    "asset": [ASSET],
+}
+
+
+def table_schema(contract: TableContract) -> pa.DataFrameSchema:
+    """The pandera schema of one table's text form (as read by :func:`ingest.read.read_table`)."""
+    columns = {
+        name: pa.Column(
+            "string",
+            checks=_COLUMN_CHECKS[name],
+            nullable=name in contract.nullable,
+            required=True,
+        )
+        for name in contract.columns
+    }
+    return pa.DataFrameSchema(columns, name=contract.name, strict=False, coerce=False)
+
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {t.name: table_schema(t) for t in TABLES}
