@@ -1,0 +1,78 @@
+"""Bulk first load: the same rows as online ingestion, built into a new store by ``neo4j-admin import``.
+
+Only for an empty database on the server ringwatch manages (the importer needs the server stopped and
+writes the store files directly). Afterwards the constraints are created as online ingestion creates them,
+and the batch ledger is the one online ingestion would have written, so rerunning the folder online is a
+no-op and newer folders extend the graph as usual.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import neo4j
+import pandas as pd
+
+from graph.bulk_import import write_import_files
+from graph.errors import GraphWriteError
+from graph.local_server import LocalNeo4j
+from graph.writer import BatchWriter
+from ingest.load import PreparedRun, Progress
+
+_COUNT_ALL = "MATCH (n) RETURN count(n) AS n"
+
+
+def bulk_load(run: PreparedRun, server: LocalNeo4j, driver: neo4j.Driver, database: str, run_id: str,
+              progress: Progress | None = None) -> dict[str, float]:
+    """Load a prepared run into an empty local database with the offline importer.
+
+    Returns:
+        Seconds spent per step (``files``, ``import``, ``restart``, ``constraints``).
+
+    Raises:
+        GraphWriteError: the database is not empty, or the importer failed (its output quoted).
+    """
+    records, _, _ = driver.execute_query(_COUNT_ALL, database_=database)
+    if records[0]["n"]:
+        raise GraphWriteError(
+            f"bulk load needs an empty database, but {database!r} holds {records[0]['n']} nodes; "
+            "ingest without --bulk to extend it"
+        )
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    steps = 4
+
+    def step(name: str, i: int) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        timings[name] = now - t
+        t = now
+        if progress:
+            progress(name, i, steps)
+
+    import_dir = server.layout.import_dir / run_id
+    ledger = pd.DataFrame(
+        {
+            "batch_id": [b.batch_id for b in run.batches],
+            "kind": [b.kind for b in run.batches],
+            "rows": [b.stop - b.start for b in run.batches],
+            "run_id": run_id,
+            "committed_at": int(time.time() * 1000),
+        }
+    )
+    files = write_import_files(run.graph_rows, ledger, import_dir)
+    step("files", 1)
+    server.stop()
+    try:
+        server.run_admin(files.admin_args(database))
+    except Exception as e:
+        raise GraphWriteError(f"neo4j-admin import failed; the database was left empty or unchanged: {e}") from e
+    finally:
+        step("import", 2)
+        server.start()
+        step("restart", 3)
+        shutil.rmtree(import_dir, ignore_errors=True)
+    BatchWriter(driver, database, run_id, job="bulk-import").ensure_constraints()
+    step("constraints", 4)
+    return timings

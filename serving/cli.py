@@ -1,0 +1,146 @@
+"""The ``ringwatch`` command line: readable errors, non-zero exit codes, progress on long work."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import neo4j
+import typer
+
+from graph.errors import RingwatchError
+from graph.local_server import LocalNeo4j
+from graph.settings import Settings, load_settings
+from serving.cli_support import open_graph
+from serving.console import console, err_console
+
+app = typer.Typer(
+    name="ringwatch",
+    help="Graph-based fraud-ring detection: exchange events → Neo4j graph → risk scores → rings.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+neo4j_app = typer.Typer(help="Run the local Neo4j server (ignored when NEO4J_URI points at your own).",
+                        no_args_is_help=True)
+app.add_typer(neo4j_app, name="neo4j")
+
+
+@neo4j_app.command("start")
+def neo4j_start(timeout: Annotated[float, typer.Option(help="Seconds to wait for Bolt to answer.")] = 180.0) -> None:
+    """Install (first run only) and start the local Neo4j server on 127.0.0.1."""
+    settings = load_settings()
+    _refuse_external(settings, "start")
+    server = LocalNeo4j(settings)
+    server.install(log=lambda m: console.print(f"[dim]{m}[/dim]"))
+    server.start(timeout=timeout)
+    _print_status(server)
+
+
+@neo4j_app.command("stop")
+def neo4j_stop() -> None:
+    """Stop the local Neo4j server (clean shutdown)."""
+    settings = load_settings()
+    _refuse_external(settings, "stop")
+    LocalNeo4j(settings).stop()
+    console.print("Neo4j stopped.")
+
+
+@neo4j_app.command("status")
+def neo4j_status() -> None:
+    """Say whether the local server runs, which version, where, and its password."""
+    settings = load_settings()
+    if settings.uses_external_server:
+        with open_graph(settings, start=False) as driver:
+            records, _, _ = driver.execute_query("CALL dbms.components() YIELD name, versions, edition "
+                                                 "RETURN name, versions[0] AS version, edition")
+        for r in records:
+            console.print(f"external server {settings.neo4j_uri}: {r['name']} {r['version']} ({r['edition']})")
+        return
+    _print_status(LocalNeo4j(settings))
+
+
+def _print_status(server: LocalNeo4j) -> None:
+    st = server.status()
+    if not st.running:
+        console.print(f"Neo4j is [bold red]not running[/bold red] (home {st.home}).")
+        raise typer.Exit(3)
+    console.print(f"Neo4j [bold green]running[/bold green] — {st.version}, pid {st.pid}")
+    console.print(f"  Bolt:     {st.bolt_uri}  (user neo4j, password {st.password})")
+    console.print(f"  Browser:  {st.browser_url}")
+    console.print(f"  password file: {st.password_file}")
+
+
+def _refuse_external(settings: Settings, verb: str) -> None:
+    if settings.uses_external_server:
+        raise RingwatchError(f"NEO4J_URI is set ({settings.neo4j_uri}); ringwatch does not {verb} a server then")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the tables and truth.csv into.")],
+    accounts: Annotated[int, typer.Option(min=100, help="Number of accounts.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same exchange).")] = 7,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Generate a synthetic exchange with planted fraud rings (and truth.csv, never ingested)."""
+    from ingest.synthetic import generate_exchange
+    from serving.console import progress_bar
+
+    with progress_bar("generate") as progress:
+        summary = generate_exchange(accounts, seed, out, fmt=fmt, progress=progress)
+    console.print(f"wrote {out}: {summary}")
+
+
+@app.command()
+def ingest(
+    folder: Annotated[Path, typer.Argument(help="Folder of exchange-event tables (.csv or .parquet).")],
+    rejects: Annotated[Path | None, typer.Option(help="Where rejected rows and quality.json go.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per write transaction.")] = 10_000,
+    bulk: Annotated[bool, typer.Option(help="First load of an empty local database with neo4j-admin import.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+) -> None:
+    """Validate a folder of events and write it into the graph (idempotent, resumable)."""
+    from serving.ingest_command import run_ingest
+
+    settings = load_settings()
+    report = run_ingest(settings, folder, rejects, batch_size, bulk)
+    if as_json:
+        print(json.dumps(report, default=str))
+
+
+@app.command()
+def demo(
+    accounts: Annotated[int, typer.Option(min=100, help="Accounts in the generated exchange.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = Path("demo"),
+) -> None:
+    """The end-to-end job: start Neo4j, generate an exchange, ingest it, print a summary."""
+    from serving.demo import run_demo
+
+    run_demo(load_settings(), accounts, seed, out)
+
+
+def main() -> None:
+    """Entry point: readable errors and exit codes instead of tracebacks."""
+    try:
+        app(standalone_mode=False)
+    except RingwatchError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}")
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; rerun the same command to resume")
+        sys.exit(130)
+    except neo4j.exceptions.Neo4jError as e:
+        err_console.print(f"[bold red]Neo4j error:[/bold red] {e.message} ({e.code})")
+        sys.exit(1)
+    except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired) as e:
+        err_console.print(f"[bold red]Neo4j unavailable:[/bold red] {e}")
+        sys.exit(1)
