@@ -25,7 +25,7 @@ from graph.queries.ingest import WRITES_BY_NAME
 from graph.schema import SCHEMA_VERSION
 from graph.writer import BatchWriter, records, split
 from ingest.graph_rows import build_graph_rows
-from ingest.privacy import Hasher
+from ingest.privacy import Hasher, digest_text
 from ingest.quality import null_rates, quality_summary
 from ingest.read import ROW, find_tables, read_table
 from ingest.validate import TableValidation, validate_table
@@ -78,7 +78,7 @@ def batch_id(kind: str, chunk: pd.DataFrame) -> str:
     """Content hash of one batch: the same rows of the same kind always get the same id."""
     digest = hashlib.sha256(f"{SCHEMA_VERSION}\x1f{kind}\x1f{','.join(chunk.columns)}\x1f".encode())
     digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
+    return digest_text(digest.digest())
 
 
 def prepare(folder: Path, hasher: Hasher | None, batch_size: int = DEFAULT_BATCH_SIZE,
