@@ -1,34 +1,43 @@
-"""What a locally managed Neo4j needs besides its jars: pinned versions, the Java check, the JVM flags and
-``neo4j.conf``.
+"""How a locally managed Neo4j is assembled: pinned versions, the jars (via Maven), the Java check, the JVM
+flags and ``neo4j.conf``.
 
-Neo4j publishes no server tarball to Maven Central, so :mod:`graph.local_server` assembles a home folder by
-hand; this module holds the parts of that assembly that are plain data or plain checks. Only Neo4j 5.x setting
-names appear here: 5.x refuses to start on an unknown key (strict validation), including every 4.x name.
+Neo4j publishes no server tarball to Maven Central, so :mod:`graph.local_server` builds a home folder by hand
+around a shared jar folder; this module holds the pieces of that assembly, and ``local_server`` runs the
+process. Only Neo4j 5.x setting names appear here: 5.x refuses to start on an unknown key (strict validation),
+including every 4.x name.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from graph.errors import Neo4jServerError
 
+StatusCallback = Callable[[str], None]
+"""Receives one human-readable progress line (``rich.console.Console.print`` fits)."""
+
 POM_PATH: Final[Path] = Path(__file__).resolve().parent / "neo4j_install" / "pom.xml"
 """The small pom whose runtime dependencies are the server's ``lib/`` folder (it pins both versions)."""
 
 MIN_JAVA: Final[int] = 17
 SUPPORTED_JAVA: Final[frozenset[int]] = frozenset({17, 21})
-"""Java releases Neo4j 5.26 LTS supports; newer ones are tried with a warning."""
+"""Java releases Neo4j 5.26 LTS supports; others are used with a note (5.26.30 does start on Java 25)."""
 
-# The flags of the 5.x tarball's default neo4j.conf that matter here. Without the --add-opens set, Java 17+
-# stops the page cache with "LinkageError: Cannot to link java.nio.DirectByteBuffer".
+# The flags of the 5.x tarball's default neo4j.conf that matter here. 5.26.30 on Java 17 happens to start
+# without the --add-opens set, but the tarball's conf ships them (direct-buffer access), so they stay.
 JVM_FLAGS: Final[tuple[str, ...]] = (
     "-XX:+UseG1GC",
     "-XX:-OmitStackTraceInFastThrow",
@@ -48,6 +57,7 @@ FAST_SHUTDOWN_CONF: Final[Mapping[str, str]] = {
     "internal.server.bolt.connection_shutdown_wait_time": "500ms",
 }
 
+_INSTALL_MARKER: Final[str] = "INSTALLED.json"
 _MEMORY_SIZE = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 _SETTING_KEY = re.compile(r"^[a-z][a-z0-9_.]*$")
 _JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
@@ -165,6 +175,97 @@ def find_mvn() -> Path:
     return Path(found)
 
 
+def fetch_jars(
+    install_dir: Path,
+    versions: PinnedVersions,
+    *,
+    on_status: StatusCallback | None = None,
+    timeout: float = 1800.0,
+) -> Path:
+    """Fetch the Neo4j and Neo4j Browser jars into ``install_dir/lib`` with Maven, once (idempotent).
+
+    Maven copies into ``lib.partial``, which is renamed to ``lib`` and only then marked complete, so an
+    interrupted download is redone from scratch. A file lock keeps concurrent installs from colliding.
+
+    Args:
+        install_dir: The version's folder in the cache (``<cache_dir>/neo4j-<version>``).
+        versions: The versions to fetch.
+        on_status: Receives progress lines.
+        timeout: Seconds the download may take.
+
+    Returns:
+        The ``lib`` folder.
+
+    Raises:
+        Neo4jServerError: Java (17+) or Maven is missing, or the download failed.
+    """
+    say = on_status or (lambda _line: None)
+    lib_dir, marker = install_dir / "lib", install_dir / _INSTALL_MARKER
+    if _install_complete(marker, lib_dir, versions):
+        return lib_dir
+    find_java()
+    mvn = find_mvn()
+    install_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(install_dir / ".install.lock"):
+        if _install_complete(marker, lib_dir, versions):  # another process finished while we waited
+            return lib_dir
+        staging = install_dir / "lib.partial"
+        for stale in (staging, lib_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        pom = install_dir / "pom.xml"
+        shutil.copyfile(POM_PATH, pom)
+        say(f"Downloading Neo4j {versions.neo4j} and Neo4j Browser {versions.browser} jars "
+            f"(~140 MB, first run only) into {install_dir} …")
+        started = time.monotonic()
+        _run_maven(mvn, pom, staging, versions, say, timeout)
+        jars = sorted(p.name for p in staging.glob("*.jar"))
+        for needed in (f"neo4j-{versions.neo4j}.jar", f"neo4j-browser-{versions.browser}.jar"):
+            if needed not in jars:
+                raise Neo4jServerError(f"Maven finished but {needed} is missing from {staging}; run again")
+        staging.rename(lib_dir)
+        write_atomic(marker, json.dumps({"neo4j": versions.neo4j, "browser": versions.browser,
+                                         "jars": len(jars)}))
+        say(f"Fetched {len(jars)} jars in {time.monotonic() - started:.0f} s.")
+    return lib_dir
+
+
+def _install_complete(marker: Path, lib_dir: Path, versions: PinnedVersions) -> bool:
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (recorded.get("neo4j") == versions.neo4j and recorded.get("browser") == versions.browser
+            and lib_dir.is_dir())
+
+
+def _run_maven(mvn: Path, pom: Path, out_dir: Path, versions: PinnedVersions, say: StatusCallback,
+               timeout: float) -> None:
+    cmd = [str(mvn), "-B", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime",
+           f"-DoutputDirectory={out_dir}", f"-Dneo4j.version={versions.neo4j}",
+           f"-Dneo4j.browser.version={versions.browser}"]
+    tail: deque[str] = deque(maxlen=40)
+    downloaded = 0
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(cmd, cwd=pom.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, text=True) as proc:
+        for line in proc.stdout or ():
+            tail.append(line.rstrip())
+            if line.startswith("Downloaded from"):
+                downloaded += 1
+                if downloaded % 50 == 0:
+                    say(f"  … {downloaded} files downloaded")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise Neo4jServerError(f"downloading Neo4j's jars took over {timeout:.0f} s; run again")
+        rc = proc.wait()
+    if rc != 0:
+        raise Neo4jServerError(
+            f"Maven could not fetch Neo4j's jars (exit {rc}); check access to Maven Central (or a mirror "
+            "in ~/.m2/settings.xml). Last output:\n" + "\n".join(tail)
+        )
+
+
 @dataclass(frozen=True)
 class ServerLayout:
     """Where a local server keeps things: its home (conf, data, logs, …) and the shared jar folder."""
@@ -267,3 +368,22 @@ def render_conf(
     # Read by neo4j-admin's launcher; the server itself gets the same flags on its command line.
     lines += [f"server.jvm.additional={flag}" for flag in JVM_FLAGS]
     return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -27,13 +27,16 @@ def bulk_load(run: PreparedRun, server: LocalNeo4j, driver: neo4j.Driver, databa
               progress: Progress | None = None) -> dict[str, float]:
     """Load a prepared run into an empty local database with the offline importer.
 
+    The store is replaced, so bookmarks that open drivers hold no longer apply: use a new driver afterwards
+    for anything that relies on the driver's bookmark manager (``execute_query``).
+
     Returns:
         Seconds spent per step (``files``, ``import``, ``restart``, ``constraints``).
 
     Raises:
         GraphWriteError: the database is not empty, or the importer failed (its output quoted).
     """
-    records, _, _ = driver.execute_query(_COUNT_ALL, database_=database)
+    records, _, _ = driver.execute_query(_COUNT_ALL, database_=database, bookmark_manager_=None)
     if records[0]["n"]:
         raise GraphWriteError(
             f"bulk load needs an empty database, but {database!r} holds {records[0]['n']} nodes; "

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import neo4j
 import typer
 
@@ -33,9 +35,8 @@ def neo4j_start(timeout: Annotated[float, typer.Option(help="Seconds to wait for
     """Install (first run only) and start the local Neo4j server on 127.0.0.1."""
     settings = load_settings()
     _refuse_external(settings, "start")
-    server = LocalNeo4j(settings)
-    server.install(log=lambda m: console.print(f"[dim]{m}[/dim]"))
-    server.start(timeout=timeout)
+    server = LocalNeo4j.from_settings(settings, on_status=lambda m: console.print(f"[dim]{m}[/dim]"))
+    server.start(timeout=timeout)  # installs the jars first when needed
     _print_status(server)
 
 
@@ -44,7 +45,7 @@ def neo4j_stop() -> None:
     """Stop the local Neo4j server (clean shutdown)."""
     settings = load_settings()
     _refuse_external(settings, "stop")
-    LocalNeo4j(settings).stop()
+    LocalNeo4j.from_settings(settings).stop()
     console.print("Neo4j stopped.")
 
 
@@ -59,18 +60,14 @@ def neo4j_status() -> None:
         for r in records:
             console.print(f"external server {settings.neo4j_uri}: {r['name']} {r['version']} ({r['edition']})")
         return
-    _print_status(LocalNeo4j(settings))
+    _print_status(LocalNeo4j.from_settings(settings))
 
 
 def _print_status(server: LocalNeo4j) -> None:
     st = server.status()
+    console.print(st.describe(), highlight=False, markup=False)
     if not st.running:
-        console.print(f"Neo4j is [bold red]not running[/bold red] (home {st.home}).")
         raise typer.Exit(3)
-    console.print(f"Neo4j [bold green]running[/bold green] — {st.version}, pid {st.pid}")
-    console.print(f"  Bolt:     {st.bolt_uri}  (user neo4j, password {st.password})")
-    console.print(f"  Browser:  {st.browser_url}")
-    console.print(f"  password file: {st.password_file}")
 
 
 def _refuse_external(settings: Settings, verb: str) -> None:
@@ -87,11 +84,11 @@ def generate(
 ) -> None:
     """Generate a synthetic exchange with planted fraud rings (and truth.csv, never ingested)."""
     from ingest.synthetic import generate_exchange
-    from serving.console import progress_bar
 
-    with progress_bar("generate") as progress:
-        summary = generate_exchange(accounts, seed, out, fmt=fmt, progress=progress)
-    console.print(f"wrote {out}: {summary}")
+    with console.status("generating…") as status:
+        summary = generate_exchange(accounts, seed, out, fmt=fmt, progress=lambda m: status.update(m))
+    console.print(f"wrote {out} in {summary.seconds:.1f} s: " + ", ".join(f"{k} {v}" for k, v in summary.row_counts.items()))
+    console.print("planted rings: " + ", ".join(f"{k} {v}" for k, v in summary.rings.items()))
 
 
 @app.command()
@@ -132,6 +129,9 @@ def main() -> None:
         sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
@@ -144,3 +144,9 @@ def main() -> None:
     except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired) as e:
         err_console.print(f"[bold red]Neo4j unavailable:[/bold red] {e}")
         sys.exit(1)
+    except Exception as e:  # a bug, not a user error: still one readable line, traceback on request
+        if os.environ.get("RINGWATCH_DEBUG"):
+            raise
+        err_console.print(f"[bold red]unexpected error[/bold red] ({type(e).__name__}): {e}\n"
+                          "rerun with RINGWATCH_DEBUG=1 for the traceback, and please report it")
+        sys.exit(2)

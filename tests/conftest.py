@@ -29,10 +29,16 @@ def neo4j_server(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def driver(neo4j_server) -> Iterator[neo4j.Driver]:
-    drv = neo4j.GraphDatabase.driver(neo4j_server.uri, auth=(neo4j_server.username, neo4j_server.password()))
+def connect(server) -> neo4j.Driver:
+    """A new driver for the test server (a bulk import replaces the store, which outdates old bookmarks)."""
+    drv = neo4j.GraphDatabase.driver(server.uri, auth=(server.username, server.password()))
     drv.verify_connectivity()
+    return drv
+
+
+@pytest.fixture()
+def driver(neo4j_server) -> Iterator[neo4j.Driver]:
+    drv = connect(neo4j_server)
     yield drv
     drv.close()
 

@@ -21,7 +21,8 @@ import pytest
 from neo4j.exceptions import AuthError
 
 from graph.errors import Neo4jServerError
-from graph.local_server import LocalNeo4j, start_throwaway
+from graph.local_server import LocalNeo4j, free_ports, start_throwaway
+from graph.neo4j_conf import FAST_SHUTDOWN_CONF
 from graph.settings import Settings
 
 pytestmark = pytest.mark.neo4j
@@ -139,13 +140,13 @@ def test_start_is_idempotent(server: LocalNeo4j) -> None:
     assert time.monotonic() - began < 5
     assert status.running and status.pid == pid
     # A second handle on the same home (as a later CLI command would build) sees the same server.
-    twin = LocalNeo4j(server.home, server.cache_dir, bolt_port=server.bolt_port, http_port=server.http_port,
-                      heap="512m", pagecache="256m")
+    twin = LocalNeo4j(home=server.home, cache_dir=server.cache_dir, bolt_port=server.bolt_port,
+                      http_port=server.http_port, heap="512m", pagecache="256m")
     assert twin.start().pid == pid
 
 
 def test_a_taken_port_is_reported(server: LocalNeo4j, tmp_path: Path) -> None:
-    other = LocalNeo4j(tmp_path / "other", server.cache_dir, bolt_port=server.bolt_port,
+    other = LocalNeo4j(home=tmp_path / "other", cache_dir=server.cache_dir, bolt_port=server.bolt_port,
                        http_port=server.http_port + 1 if server.http_port < 65535 else 1024,
                        heap="512m", pagecache="256m")
     with pytest.raises(Neo4jServerError, match=rf"Bolt port 127\.0\.0\.1:{server.bolt_port} is already in use"):
@@ -180,3 +181,25 @@ def test_stop_leaves_nothing_running_and_restart_keeps_the_password(server: Loca
     restarted = server.start()
     assert restarted.running and restarted.pid != pid
     assert _return_one(server.uri, server.password()) == 1
+
+
+def test_built_from_settings_with_a_given_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bolt_port, http_port = free_ports(2)
+    for key, value in {
+        "RINGWATCH_DATA_DIR": str(tmp_path / "data"), "RINGWATCH_BOLT_PORT": str(bolt_port),
+        "RINGWATCH_HTTP_PORT": str(http_port), "RINGWATCH_NEO4J_HEAP": "512m",
+        "RINGWATCH_NEO4J_PAGECACHE": "256m", "NEO4J_PASSWORD": "given-password-42",
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    server = LocalNeo4j(settings, extra_conf=FAST_SHUTDOWN_CONF)
+    assert (server.home, server.uri) == (settings.neo4j_home, settings.local_uri)
+    assert (server.heap, server.pagecache) == ("512m", "256m")
+    try:
+        status = server.start(timeout=240)
+        assert status.running and status.password_file is None and status.password == "given-password-42"
+        assert _return_one(settings.local_uri, "given-password-42") == 1
+        assert not server.password_file.exists()  # a password from the environment is never written down
+    finally:
+        server.stop()
+    assert not server.status().running
