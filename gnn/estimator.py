@@ -1,0 +1,222 @@
+"""``RiskModel``: the scikit-learn-style surface over the GNN and its baseline, for notebooks and serving.
+
+``fit`` trains the GraphSAGE model and the graph-boosting baseline on the same time split, calibrates each
+on the validation accounts (Platt scaling) and, **per threat**, ships whichever of GNN, baseline or their
+average scores best on validation (AUPRC). ``decision_function`` returns calibrated scores per threat;
+``predict`` the label whose calibrated threshold (best F1 on validation) an account crosses, else ``clear``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from graph.errors import RingwatchError
+from graph.schema import ACCOUNT, THREATS
+from gnn.baseline import GraphBoostBaseline, neighbourhood_features
+from gnn.graph_data import RiskGraph
+from gnn.metrics import PlattCalibrator, best_f1_threshold, threat_metrics
+from gnn.model import RiskSAGE
+from gnn.normalize import FeatureScaler
+from gnn.split import TimeSplit
+from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training
+
+CLEAR = "clear"
+SOURCES = ("gnn", "baseline", "ensemble")
+
+
+class ModelError(RingwatchError):
+    """A model cannot be trained, loaded or applied to this graph."""
+
+
+class RiskModel:
+    """Scores accounts for collusion, promotion abuse and bot farms.
+
+    Args:
+        config: GNN hyper-parameters.
+        use_baseline: also train the baseline (needed for the per-threat choice).
+    """
+
+    def __init__(self, config: TrainConfig | None = None, use_baseline: bool = True) -> None:
+        self.config = config or TrainConfig()
+        self.use_baseline = use_baseline
+        self.gnn: RiskSAGE | None = None
+        self.scaler: FeatureScaler | None = None
+        self.baseline: GraphBoostBaseline | None = None
+        self.calibrators: dict[str, dict[str, PlattCalibrator]] = {}
+        self.choice: dict[str, str] = {}
+        self.thresholds: dict[str, float] = {}
+        self.split: TimeSplit | None = None
+        self.feature_names: dict[str, list[str]] = {}
+        self.metadata: tuple[list[str], list[tuple[str, str, str]]] | None = None
+        self.validation: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.trained_on: str = ""
+
+    # -- training -----------------------------------------------------------------------------------
+
+    def fit(self, graph: RiskGraph, split: TimeSplit | None = None, on_epoch=None) -> RiskModel:
+        """Train on ``graph``'s known labels (partial truth) with a time split (default 70/15/15)."""
+        split = split or TimeSplit.by_quantiles(graph)
+        result, td = fit_gnn(graph, split, self.config, on_epoch)
+        return self.finish(graph, split, result.state_dict, td, result.history)
+
+    def finish(self, graph: RiskGraph, split: TimeSplit, state_dict: dict[str, torch.Tensor],
+               td: TrainingData | None = None, history: list[EpochResult] | None = None) -> RiskModel:
+        """Load trained GNN weights, train the baseline, calibrate and choose per threat on validation."""
+        td = td or prepare_training(graph, split)
+        self.split, self.scaler = split, td.scaler
+        self.feature_names = {k: list(v) for k, v in graph.feature_names.items()}
+        self.metadata = (list(td.data.node_types), [tuple(e) for e in td.data.edge_types])
+        self.gnn = self._new_gnn(td.data)
+        self.gnn.load_state_dict(state_dict)
+        self.history = [asdict(h) for h in history or []]
+        self.trained_on = graph.content_hash
+        raw = {"gnn": predict_logits(self.gnn, td.data, torch.device("cpu"))}
+        if self.use_baseline:
+            features, _ = neighbourhood_features(graph, self.config.supernode_cap)
+            train = np.concatenate([td.train_labelled, td.train_unlabelled])
+            weights = np.concatenate([np.ones(len(td.train_labelled)),
+                                      np.full(len(td.train_unlabelled), self.config.unlabelled_sample)])
+            self.baseline = GraphBoostBaseline(supernode_cap=self.config.supernode_cap, seed=self.config.seed)
+            self.baseline.fit(features, td.targets.numpy(), train, weights, td.val)
+            raw["baseline"] = self.baseline.decision_function(features)
+        self._calibrate_and_choose(raw, td.targets.numpy(), td.val)
+        return self
+
+    def _calibrate_and_choose(self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray) -> None:
+        self.validation = {}
+        for i, threat in enumerate(THREATS):
+            y = targets[val, i].astype(bool)
+            cal = {src: PlattCalibrator.fit(y, r[val, i]) for src, r in raw.items()}
+            probs = {src: cal[src](r[val, i]) for src, r in raw.items()}
+            if len(probs) > 1:
+                probs["ensemble"] = np.mean([probs["gnn"], probs["baseline"]], axis=0)
+            scores = {src: threat_metrics(y, p, 0.5)["auprc"] for src, p in probs.items()}
+            best = max(scores, key=lambda s: -1.0 if np.isnan(scores[s]) else scores[s])
+            self.calibrators[threat] = cal
+            self.choice[threat] = best
+            self.thresholds[threat] = best_f1_threshold(y, probs[best])
+            self.validation[threat] = {"auprc": scores, "chosen": best, "threshold": self.thresholds[threat]}
+
+    def _new_gnn(self, data) -> RiskSAGE:
+        in_channels = {t: int(data[t].x.shape[1]) for t in data.node_types}
+        c = self.config
+        return RiskSAGE(data.metadata(), in_channels, c.hidden, c.num_layers, c.dropout)
+
+    # -- scoring ------------------------------------------------------------------------------------
+
+    def _check(self, graph: RiskGraph) -> None:
+        if self.gnn is None or self.scaler is None:
+            raise ModelError("the model is not trained: call fit() or RiskModel.load()")
+        if graph.feature_names != self.feature_names:
+            raise ModelError("the graph's features differ from the model's (different ringwatch version?)")
+
+    def raw_scores(self, graph: RiskGraph) -> dict[str, np.ndarray]:
+        """Uncalibrated scores per source: GNN logits and baseline margins, ``[N_account, n_threats]``."""
+        self._check(graph)
+        from torch_geometric.data import HeteroData
+
+        data = HeteroData()
+        for node_type, x in self.scaler.transform(graph).items():  # type: ignore[union-attr]
+            data[node_type].x = x
+        for edge_type in graph.data.edge_types:
+            data[edge_type].edge_index = graph.data[edge_type].edge_index
+        raw = {"gnn": predict_logits(self.gnn, data, self.config.resolved_device())}  # type: ignore[arg-type]
+        if self.baseline is not None:
+            features, _ = neighbourhood_features(graph, self.config.supernode_cap)
+            raw["baseline"] = self.baseline.decision_function(features)
+        return raw
+
+    def decision_function(self, graph: RiskGraph) -> np.ndarray:
+        """Calibrated score per account and threat, ``[N_account, n_threats]``, in ``[0, 1]``."""
+        raw = self.raw_scores(graph)
+        out = np.zeros((graph.num_accounts, len(THREATS)), dtype=np.float64)
+        for i, threat in enumerate(THREATS):
+            cal, src = self.calibrators[threat], self.choice[threat]
+            if src == "ensemble":
+                out[:, i] = np.mean([cal["gnn"](raw["gnn"][:, i]), cal["baseline"](raw["baseline"][:, i])], axis=0)
+            else:
+                out[:, i] = cal[src](raw[src][:, i])
+        return out
+
+    def predict(self, graph: RiskGraph, scores: np.ndarray | None = None) -> np.ndarray:
+        """Per account, the threat whose threshold it crosses by the widest margin, else ``clear``."""
+        scores = self.decision_function(graph) if scores is None else scores
+        thresholds = np.array([self.thresholds[t] for t in THREATS])
+        margin = scores / np.maximum(thresholds, 1e-9)
+        best = margin.argmax(axis=1)
+        labels = np.array(THREATS, dtype=object)[best]
+        return np.where(margin.max(axis=1) >= 1.0, labels, CLEAR)
+
+    def score_frame(self, graph: RiskGraph) -> pd.DataFrame:
+        """``account_id``, one column per threat, and ``label``, for every account."""
+        scores = self.decision_function(graph)
+        frame = pd.DataFrame(scores, columns=list(THREATS))
+        frame.insert(0, ACCOUNT.key, graph.ids[ACCOUNT.label])
+        frame["label"] = self.predict(graph, scores)
+        return frame
+
+    # -- persistence --------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> Path:
+        """Write the model to a folder: ``gnn.pt``, ``model.json`` and the baseline's boosters."""
+        self._check_trained()
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.gnn.state_dict(), path / "gnn.pt")  # type: ignore[union-attr]
+        spec = {
+            "config": self.config.as_dict(),
+            "use_baseline": self.baseline is not None,
+            "metadata": self.metadata,
+            "feature_names": self.feature_names,
+            "scaler": self.scaler.state(),  # type: ignore[union-attr]
+            "calibrators": {t: {s: c.state() for s, c in cals.items()} for t, cals in self.calibrators.items()},
+            "choice": self.choice,
+            "thresholds": self.thresholds,
+            "split": self.split.as_dict() if self.split else None,
+            "validation": self.validation,
+            "history": self.history,
+            "trained_on": self.trained_on,
+        }
+        (path / "model.json").write_text(json.dumps(spec, indent=1, default=float), encoding="utf-8")
+        if self.baseline is not None:
+            (path / "baseline.json").write_text(json.dumps(self.baseline.state()), encoding="utf-8")
+        return path
+
+    def _check_trained(self) -> None:
+        if self.gnn is None:
+            raise ModelError("nothing to save: the model is not trained")
+
+    @classmethod
+    def load(cls, path: Path) -> RiskModel:
+        """Read a model written by :meth:`save`."""
+        try:
+            spec = json.loads((path / "model.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{path} does not hold a ringwatch model: {e}") from e
+        config = spec["config"]
+        config["fanout"] = tuple(config["fanout"])
+        model = cls(TrainConfig(**config), use_baseline=spec["use_baseline"])
+        node_types, edge_types = spec["metadata"]
+        model.metadata = (node_types, [tuple(e) for e in edge_types])
+        model.feature_names = spec["feature_names"]
+        model.scaler = FeatureScaler.from_state(spec["scaler"])
+        in_channels = {t: len(model.feature_names[t]) for t in node_types}
+        c = model.config
+        model.gnn = RiskSAGE(model.metadata, in_channels, c.hidden, c.num_layers, c.dropout)  # type: ignore[arg-type]
+        model.gnn.load_state_dict(torch.load(path / "gnn.pt", map_location="cpu", weights_only=True))
+        model.calibrators = {t: {s: PlattCalibrator(**v) for s, v in cals.items()}
+                             for t, cals in spec["calibrators"].items()}
+        model.choice, model.thresholds = spec["choice"], spec["thresholds"]
+        model.split = TimeSplit(**spec["split"]) if spec["split"] else None
+        model.validation, model.history, model.trained_on = spec["validation"], spec["history"], spec["trained_on"]
+        if spec["use_baseline"]:
+            state = json.loads((path / "baseline.json").read_text(encoding="utf-8"))
+            model.baseline = GraphBoostBaseline.from_state(state, c.supernode_cap)
+        return model

@@ -1,0 +1,216 @@
+"""The training loop of the GNN, shared by plain PyTorch runs and Ray Train workers.
+
+Labels are partial (as in real life): a training account known to be of a threat is a positive for that
+head; a known benign account, or one of another threat, is a negative; an *unlabelled* account is a
+negative too (most are benign), but only a random share of them (``unlabelled_sample``) is drawn each
+epoch, so the few known positives are not drowned. Class imbalance is further handled by a per-threat
+``pos_weight`` (negatives / positives among the drawn accounts, capped).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from graph.schema import ACCOUNT, THREATS
+from gnn.graph_data import UNLABELLED, RiskGraph
+from gnn.metrics import threat_metrics
+from gnn.model import RiskSAGE
+from gnn.normalize import FeatureScaler
+from gnn.split import TimeSplit
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and run settings (all recorded with the model)."""
+
+    hidden: int = 64
+    num_layers: int = 2
+    dropout: float = 0.2
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    epochs: int = 30
+    patience: int = 6
+    batch_size: int = 1024
+    fanout: tuple[int, ...] = (15, 10)
+    sampling: str = "neighbor"  # "neighbor" (mini-batches from the neighbour sampler) or "full"
+    unlabelled_sample: float = 0.25
+    pos_weight_cap: float = 100.0
+    supernode_cap: int | None = 500
+    seed: int = 0
+    device: str | None = None  # None: CUDA when available, else CPU
+
+    def __post_init__(self) -> None:
+        if self.sampling not in ("neighbor", "full"):
+            raise ValueError(f"sampling must be 'neighbor' or 'full', got {self.sampling!r}")
+        if not 0 < self.unlabelled_sample <= 1:
+            raise ValueError(f"unlabelled_sample must be in (0, 1], got {self.unlabelled_sample}")
+        self.fanout = tuple(int(f) for f in self.fanout)
+
+    def resolved_device(self) -> torch.device:
+        if self.device:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainingData:
+    """Tensors prepared once per run: standardised features, edges, targets and the split's accounts."""
+
+    data: HeteroData
+    targets: Tensor  # [N_account, n_threats]
+    train_labelled: np.ndarray
+    train_unlabelled: np.ndarray
+    val: np.ndarray  # every real account created in the validation period
+    scaler: FeatureScaler
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    loss: float
+    val_auprc: dict[str, float]
+    val_auprc_mean: float
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict[str, Tensor]
+    best_epoch: int
+    history: list[EpochResult] = field(default_factory=list)
+
+
+def prepare_training(graph: RiskGraph, split: TimeSplit) -> TrainingData:
+    """Standardise features (fitted on training accounts) and lay out targets and split accounts."""
+    masks = split.masks(graph)
+    scaler = FeatureScaler.fit(graph, masks["train"])
+    data = HeteroData()
+    for node_type, x in scaler.transform(graph).items():
+        data[node_type].x = x
+    for edge_type in graph.data.edge_types:
+        data[edge_type].edge_index = graph.data[edge_type].edge_index
+    known = graph.labels != UNLABELLED
+    return TrainingData(
+        data=data,
+        targets=torch.from_numpy(graph.threat_targets()),
+        train_labelled=np.flatnonzero(masks["train"] & known),
+        train_unlabelled=np.flatnonzero(masks["train"] & ~known),
+        val=np.flatnonzero(masks["val"]),
+        scaler=scaler,
+    )
+
+
+def build_model(data: HeteroData, config: TrainConfig) -> RiskSAGE:
+    in_channels = {t: int(data[t].x.shape[1]) for t in data.node_types}
+    return RiskSAGE(data.metadata(), in_channels, config.hidden, config.num_layers, config.dropout)
+
+
+def epoch_seeds(td: TrainingData, config: TrainConfig, epoch: int) -> np.ndarray:
+    """This epoch's training accounts: every labelled one plus a fresh sample of unlabelled ones."""
+    rng = np.random.default_rng([config.seed, epoch])
+    n = int(round(len(td.train_unlabelled) * config.unlabelled_sample))
+    drawn = rng.choice(td.train_unlabelled, size=n, replace=False) if n else td.train_unlabelled[:0]
+    seeds = np.concatenate([td.train_labelled, drawn])
+    rng.shuffle(seeds)
+    return seeds
+
+
+def pos_weight(targets: Tensor, seeds: np.ndarray, cap: float) -> Tensor:
+    t = targets[torch.from_numpy(seeds)]
+    pos = t.sum(0)
+    return ((len(seeds) - pos) / pos.clamp(min=1)).clamp(max=cap)
+
+
+def train_epoch(model: torch.nn.Module, td: TrainingData, seeds: np.ndarray, optimizer: torch.optim.Optimizer,
+                config: TrainConfig, device: torch.device, epoch: int) -> float:
+    """One pass over ``seeds`` (this worker's share); returns the mean loss."""
+    model.train()
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight(td.targets, seeds, config.pos_weight_cap).to(device))
+    total, count = 0.0, 0
+    if config.sampling == "full":
+        data = td.data.to(device)
+        optimizer.zero_grad()
+        logits = model(data.x_dict, data.edge_index_dict)
+        idx = torch.from_numpy(seeds).to(device)
+        loss = loss_fn(logits[idx], td.targets[torch.from_numpy(seeds)].to(device))
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+    from gnn.sampling import make_neighbor_loader
+
+    loader = make_neighbor_loader(
+        td.data, num_neighbors=list(config.fanout), input_nodes=(ACCOUNT.label, torch.from_numpy(seeds)),
+        batch_size=config.batch_size, shuffle=False, seed=config.seed * 1000 + epoch,
+        supernode_cap=config.supernode_cap,
+    )
+    for batch in loader:
+        batch = batch.to(device)
+        n = batch[ACCOUNT.label].batch_size
+        optimizer.zero_grad()
+        logits = model(batch.x_dict, batch.edge_index_dict)[:n]
+        target = td.targets[batch[ACCOUNT.label].n_id[:n].cpu()].to(device)
+        loss = loss_fn(logits, target)
+        loss.backward()
+        optimizer.step()
+        total += float(loss) * n
+        count += n
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, data: HeteroData, device: torch.device) -> np.ndarray:
+    """Full-graph inference: logits ``[N_account, n_threats]`` for every account, in one pass."""
+    model.eval()
+    d = data.to(device)
+    return model(d.x_dict, d.edge_index_dict).cpu().numpy()
+
+
+def validation_auprc(logits: np.ndarray, targets: Tensor, val: np.ndarray) -> dict[str, float]:
+    """AUPRC per threat over every validation account (unlabelled ones count as negatives)."""
+    out = {}
+    t = targets.numpy()[val]
+    for i, threat in enumerate(THREATS):
+        m = threat_metrics(t[:, i], logits[val, i], threshold=0.0)
+        out[threat] = m["auprc"]
+    return out
+
+
+def fit_gnn(graph: RiskGraph, split: TimeSplit, config: TrainConfig,
+            on_epoch: Callable[[EpochResult], None] | None = None) -> tuple[TrainResult, TrainingData]:
+    """Plain (single-process) training with early stopping on mean validation AUPRC."""
+    import time
+
+    torch.manual_seed(config.seed)
+    td = prepare_training(graph, split)
+    device = config.resolved_device()
+    model = build_model(td.data, config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    best, best_epoch, best_state, history, stale = -1.0, 0, None, [], 0
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        loss = train_epoch(model, td, epoch_seeds(td, config, epoch), optimizer, config, device, epoch)
+        aps = validation_auprc(predict_logits(model, td.data, device), td.targets, td.val)
+        mean_ap = float(np.nanmean(list(aps.values())))
+        result = EpochResult(epoch, loss, aps, mean_ap, time.perf_counter() - t0)
+        history.append(result)
+        if on_epoch:
+            on_epoch(result)
+        if mean_ap > best:
+            best, best_epoch, stale = mean_ap, epoch, 0
+            best_state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    return TrainResult(best_state or model.state_dict(), best_epoch, history), td
