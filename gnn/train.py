@@ -163,7 +163,7 @@ def train_epoch(model: torch.nn.Module, td: TrainingData, seeds: np.ndarray, opt
         loss = loss_fn(logits, target)
         loss.backward()
         optimizer.step()
-        total += float(loss) * n
+        total += float(loss.detach()) * n
         count += n
     return total / max(count, 1)
 

@@ -109,6 +109,61 @@ def ingest(
 
 
 @app.command()
+def snapshot(
+    out: Annotated[Path, typer.Option(help="Snapshot folder to create.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing snapshot.")] = False,
+) -> None:
+    """Export the graph (nodes, edges, features, labels, id maps) to Parquet plus a manifest."""
+    from serving.snapshot_command import run_snapshot
+
+    run_snapshot(load_settings(), out, overwrite=overwrite)
+
+
+@app.command()
+def train(
+    snapshot_dir: Annotated[Path | None, typer.Option("--snapshot", help="Train on a snapshot instead of Neo4j.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    hidden: Annotated[int, typer.Option(min=4)] = 64,
+    sampling: Annotated[str, typer.Option(help="neighbor (mini-batches) or full (whole graph per step).")] = "neighbor",
+    workers: Annotated[int, typer.Option(min=1, help="Ray Train workers.")] = 1,
+    gpu: Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="Default: use CUDA when present.")] = None,
+    use_ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Ray Train (default) or plain PyTorch.")] = True,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train GraphSAGE risk models (and the baseline) on the graph's known labels; track and promote."""
+    from gnn.ray_train import RayConfig
+    from gnn.train import TrainConfig
+    from serving.train_command import run_train
+
+    settings = load_settings()
+    config = TrainConfig(epochs=epochs, hidden=hidden, sampling=sampling, seed=seed,
+                         device=None if gpu is None else ("cuda" if gpu else "cpu"))
+    ray = RayConfig(num_workers=workers, use_gpu=gpu, storage_path=settings.data_dir / "ray") if use_ray else None
+    summary = run_train(settings, snapshot_dir, config, ray, quiet=as_json)
+    if as_json:
+        print(json.dumps(summary, default=float))
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="'champion' (registry alias) or a model folder.")] = "champion",
+    snapshot_dir: Annotated[Path | None, typer.Option("--snapshot", help="Evaluate on a snapshot.")] = None,
+    truth: Annotated[Path | None, typer.Option(help="truth.csv from `ringwatch generate`.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and PR-curve pictures.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
+) -> None:
+    """Per-threat AUROC, AUPRC, Recall@K, precision/FPR at the chosen thresholds, calibration."""
+    from serving.train_command import print_evaluation, run_evaluate
+
+    result = run_evaluate(load_settings(), model, snapshot_dir, truth, out)
+    if as_json:
+        print(json.dumps(result, default=float))
+    else:
+        print_evaluation(result)
+
+
+@app.command()
 def demo(
     accounts: Annotated[int, typer.Option(min=100, help="Accounts in the generated exchange.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
