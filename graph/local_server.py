@@ -371,7 +371,7 @@ class LocalNeo4j:
                 f"the Neo4j database in {self.layout.data_dir} already exists but {self.password_file} is "
                 "missing: set NEO4J_PASSWORD to its password, or delete that data folder to start afresh"
             )
-        generated = secrets.token_urlsafe(24)
+        generated = secrets.token_hex(20)  # hex: never starts with "-", which neo4j-admin would read as an option
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(generated + "\n")
