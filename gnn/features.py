@@ -55,6 +55,21 @@ name                               definition                                   
 ``shared_<k>_supernodes_log``      its identifiers above the cap                 what capping left out
 ``referral_depth_log``             distinct accounts above it on its            referral chains
                                    ``REFERRED`` chain (cycle-safe)
+``small_group_<k>_log``            k ∈ device, ip, card, wallet: most other     rings are small groups;
+                                   accounts sharing one such identifier, among  households, NATs and hot
+                                   identifiers used by 2–30 accounts            wallets are not
+``small_group_kinds``              kinds (of the six) of small-group            rings share several
+                                   identifier it shares with someone            kinds at once
+``group_peers_log``                accounts sharing any small-group identifier  size of its group
+``group_peers_multi_log``          … sharing two or more with it                tight ties
+``peer_counterparties_log``        transfer counterparties that are also group  money moving inside a
+                                   peers                                        group (collusion)
+``peer_counterparty_share``        that over all its counterparties             (same), scale-free
+``peer_transfer_density``          that over its group peers                    (same), scale-free
+``transfer_triangles_log``         triangles through it in the undirected       circular flows
+                                   transfer graph
+``reciprocal_counterparties_log``  counterparties it both sends to and          wash trading
+                                   receives from
 =================================  ============================================  =========================
 
 Identifier features (``Device``, ``IP``, ``Card``, ``Email``, ``Phone``, ``Wallet``, ``Promo``):
@@ -98,6 +113,8 @@ from gnn.feature_defs import (
     shared_stats,
     window_counts,
 )
+from gnn.ring_features import FEATURE_NAMES as RING_FEATURE_NAMES
+from gnn.ring_features import ring_structure_features
 from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
 
@@ -181,11 +198,17 @@ def compute_features(
     unlabelled = {label: without_labels(frame) for label, frame in nodes.items()}
     t_ms = float(reference_time) * 1000.0
     accounts = account_features(unlabelled, rels, t_ms, shared_cap, BURST_WINDOW_MS)
-    out = {s.ACCOUNT.label: _assemble(s.ACCOUNT.label, accounts)}
+    base = _assemble(s.ACCOUNT.label, accounts)
+    ring = ring_structure_features(
+        {t: np.stack([r.src, r.dst]) for t, r in rels.items()},
+        {label: len(frame) for label, frame in nodes.items()},
+        len(nodes[s.ACCOUNT.label]),
+    )
+    out = {s.ACCOUNT.label: NodeFeatures([*base.names, *RING_FEATURE_NAMES],
+                                         np.hstack([base.values, ring]).astype(np.float32))}
     for spec in s.IDENTIFIER_NODES:
         out[spec.label] = _assemble(spec.label, identifier_features(spec, unlabelled, rels, t_ms))
     return out
-
 
 
 def account_features(

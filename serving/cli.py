@@ -168,11 +168,12 @@ def demo(
     accounts: Annotated[int, typer.Option(min=100, help="Accounts in the generated exchange.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = Path("demo"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (early stopping may end sooner).")] = 15,
 ) -> None:
-    """The end-to-end job: start Neo4j, generate an exchange, ingest it, print a summary."""
+    """The end-to-end job: start Neo4j, generate, ingest, snapshot, train, evaluate; print where to look."""
     from serving.demo import run_demo
 
-    run_demo(load_settings(), accounts, seed, out)
+    run_demo(load_settings(), accounts, seed, out, epochs)
 
 
 def main() -> None:

@@ -13,6 +13,11 @@ from ingest.synthetic import generate_exchange
 from serving.cli_support import open_graph
 from serving.console import console
 from serving.ingest_command import run_ingest
+from serving.snapshot_command import run_snapshot
+from serving.train_command import print_evaluation, run_evaluate, run_train
+from gnn.ray_train import RayConfig
+from gnn.tracking import tracking_uri
+from gnn.train import TrainConfig
 
 EXAMPLE_QUERY = (
     "MATCH (d:Device)<-[:USED_DEVICE]-(a:Account)\n"
@@ -21,8 +26,8 @@ EXAMPLE_QUERY = (
 )
 
 
-def run_demo(settings: Settings, accounts: int, seed: int, out: Path) -> None:
-    """Start Neo4j, generate an exchange, ingest it, print a summary and where to look."""
+def run_demo(settings: Settings, accounts: int, seed: int, out: Path, epochs: int = 15) -> None:
+    """Start Neo4j, generate, ingest, train, evaluate against the truth; print a summary and where to look."""
     if not settings.uses_external_server:
         server = LocalNeo4j.from_settings(settings, on_status=lambda m: console.print(f"[dim]{m}[/dim]"))
         server.start()
@@ -34,10 +39,19 @@ def run_demo(settings: Settings, accounts: int, seed: int, out: Path) -> None:
     report = run_ingest(settings, exchange, out / "rejects", demo=True)
     with open_graph(settings) as driver:
         counts = graph_counts(driver, settings.neo4j_database)
+    snapshot = out / "snapshot"
+    run_snapshot(settings, snapshot, overwrite=True)
+    ray = RayConfig(num_workers=1, storage_path=settings.data_dir / "ray")
+    training = run_train(settings, snapshot, TrainConfig(epochs=epochs), ray)
+    evaluation = run_evaluate(settings, training["model_dir"], snapshot, exchange / "truth.csv", out / "evaluation")
+    print_evaluation(evaluation)
     lines = [
         "[bold]graph[/bold]: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()),
         f"[bold]data quality[/bold]: {out / 'rejects' / 'quality.json'} (rejected rows next to it)",
         f"[bold]truth of the planted rings[/bold]: {exchange / 'truth.csv'} (never ingested)",
+        f"[bold]model[/bold]: {training['model_dir']} ({training.get('model_version', 'untracked')}); "
+        f"MLflow store: {tracking_uri(settings)}",
+        f"[bold]evaluation[/bold]: {out / 'evaluation' / 'metrics.json'} and pr_curves.png",
     ]
     if not settings.uses_external_server:
         st = LocalNeo4j.from_settings(settings).status()

@@ -186,6 +186,7 @@ def test_every_feature_is_documented_in_the_module_docstring():
         for name in names:
             pattern = re.sub(rf"^shared_({kinds})_", "shared_<k>_", name)
             pattern = re.sub(r"^deg_[a-z_]+?(_out|_in)?_log$", r"deg_<type>\1_log", pattern)
+            pattern = re.sub(r"^small_group_(device|ip|card|wallet)_log$", "small_group_<k>_log", pattern)
             assert f"``{pattern}``" in doc, f"{label}.{name} is not documented"
 
 

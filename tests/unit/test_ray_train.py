@@ -1,0 +1,37 @@
+"""Ray Train: a run whose worker fails mid-way resumes from its last checkpoint and finishes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gnn.build import tables_from_graph_rows
+from gnn.ray_train import RayConfig, fit_with_ray
+from gnn.snapshot import read_snapshot, write_snapshot
+from gnn.split import TimeSplit
+from gnn.train import TrainConfig
+from ingest.load import prepare
+from ingest.privacy import Hasher
+from ingest.synthetic import generate_exchange
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ray")
+    generate_exchange(1500, 3, tmp / "exchange")
+    run = prepare(tmp / "exchange", Hasher("unit-test-key-0123456789"))
+    write_snapshot(tables_from_graph_rows(run.graph_rows), tmp / "snapshot", source="test")
+    return tmp / "snapshot"
+
+
+@pytest.mark.slow
+def test_worker_failure_resumes_from_the_last_checkpoint(snapshot, tmp_path):
+    graph = read_snapshot(snapshot)
+    split = TimeSplit.by_quantiles(graph)
+    config = TrainConfig(epochs=4, patience=10, sampling="full", hidden=16)
+    scaling = RayConfig(num_workers=1, use_gpu=False, max_failures=2, storage_path=tmp_path / "ray")
+    state, history = fit_with_ray(snapshot, split, config, scaling, "resume-test", fail_once_at_epoch=2)
+    assert (tmp_path / "ray" / "resume-test.failed-once").exists(), "the injected failure did not happen"
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3], "epochs before the failure must not rerun"
+    assert set(state) and all(v.isfinite().all() for v in state.values() if v.is_floating_point())
