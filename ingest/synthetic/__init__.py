@@ -103,7 +103,8 @@ def generate_exchange(
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     params = params if params is not None else ExchangeParams()
     began = time.perf_counter()
-    rngs = dict(zip(_STAGES, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(_STAGES)))))
+    streams = np.random.SeedSequence(seed).spawn(len(_STAGES))
+    rngs = {name: np.random.default_rng(s) for name, s in zip(_STAGES, streams, strict=True)}
 
     def stage(name: str) -> np.random.Generator:
         if progress is not None:

@@ -1,11 +1,12 @@
 """Login activity: when each account logs in, from which of its devices and IPs.
 
-Every account draws a timing profile from one distribution: either *random* (logins on random days at
-hours around its own active hour) or *scheduled* (every P days at a fixed time, a trading script or a
-habit). A bot farm draws one profile for the whole farm and its synchronized members log in at the
-farm's instants: a random subset of a shared set of instants for a random profile, the same grid
-points for a scheduled one. Each member's own logins thus look like any account's; only their
-coincidence across the farm gives the farm away.
+Every account splits its logins among a few habits (say, work, home and weekend). Each habit is drawn
+from one distribution: either *random* (logins on random days at hours around an active hour) or
+*scheduled* (every P days at a fixed time: a trading script, a routine). Habits come from a small
+discrete set of hours and spreads, as people's do. A bot farm borrows one habit for all its
+synchronized members, who log in at the farm's instants for that habit: a random subset of a shared
+set of instants for a random habit, the same grid points for a scheduled one. Each member's own logins
+thus look like any account's; only their coincidence across the farm gives the farm away.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from ingest.synthetic.world import World
 DAY = 86400
 PERIODS = np.array([1, 2, 3, 7])
 PERIOD_P = np.array([0.4, 0.25, 0.2, 0.15])
-#: Hour spreads (seconds) of random-mode profiles. Profiles come from a small discrete set, as people's
-#: habits do, so a farm's shared profile is one that many benign accounts have too.
+#: Hour spreads (seconds) of random habits. Habits come from a small discrete set, so a farm's shared
+#: habit is one that many benign accounts have too.
 SPREADS = np.array([1.5, 2.5, 4.0]) * 3600
 #: A synced farm's shared instants outnumber any member's logins this many times over, so members
 #: coincide often without all sharing the same first and last instants.
 MASTER_FACTOR = 3.0
+#: Habits per account, and the Dirichlet concentration of how its logins split among them.
+HABITS = 3
+HABIT_CONCENTRATION = 2.0
 PRIMARY_DEVICE_P = 0.6
 HOME_IP_P = 0.5
 EMPTY_UA_P = 0.03
@@ -81,25 +85,32 @@ def random_instants(
     return out
 
 
-def _scheduled(rng: np.random.Generator, who: np.ndarray, start: np.ndarray, end: int, n_target: np.ndarray,
-               period: np.ndarray, origin: np.ndarray, phase: np.ndarray, jitter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    p, o = period[who], origin[who]
-    day0 = start[who] // DAY
-    first = day0 + np.mod(o - day0, p)
-    n_grid = np.maximum((end // DAY - first) // p + 1, 0)
-    rows = np.repeat(np.arange(who.size), n_grid)
-    k = np.arange(rows.size) - np.repeat(np.cumsum(n_grid) - n_grid, n_grid)
-    t = (first[rows] + k * p[rows]) * DAY + phase[who][rows]
-    inside = (t >= start[who][rows]) & (t <= end)
-    valid = np.bincount(rows[inside], minlength=who.size)
-    keep_p = np.minimum(1.0, n_target[who] / np.maximum(valid, 1))
-    keep = inside & (rng.random(rows.size) < keep_p[rows])
-    rows, t = rows[keep], t[keep] + rng.normal(0, jitter[who][rows[keep]]).astype(np.int64)
-    return who[rows], np.clip(t, start[who][rows], end)
+def _scheduled(
+    rng: np.random.Generator, who: np.ndarray, start: np.ndarray, end: int, n_target: np.ndarray,
+    period: np.ndarray, origin: np.ndarray, phase: np.ndarray, jitter: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logins of scheduled accounts ``who`` on grid points every ``period`` days at ``phase``.
+
+    Grid days are ``origin + k * period`` (counted from the epoch), so accounts sharing a habit share
+    grid points. Each account takes ``n_target`` of its grid points in its span, one at random in each
+    of ``n_target`` equal strata, and logs in a little off each (its own ``jitter``).
+    """
+    p, ph, s = period[who], phase[who], start[who]
+    day0 = s // DAY
+    first = day0 + np.mod(origin[who] - day0, p)
+    first = np.where(first * DAY + ph < s, first + p, first)
+    n_grid = np.maximum((end - (first * DAY + ph)) // (p * DAY) + 1, 0)
+    k = np.minimum(n_target[who], n_grid)
+    rows = np.repeat(np.arange(who.size), k)
+    j = np.arange(rows.size) - np.repeat(np.cumsum(k) - k, k)
+    index = np.floor((j + rng.random(rows.size)) * n_grid[rows] / k[rows]).astype(np.int64)
+    t = (first[rows] + index * p[rows]) * DAY + ph[rows] + rng.normal(0, jitter[who][rows]).astype(np.int64)
+    return who[rows], np.clip(t, s[rows], end)
 
 
 def _synced_random(rng: np.random.Generator, members: np.ndarray, start: np.ndarray, end: int,
                    n_target: np.ndarray, hour: float, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    """Logins of one farm's members: each a random subset of the farm's shared instants (+ < 90 s)."""
     need = n_target[members]
     size = int(MASTER_FACTOR * need.max()) + 2
     master = random_instants(rng, np.full(size, start[members].min()), end, np.full(size, hour), np.full(size, spread))
@@ -112,9 +123,47 @@ def _synced_random(rng: np.random.Generator, members: np.ndarray, start: np.ndar
     return members[rows], np.minimum(t, end)
 
 
+def _habit_logins(rng: np.random.Generator, population: Population, n_target: np.ndarray,
+                  synced: np.ndarray, params: ExchangeParams) -> tuple[np.ndarray, np.ndarray]:
+    """``n_target[i]`` logins of each account following one habit; synced farm members share theirs."""
+    n = population.n
+    start, end = active_span(population, params)
+    scheduled = rng.random(n) < params.scheduled_rate
+    hour = (hour_of_day(rng, n) // 3600 * 3600).astype(float)
+    spread = rng.choice(SPREADS, size=n)
+    period = rng.choice(PERIODS, size=n, p=PERIOD_P)
+    origin = np.floor(rng.random(n) * period).astype(np.int64)
+    jitter = rng.lognormal(np.log(600), 0.5, n)
+    # A farm borrows the habit of a random account (the same distribution) for all its synced members.
+    farms = groups_from_labels(np.where(synced, population.ring, -1), population.n_rings)
+    donor = rng.permutation(n)[: farms.n_groups][farms.group_of_member()]
+    for latent in (scheduled, hour, spread, period, origin):
+        latent[farms.members] = latent[donor]
+
+    who = np.flatnonzero(~scheduled & ~synced)
+    rows = np.repeat(who, n_target[who])
+    parts_a = [rows]
+    parts_t = [random_instants(rng, start[rows], end, hour[rows], spread[rows])]
+    a, t = _scheduled(rng, np.flatnonzero(scheduled), start, end, n_target, period, origin,
+                      hour.astype(np.int64), jitter)
+    parts_a.append(a)
+    parts_t.append(t)
+    for g in np.flatnonzero(farms.sizes() > 0):
+        members = farms.members[farms.ptr[g]:farms.ptr[g + 1]]
+        members = members[~scheduled[members]]
+        if members.size:
+            a, t = _synced_random(rng, members, start, end, n_target, hour[members[0]], spread[members[0]])
+            parts_a.append(a)
+            parts_t.append(t)
+    return np.concatenate(parts_a), np.concatenate(parts_t)
+
+
 def generate_logins(rng: np.random.Generator, population: Population, world: World, synced: np.ndarray,
                     params: ExchangeParams) -> Logins:
-    """All login events of the window: one at signup, then each account's profile.
+    """All login events of the window: one at signup, then the account's habits.
+
+    Every account splits its logins among `HABITS` habits (say, work, home, weekend); a synced bot farm
+    member follows its farm's shared habit for the first and its own for the others, like anyone else.
 
     Args:
         rng: Random generator of this stage.
@@ -127,46 +176,32 @@ def generate_logins(rng: np.random.Generator, population: Population, world: Wor
         Login events (unsorted).
     """
     n = population.n
-    start, end = active_span(population, params)
-    n_target = count_draw(rng, n, params.logins_mean)
-    scheduled = rng.random(n) < params.scheduled_rate
-    hour = (hour_of_day(rng, n) // 3600 * 3600).astype(float)
-    spread = rng.choice(SPREADS, size=n)
-    period = rng.choice(PERIODS, size=n, p=PERIOD_P)
-    origin = np.floor(rng.random(n) * period).astype(np.int64)
-    jitter = rng.lognormal(np.log(600), 0.5, n)
-    # Farms draw one profile from the same distributions and impose it on their synced members.
-    farms = groups_from_labels(np.where(synced, population.ring, -1), max(int(population.ring.max()) + 1, 0))
-    farm_of = farms.group_of_member()
-    donor = rng.permutation(n)[: farms.n_groups][farm_of]
-    for latent in (scheduled, hour, spread, period, origin):
-        latent[farms.members] = latent[donor]
-
-    parts_a, parts_t = [np.flatnonzero(population.created_at >= start)], []
-    parts_t.append(population.created_at[parts_a[0]])
-    free = ~scheduled & ~synced
-    who = np.flatnonzero(free)
-    rows = np.repeat(who, n_target[who])
-    parts_a.append(rows)
-    parts_t.append(random_instants(rng, start[rows], end, hour[rows], spread[rows]))
-    a, t = _scheduled(rng, np.flatnonzero(scheduled), start, end, n_target, period, origin, hour.astype(np.int64), jitter)
-    parts_a.append(a)
-    parts_t.append(t)
-    for g in np.flatnonzero(farms.sizes() > 0):
-        members = farms.members[farms.ptr[g]:farms.ptr[g + 1]]
-        members = members[~scheduled[members]]
-        if members.size:
-            a, t = _synced_random(rng, members, start, end, n_target, hour[members[0]], spread[members[0]])
-            parts_a.append(a)
-            parts_t.append(t)
+    start, _ = active_span(population, params)
+    total = count_draw(rng, n, params.logins_mean)
+    # Split each account's logins among its habits: a multinomial draw with Dirichlet weights.
+    weights = rng.dirichlet(np.full(HABITS, HABIT_CONCENTRATION), size=n)
+    remaining, counts = total.copy(), []
+    for h in range(HABITS - 1):
+        share = weights[:, h] / np.maximum(weights[:, h:].sum(axis=1), 1e-12)
+        counts.append(rng.binomial(remaining, np.clip(share, 0.0, 1.0)))
+        remaining = remaining - counts[-1]
+    counts.append(remaining)
+    signup_accounts = np.flatnonzero(population.created_at >= start)
+    parts_a, parts_t = [signup_accounts], [population.created_at[signup_accounts]]
+    for h, n_target in enumerate(counts):
+        a, t = _habit_logins(rng, population, n_target, synced if h == 0 else np.zeros(n, dtype=bool), params)
+        parts_a.append(a)
+        parts_t.append(t)
     account = np.concatenate(parts_a)
     ts = np.concatenate(parts_t)
 
     signup = np.zeros(account.size, dtype=bool)
     signup[: parts_a[0].size] = True
     dev_n, ip_n = world.devices.counts()[account], world.ips.counts()[account]
-    dev_pos = np.where(signup | (rng.random(account.size) < PRIMARY_DEVICE_P), 0, np.floor(rng.random(account.size) * dev_n))
-    ip_pos = np.where(signup | (rng.random(account.size) < HOME_IP_P), 0, np.floor(rng.random(account.size) * ip_n))
+    primary = signup | (rng.random(account.size) < PRIMARY_DEVICE_P)
+    dev_pos = np.where(primary, 0, np.floor(rng.random(account.size) * dev_n))
+    home = signup | (rng.random(account.size) < HOME_IP_P)
+    ip_pos = np.where(home, 0, np.floor(rng.random(account.size) * ip_n))
     device = world.devices.ids[world.devices.ptr[account] + dev_pos.astype(np.int64)]
     ip = world.ips.ids[world.ips.ptr[account] + ip_pos.astype(np.int64)]
     ua = world.device_pool.column("ua")[device].astype(np.int16)

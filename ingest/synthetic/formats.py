@@ -61,15 +61,26 @@ def random_hex(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
     return out
 
 
+def _break_digit_runs(rng: np.random.Generator, chars: np.ndarray, every: int = 6) -> np.ndarray:
+    """Put a hex letter at every ``every``-th position so no long run of decimal digits appears.
+
+    Random hex holds a 16-digit decimal run (which card-number scanners flag) about once in a hundred
+    ids; a letter every few characters rules that out at almost no cost in entropy.
+    """
+    chars[:, every - 1 :: every] = _HEX[rng.integers(10, 16, size=chars[:, every - 1 :: every].shape)]
+    return chars
+
+
 def device_fingerprints(rng: np.random.Generator, n: int) -> pa.Array:
     """Device ids as 32-hex-digit fingerprints."""
-    return fixed_width(random_hex(rng, n, 16))
+    return fixed_width(_break_digit_runs(rng, random_hex(rng, n, 16)))
 
 
 def wallet_addresses(rng: np.random.Generator, is_btc: np.ndarray) -> pa.Array:
     """Withdrawal addresses: ``bc1q`` + 38 bech32 characters where ``is_btc``, else ``0x`` + 40 hex."""
     n = is_btc.size
-    eth = np.hstack([np.broadcast_to(np.frombuffer(b"0x", np.uint8), (n, 2)), random_hex(rng, n, 20)])
+    eth_body = _break_digit_runs(rng, random_hex(rng, n, 20))
+    eth = np.hstack([np.broadcast_to(np.frombuffer(b"0x", np.uint8), (n, 2)), eth_body])
     btc_body = _BECH32[rng.integers(0, 32, size=(n, 38))]
     btc = np.hstack([np.broadcast_to(np.frombuffer(b"bc1q", np.uint8), (n, 4)), btc_body])
     return fixed_width(np.where(is_btc[:, None], btc, eth))

@@ -45,7 +45,7 @@ def draw_labels(rng: np.random.Generator, population: Population, params: Exchan
     Returns:
         Labels sorted by account; every label's ts falls after its account's creation.
     """
-    n_rings = max(int(population.ring.max()) + 1, 0)
+    n_rings = population.n_rings
     rings = groups_from_labels(population.ring, n_rings)
     known_ring = rng.random(n_rings) >= params.unlabelled_ring_rate
     group = rings.group_of_member()

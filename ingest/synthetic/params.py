@@ -26,8 +26,13 @@ class ExchangeParams:
         signup_growth: Signup rate at ``end_date`` divided by the rate ``signup_history_days`` earlier.
         burst_days: Every account is created on an anchor day plus a uniform jitter of up to this many
             days, at its own time of day; benign accounts draw their own anchor day, promo-abuse rings
-            and bot farms share one (a creation burst), so the marginal ``created_at`` distribution is
-            the same for all and a member's hour of creation says nothing about its ring.
+            and bot farms share one (a creation burst, paced to stay under velocity rules), so the
+            marginal ``created_at`` distribution is the same for all. With the default of a week, a
+            member's hour and weekday of creation say nothing about its ring either.
+        tight_burst_hours: When > 0, promo-abuse and bot-farm members are instead created within this
+            many hours after a shared anchor instant (scripted sign-ups). Ring-mates then share hour and
+            weekday of creation, which a tabular model trained on a random split of accounts memorises
+            (see ``bench/leak_check.py``); graph features such as sign-up bursts see them plainly.
 
     Fraud:
         fraud_rate: Fraction of accounts planted in rings.
@@ -66,7 +71,8 @@ class ExchangeParams:
 
     Activity (same distributions for every account):
         logins_mean: Mean logins per account in the window besides the signup login.
-        scheduled_rate: Fraction of accounts (or farms) logging in on a regular schedule.
+        scheduled_rate: Fraction of login habits (an account has several; a farm shares one) that
+            follow a regular schedule rather than random days.
         transfer_active_rate, transfers_mean: Fraction of accounts sending transfers; mean when active.
         deposits_mean: Mean card deposits of an account holding a card.
         chargeback_rate: Probability that a deposit is charged back.
@@ -78,9 +84,10 @@ class ExchangeParams:
 
     end_date: str = "2026-03-01T00:00:00Z"
     window_days: int = 180
-    signup_history_days: int = 720
+    signup_history_days: int = 540
     signup_growth: float = 3.0
-    burst_days: float = 2.0
+    burst_days: float = 7.0
+    tight_burst_hours: float = 0.0
 
     fraud_rate: float = 0.04
     collusion_share: float = 0.35
@@ -121,7 +128,7 @@ class ExchangeParams:
 
     logins_mean: float = 7.0
     scheduled_rate: float = 0.15
-    transfer_active_rate: float = 0.55
+    transfer_active_rate: float = 0.6
     transfers_mean: float = 4.0
     deposits_mean: float = 4.0
     chargeback_rate: float = 0.01
@@ -154,6 +161,8 @@ class ExchangeParams:
             raise ValueError(f"end_date must be ISO-8601, got {self.end_date!r}") from e
         if parsed.tzinfo is None:
             raise ValueError(f"end_date must carry a zone, got {self.end_date!r}")
+        if not 0.0 <= self.tight_burst_hours <= 24.0:
+            raise ValueError(f"tight_burst_hours must be in [0, 24], got {self.tight_burst_hours}")
         if self.burst_days > self.signup_history_days - 3:
             raise ValueError(f"burst_days must leave room in the signup history, got {self.burst_days}")
         if not 1 <= self.window_days <= self.signup_history_days:

@@ -121,7 +121,7 @@ def generate_promos(rng: np.random.Generator, population: Population, ties: Ring
     account = np.repeat(np.arange(n), counts)
     nth = np.arange(account.size) - np.repeat(np.cumsum(counts) - counts, counts)
     code = rng.choice(len(PROMO_CATALOG), size=account.size, p=promo_popularity())
-    n_rings = max(int(population.ring.max()) + 1, 0)
+    n_rings = population.n_rings
     ring_codes = rng.choice(len(PROMO_CATALOG), size=(n_rings, PROMO_CODES_PER_RING), p=promo_popularity())
     from_ring = ties.promo_codes[account] & (nth < PROMO_CODES_PER_RING)
     code[from_ring] = ring_codes[population.ring[account[from_ring]], nth[from_ring]]

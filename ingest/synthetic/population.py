@@ -1,10 +1,11 @@
 """The accounts themselves: creation time, country, KYC, email, phone and referrer.
 
 Every attribute is drawn from one distribution for all accounts. Rings only share latents: a
-promo-abuse ring or bot farm shares its creation anchor day (members are created within a couple of
-days, each at its own hour), some members take their ring's country (one draw from the country
-distribution), and promo rings may chain referrals. Accounts are numbered in creation order, as an
-exchange's sequential ids would be. Every account is created at least a day before the window ends.
+promo-abuse ring or bot farm shares its creation anchor day (members are created within
+``burst_days``, each at its own hour of the day), some members take their ring's country (one draw
+from the country distribution), and promo rings may chain referrals. Accounts are numbered in
+creation order, as an exchange's sequential ids would be. Every account is created at least a day
+before the window ends.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Population:
         threat: Threat code (see `rings.THREAT_NAMES`).
         ring: Ring index, -1 for benign.
         weak: Member tied to its ring through one mechanism only.
+        n_rings: Number of rings (ring indices run from 0 to ``n_rings - 1``).
     """
 
     created_at: np.ndarray
@@ -71,6 +73,7 @@ class Population:
     threat: np.ndarray
     ring: np.ndarray
     weak: np.ndarray
+    n_rings: int
 
     @property
     def n(self) -> int:
@@ -93,10 +96,23 @@ def _anchor_days(rng: np.random.Generator, n: int, params: ExchangeParams) -> np
     return x * (params.signup_history_days - 2 - params.burst_days)
 
 
-def _creation_times(rng: np.random.Generator, anchor_day: np.ndarray, params: ExchangeParams) -> np.ndarray:
-    day = np.floor(anchor_day + rng.random(anchor_day.size) * params.burst_days).astype(np.int64)
+def _creation_times(rng: np.random.Generator, plan: RingPlan, params: ExchangeParams) -> np.ndarray:
+    """Creation instants of all account slots; promo-abuse rings and bot farms share their anchor."""
+    n = plan.ring_of.size
+    bursty = np.isin(plan.threat_of(), (PROMO_CODE, BOT_CODE))
+    ring = plan.ring_of[bursty]
+    anchor = _anchor_days(rng, n, params)
+    anchor[bursty] = _anchor_days(rng, plan.n_rings, params)[ring]
     first_day = params.end_ts - params.signup_history_days * 86400
-    return first_day + day * 86400 + hour_of_day(rng, anchor_day.size)
+    if params.tight_burst_hours <= 0:
+        day = np.floor(anchor + rng.random(n) * params.burst_days).astype(np.int64)
+        return first_day + day * 86400 + hour_of_day(rng, n)
+    # Tight bursts: ring-mates share the anchor instant (day and time of day), each a little after it.
+    seconds = hour_of_day(rng, n)
+    seconds[bursty] = hour_of_day(rng, plan.n_rings)[ring]
+    created = first_day + np.floor(anchor).astype(np.int64) * 86400 + seconds
+    created += np.floor(rng.random(n) * params.tight_burst_hours * 3600).astype(np.int64)
+    return np.minimum(created, params.end_ts - 86401)
 
 
 def _emails(rng: np.random.Generator, n: int) -> pa.Array:
@@ -129,8 +145,7 @@ def _referrers(rng: np.random.Generator, plan: RingPlan, params: ExchangeParams)
         & ~plan.weak[rings.members]
     )
     chained = rings.members[in_chain]
-    promo = plan.kind[np.maximum(plan.ring_of, 0)] == PROMO_CODE
-    promo &= plan.ring_of >= 0
+    promo = plan.threat_of() == PROMO_CODE
     # Chain links are frequent inside referral rings; the other promo members are referred less often,
     # so that the fraction of promo members with a referrer equals `referral_rate` like everyone's.
     p_chain = min(0.9, 2 * params.referral_rate)
@@ -162,12 +177,7 @@ def draw_population(rng: np.random.Generator, plan: RingPlan, params: ExchangePa
         The population, indexed by account number.
     """
     n = plan.ring_of.size
-    anchor = _anchor_days(rng, n, params)
-    ring_anchor = _anchor_days(rng, plan.n_rings, params)
-    member = plan.ring_of >= 0
-    bursty = member & np.isin(plan.kind[np.maximum(plan.ring_of, 0)], (PROMO_CODE, BOT_CODE))
-    anchor[bursty] = ring_anchor[plan.ring_of[bursty]]
-    created = _creation_times(rng, anchor, params)
+    created = _creation_times(rng, plan, params)
     order = np.argsort(created, kind="stable")
     created = created[order]
     plan.reorder(order)
@@ -189,4 +199,5 @@ def draw_population(rng: np.random.Generator, plan: RingPlan, params: ExchangePa
         threat=plan.threat_of(),
         ring=plan.ring_of,
         weak=plan.weak,
+        n_rings=plan.n_rings,
     )

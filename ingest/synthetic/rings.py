@@ -64,7 +64,8 @@ def _ring_sizes(rng: np.random.Generator, budget: int, size_range: tuple[int, in
     lo, hi = size_range
     sizes: list[int] = []
     remaining = budget
-    while remaining >= lo or not sizes:
+    # A positive budget smaller than one ring still plants one ring of the smallest size.
+    while remaining >= lo or (remaining > 0 and not sizes):
         # Sizes skew small (many small rings, a few large ones), as in observed fraud rings.
         size = lo + int((hi - lo + 1) * rng.random() ** 1.5)
         size = max(lo, min(size, hi, remaining)) if remaining >= lo else lo

@@ -173,7 +173,9 @@ def build_world(rng: np.random.Generator, n: int, params: ExchangeParams) -> Wor
     nat = np.where(pos == 0, u < MOBILE_ONLY_P, u < params.nat_ip_p)
     wifi = (pos > 0) & ~nat & (u < params.nat_ip_p + params.wifi_ip_p)
     owner = ips.owner()
-    for mask, per_ip, blocks, skew in ((nat, params.nat_accounts_per_ip, 6, 1.0), (wifi, params.wifi_accounts_per_ip, 40, 2.0)):
+    # Carriers NAT through a few ranges with even load; Wi-Fi hotspots are many, some far busier (airports).
+    pools = ((nat, params.nat_accounts_per_ip, 6, 1.0), (wifi, params.wifi_accounts_per_ip, 40, 2.0))
+    for mask, per_ip, blocks, skew in pools:
         size = max(MAX_EXTRA_IPS + 2, int(round(mask.sum() / per_ip)))
         shared = shared_v4(rng, ip_pool, size, blocks)
         # One base per account and consecutive pool entries per slot: an account's shared IPs differ.
