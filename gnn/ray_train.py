@@ -58,9 +58,7 @@ def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
     split = TimeSplit(**loop_config["split"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    threads = loop_config.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+    torch.set_num_threads(config.threads or max(1, int(loop_config["threads"]) - 1))
     torch.manual_seed(config.seed)
 
     graph = read_snapshot(Path(loop_config["snapshot"]))
