@@ -63,7 +63,16 @@ from torch_geometric.sampler import HeteroSamplerOutput, NeighborSampler, Sample
 from torch_geometric.sampler.base import SubgraphType
 
 from graph.schema import IDENTIFIER_NODES, EdgeType, NodeType
-from gnn.sampling_kernels import ABSENT, add_nodes, distinct_in_degree, fuse_csc, sample_segments
+from gnn.sampling_kernels import (
+    ABSENT,
+    MAP_DTYPE,
+    add_nodes,
+    distinct_in_degree,
+    fuse_csc,
+    sample_segments,
+    segment_ids,
+    unpack_segments,
+)
 
 SamplerBackend = Literal["auto", "pyg", "torch"]
 
@@ -151,6 +160,10 @@ class TorchNeighborSampler(NeighborSampler):
         generator: random source; its device must be ``device``. None: the device's default generator.
             In ``DataLoader`` worker processes a per-worker generator is derived from its seed.
         device: where sampling runs and the output lives (default CPU). Seeds are moved there.
+        num_threads: torch intra-op threads while sampling on CPU (restored afterwards); None leaves
+            torch's setting. Default 1: the kernels run many mid-sized operations, which gain little from
+            threads and lose badly when the cores are busy (an OpenMP team waiting on a descheduled
+            thread turned a 10 ms batch into 200 ms on a loaded 2-core machine).
         subgraph_type: ``"directional"`` (default) or ``"bidirectional"``; ``"induced"`` is not supported.
         replace: must be False (sampling is without replacement).
         disjoint: must be False.
@@ -169,6 +182,7 @@ class TorchNeighborSampler(NeighborSampler):
         supernode_types: list[NodeType] | None = None,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        num_threads: int | None = 1,
         subgraph_type: SubgraphType | str = "directional",
         replace: bool = False,
         disjoint: bool = False,
@@ -187,6 +201,8 @@ class TorchNeighborSampler(NeighborSampler):
             raise ValueError("TorchNeighborSampler does not support subgraph_type='induced'")
         if supernode_cap is not None and supernode_cap < 0:
             raise ValueError(f"supernode_cap must be >= 0 or None, got {supernode_cap}")
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         if generator is not None and generator.device.type != self.device.type:
             raise ValueError(f"generator is on {generator.device}, but device is {self.device}")
@@ -195,6 +211,7 @@ class TorchNeighborSampler(NeighborSampler):
             super().__init__(data, num_neighbors, subgraph_type=subgraph_type, is_sorted=is_sorted,
                              share_memory=share_memory)
         self.supernode_cap = supernode_cap
+        self.num_threads = num_threads
         self._generator = generator
         self._worker_generator: torch.Generator | None = None
         self._lock = threading.Lock()
@@ -203,32 +220,36 @@ class TorchNeighborSampler(NeighborSampler):
 
     def _build_fused(self, data: Data | HeteroData, supernode_types: list[NodeType] | None) -> None:
         if isinstance(data, HeteroData):
-            self._edge_names: list[EdgeType | None] = list(self.edge_types)
-            sizes = [int(self.num_nodes[t]) for t in self.node_types]
-            rels = [self.to_rel_type[et] for et in self.edge_types]
-            colptrs, rows = [self.colptr_dict[r] for r in rels], [self.row_dict[r] for r in rels]
             index = {t: i for i, t in enumerate(self.node_types)}
-            src_type = [index[et[0]] for et in self.edge_types]
-            dst_type = [index[et[2]] for et in self.edge_types]
+            # Edge types ordered by source type: each hop's candidates then come grouped by node type.
+            self._edge_names: list[EdgeType | None] = sorted(self.edge_types, key=lambda et: index[et[0]])
+            edge_types = list(self._edge_names)
+            sizes = [int(self.num_nodes[t]) for t in self.node_types]
+            rels = [self.to_rel_type[et] for et in edge_types]
+            colptrs, rows = [self.colptr_dict[r] for r in rels], [self.row_dict[r] for r in rels]
+            src_type = [index[et[0]] for et in edge_types]
+            dst_type = [index[et[2]] for et in edge_types]
             fanout = self.num_neighbors.get_values(self.edge_types)
-            per_hop = [list(hops) for hops in zip(*(fanout[et] for et in self.edge_types))]
+            per_hop = [list(hops) for hops in zip(*(fanout[et] for et in edge_types))]
             masks: dict[NodeType, Tensor] = (supernode_mask(data, self.supernode_cap, supernode_types)
                                               if self.supernode_cap is not None else {})
-            leaves = [masks.get(et[2]) for et in self.edge_types]
+            leaves = [masks.get(et[2]) for et in edge_types]
         else:
             self._edge_names = [None]
             sizes, colptrs, rows, src_type, dst_type = [int(self.num_nodes)], [self.colptr], [self.row], [0], [0]
             per_hop = [[k] for k in self.num_neighbors.get_values()]
             leaves = [_homogeneous_supernode_mask(data, self.supernode_cap)
                       if self.supernode_cap is not None else None]
-        self._csc = fuse_csc(colptrs, rows, src_type, dst_type, self.device, leaves)
-        if isinstance(data, HeteroData) and len(rows) > 1 and self.device.type == "cpu":
-            # PyG's per-type rows become views into the fused copy: the edges are held once.
-            offsets = self._csc.row_offset.tolist()
-            self.row_dict: dict[str, Tensor] = {r: self._csc.row.narrow(0, off, rows[i].numel())
-                             for i, (r, off) in enumerate(zip(rels, offsets))}
         self._sizes = sizes
         self._node_offset = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0).to(self.device)
+        self._csc = fuse_csc(colptrs, rows, src_type, dst_type, self._node_offset.tolist(), sum(sizes), self.device,
+                             leaves)
+        # PyG's per-type CSC arrays are folded into the fused ones (`perm` stays: the loader maps edge ids
+        # through it); dropping them keeps the edges in memory once.
+        if isinstance(data, HeteroData):
+            self.colptr_dict, self.row_dict = {}, {}
+        else:
+            self.colptr = self.row = torch.empty(0, dtype=torch.long)
         self._fanout = [torch.tensor(ks, dtype=torch.long, device=self.device) for ks in per_hop]
         self._width = [max([0, *ks]) for ks in per_hop]
 
@@ -262,21 +283,30 @@ class TorchNeighborSampler(NeighborSampler):
             seeds = [seed.get(t) for t in self.node_types]
         else:
             seeds = [seed]
+        threads = torch.get_num_threads()
+        switch = self.num_threads is not None and self.device.type == "cpu" and self.num_threads != threads
         with self._lock:
-            nodes, edges, n_nodes, n_edges = self._sample_subgraph(seeds)
+            if switch:
+                torch.set_num_threads(self.num_threads)
+            try:
+                nodes, edges, n_nodes, n_edges = self._sample_subgraph(seeds)
+            finally:
+                if switch:
+                    torch.set_num_threads(threads)
         if not isinstance(seed, dict):
             (row, col, edge), = edges
             return SamplerOutput(node=nodes[0], row=row, col=col, edge=edge, batch=None,
                                  num_sampled_nodes=n_nodes[0], num_sampled_edges=n_edges[0])
-        ets = self.edge_types
+        by_type = {et: (e, n) for et, e, n in zip(self._edge_names, edges, n_edges)}
+        ets = self.edge_types  # the graph's order, not the internal one
         return HeteroSamplerOutput(
             node=dict(zip(self.node_types, nodes)),
-            row={et: e[0] for et, e in zip(ets, edges)},
-            col={et: e[1] for et, e in zip(ets, edges)},
-            edge={et: e[2] for et, e in zip(ets, edges)},
+            row={et: by_type[et][0][0] for et in ets},
+            col={et: by_type[et][0][1] for et in ets},
+            edge={et: by_type[et][0][2] for et in ets},
             batch=None,
             num_sampled_nodes=dict(zip(self.node_types, n_nodes)),
-            num_sampled_edges=dict(zip(ets, n_edges)),
+            num_sampled_edges={et: by_type[et][1] for et in ets},
         )
 
     def _sample_subgraph(self, seeds: list[Tensor | None]) -> tuple[list[Tensor], list[tuple[Tensor, Tensor, Tensor]],
@@ -289,7 +319,7 @@ class TorchNeighborSampler(NeighborSampler):
         csc, dev, offset = self._csc, self.device, self._node_offset
         num_types, num_rels = len(self._sizes), len(self._edge_names)
         if self._node_map is None:
-            self._node_map = torch.full((sum(self._sizes),), ABSENT, dtype=torch.long, device=dev)
+            self._node_map = torch.full((sum(self._sizes),), ABSENT, dtype=MAP_DTYPE, device=dev)
         node_map, rng = self._node_map, self._rng()
 
         seed_local = [torch.as_tensor(s, device=dev).long().view(-1) if s is not None
@@ -298,7 +328,7 @@ class TorchNeighborSampler(NeighborSampler):
         frontier_type = torch.repeat_interleave(torch.arange(num_types, device=dev), type_count)
         frontier = torch.cat(seed_local) + offset.index_select(0, frontier_type)
         frontier_local = torch.cat([torch.arange(s.numel(), device=dev) for s in seed_local])
-        node_map.scatter_reduce_(0, frontier, frontier_local, reduce="amin")  # a repeated seed keeps its first id
+        node_map.scatter_reduce_(0, frontier, frontier_local.to(MAP_DTYPE), reduce="amin")  # repeated seed: first id
         all_global, all_type, all_local = [frontier], [frontier_type], [frontier_local]
         once = node_map.index_select(0, frontier) == frontier_local
         frontier, frontier_type, frontier_local = frontier[once], frontier_type[once], frontier_local[once]
@@ -309,17 +339,18 @@ class TorchNeighborSampler(NeighborSampler):
                 # Segments: every (edge type, frontier node of its destination type), edge types in order;
                 # the frontier is grouped by node type, so each edge type takes a contiguous slice of it.
                 per_rel = frontier_count.index_select(0, csc.dst_type) * (fanout != 0)
-                seg_rel = torch.repeat_interleave(torch.arange(num_rels, device=dev), per_rel)
+                rel_first = per_rel.cumsum(0) - per_rel
+                seg_rel = segment_ids(per_rel, rel_first, int(per_rel.sum()))
                 type_first = frontier_count.cumsum(0) - frontier_count
-                slice_shift = type_first.index_select(0, csc.dst_type) - (per_rel.cumsum(0) - per_rel)
+                slice_shift = type_first.index_select(0, csc.dst_type) - rel_first
                 at = torch.arange(seg_rel.numel(), device=dev) + slice_shift.index_select(0, seg_rel)
                 seg_shift = csc.seg_offset - offset.index_select(0, csc.dst_type)
                 seg = frontier.index_select(0, at) + seg_shift.index_select(0, seg_rel)
-                start, deg = csc.seg.index_select(0, seg).unbind(1)
+                start, deg = unpack_segments(csc.seg.index_select(0, seg))
                 out_seg, pos = sample_segments(start, deg, fanout.index_select(0, seg_rel), rng, self._width[hop])
                 rel = seg_rel.index_select(0, out_seg)
                 src_type = csc.src_type.index_select(0, rel)
-                src = csc.row.index_select(0, pos) + offset.index_select(0, src_type)
+                src = csc.row.index_select(0, pos).long()
                 row, new_global, new_type, new_local, new_count = add_nodes(
                     node_map, src, src_type, type_count, num_types)
                 col = frontier_local.index_select(0, at).index_select(0, out_seg)
@@ -384,6 +415,7 @@ def make_neighbor_loader(
     backend: SamplerBackend = "auto",
     supernode_types: list[NodeType] | None = None,
     device: torch.device | str | None = None,
+    sampler_threads: int | None = 1,
     **kw: Any,
 ) -> NeighborLoader:
     """A :class:`~torch_geometric.loader.NeighborLoader` with the best sampler available.
@@ -402,6 +434,7 @@ def make_neighbor_loader(
             ``seed`` then fixes only the shuffle.
         supernode_types: node types the cap applies to (default: the schema's identifier types).
         device: where our sampler runs (``"torch"`` backend only).
+        sampler_threads: intra-op threads our sampler uses (see :class:`TorchNeighborSampler`).
         **kw: further ``NeighborLoader`` / ``DataLoader`` arguments (``num_workers``, ``subgraph_type``,
             ``neighbor_sampler`` to reuse a sampler built earlier, …).
 
@@ -424,7 +457,8 @@ def make_neighbor_loader(
         dev = torch.device(device) if device is not None else torch.device("cpu")
         kw["neighbor_sampler"] = TorchNeighborSampler(
             data, num_neighbors, supernode_cap=supernode_cap, supernode_types=supernode_types,
-            generator=torch.Generator(dev).manual_seed(seed), device=dev, **sampler_args)
+            generator=torch.Generator(dev).manual_seed(seed), device=dev, num_threads=sampler_threads,
+            **sampler_args)
     elif not use_ours and supernode_cap is not None:
         data = drop_supernode_in_edges(data, supernode_cap, supernode_types)
     return NeighborLoader(data, num_neighbors=num_neighbors, input_nodes=input_nodes, batch_size=batch_size,

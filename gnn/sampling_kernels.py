@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-#: Marker for "node not yet in the sampled subgraph" in the global-id → local-id table. The largest
-#: int64 so that ``scatter_reduce(..., "amin")`` over it keeps the first position written.
-ABSENT = torch.iinfo(torch.int64).max
+#: dtype of the global-id → local-id table: int32 halves the memory the random accesses touch.
+MAP_DTYPE = torch.int32
+#: Marker for "node not yet in the sampled subgraph" in that table: the largest value, so that
+#: ``scatter_reduce(..., "amin")`` over it keeps the smallest value written.
+ABSENT = torch.iinfo(MAP_DTYPE).max
 #: Local ids stay below this; during :func:`add_nodes` a new node's entry holds ``PENDING + position``.
-PENDING = 1 << 40
+PENDING = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,11 @@ class FusedCSC:
     """The CSC arrays of every edge type, concatenated, plus the bookkeeping to address them.
 
     Attributes:
-        row: ``[E_total]`` source node index (within its node type) of every edge, edge types end to end.
-        seg: ``[S_total, 2]`` per segment, where its in-neighbours start in ``row`` and how many it may sample
-            from (0 for a capped super-node); side by side so that one gather fetches both.
+        row: ``[E_total]`` global id of the source of every edge, edge types end to end (int32 when the
+            ids fit).
+        seg: ``[S_total]`` per segment, ``start << 32 | deg``: where its in-neighbours start in ``row`` and
+            how many it may sample from (0 for a capped super-node). Packed so that one gather (the most
+            cache-hostile access of a hop) fetches both; see :func:`unpack_segments`.
         seg_offset: ``[R]`` first segment of each edge type (segment = ``seg_offset[r] + dst``).
         row_offset: ``[R]`` first position of each edge type in ``row`` (edge id = position - offset).
         src_type: ``[R]`` node-type index of each edge type's source.
@@ -49,7 +53,8 @@ class FusedCSC:
 
 
 def fuse_csc(colptrs: list[Tensor], rows: list[Tensor], src_type: list[int], dst_type: list[int],
-             device: torch.device, leaves: list[Tensor | None] | None = None) -> FusedCSC:
+             node_offset: list[int], num_nodes: int, device: torch.device,
+             leaves: list[Tensor | None] | None = None) -> FusedCSC:
     """Concatenate per-edge-type CSC arrays into one :class:`FusedCSC` on ``device``.
 
     Args:
@@ -57,34 +62,44 @@ def fuse_csc(colptrs: list[Tensor], rows: list[Tensor], src_type: list[int], dst
         rows: per edge type, ``[E_r]`` source indices in CSC order.
         src_type: per edge type, the node-type index of its source.
         dst_type: per edge type, the node-type index of its destination.
+        node_offset: first global id of each node type.
+        num_nodes: total number of nodes (all types).
         device: where the fused arrays (and therefore sampling) live.
         leaves: per edge type, None or a ``[N_dst]`` bool mask of destination nodes that must not be
             expanded through it (their segment degree is set to 0).
 
     Returns:
-        The fused arrays. With a single edge type on the same device ``row`` is the input tensor itself
-        (no copy).
+        The fused arrays.
     """
     if not colptrs:
         raise ValueError("fuse_csc needs at least one edge type, got none")
+    if sum(int(r.numel()) for r in rows) >= 2**31:
+        raise ValueError(f"too many edges for the packed segment table: {sum(int(r.numel()) for r in rows)}")
     num_edges = [int(r.numel()) for r in rows]
     num_segs = [int(c.numel()) - 1 for c in colptrs]
     row_offset = torch.tensor([0, *num_edges[:-1]], dtype=torch.long).cumsum(0)
     seg_offset = torch.tensor([0, *num_segs[:-1]], dtype=torch.long).cumsum(0)
-    row = rows[0] if len(rows) == 1 else torch.cat(rows)
+    # Global source ids, int32 when they fit: the row gather is the largest memory stream per hop.
+    row_dtype = torch.int32 if num_nodes < 2**31 else torch.long
+    row = torch.cat([(r + node_offset[t]).to(row_dtype) for r, t in zip(rows, src_type)])
     seg_start = torch.cat([c[:-1] + off for c, off in zip(colptrs, row_offset.tolist())])
     seg_deg = torch.cat([
         (c[1:] - c[:-1]).masked_fill(leaf, 0) if leaf is not None else c[1:] - c[:-1]
         for c, leaf in zip(colptrs, leaves or [None] * len(colptrs))
     ])
     return FusedCSC(
-        row=row.to(device=device, dtype=torch.long),
-        seg=torch.stack([seg_start, seg_deg], 1).to(device=device, dtype=torch.long),
+        row=row.to(device),
+        seg=((seg_start << 32) | seg_deg).to(device),
         seg_offset=seg_offset.to(device),
         row_offset=row_offset.to(device),
         src_type=torch.tensor(src_type, dtype=torch.long, device=device),
         dst_type=torch.tensor(dst_type, dtype=torch.long, device=device),
     )
+
+
+def unpack_segments(packed: Tensor) -> tuple[Tensor, Tensor]:
+    """``(start, deg)`` from :attr:`FusedCSC.seg` entries."""
+    return packed >> 32, packed & 0xFFFFFFFF
 
 
 def distinct_in_degree(src: Tensor, dst: Tensor, num_dst: int) -> Tensor:
@@ -102,6 +117,23 @@ def distinct_in_degree(src: Tensor, dst: Tensor, num_dst: int) -> Tensor:
     stride = int(src.max()) + 1
     pairs = torch.unique(dst.long() * stride + src.long())
     return torch.bincount(torch.div(pairs, stride, rounding_mode="floor"), minlength=num_dst)
+
+
+def segment_ids(counts: Tensor, starts: Tensor, total: int) -> Tensor:
+    """``repeat_interleave(arange(S), counts)``, several times faster on CPU: mark where each segment
+    starts, then count marks.
+
+    Args:
+        counts: ``[S]`` elements per segment.
+        starts: ``[S]`` exclusive prefix sum of ``counts``.
+        total: ``counts.sum()``.
+
+    Returns:
+        ``[total]`` the segment of each element.
+    """
+    marks = torch.zeros(total + 1, dtype=torch.long, device=counts.device)
+    marks.scatter_add_(0, starts, torch.ones_like(starts))  # empty segments at the end land in the spare slot
+    return marks[:total].cumsum(0) - 1
 
 
 def floyd_subsets(deg: Tensor, k: Tensor, width: int, generator: torch.Generator | None,
@@ -122,15 +154,15 @@ def floyd_subsets(deg: Tensor, k: Tensor, width: int, generator: torch.Generator
     Returns:
         ``[P, width]`` offsets, rows padded with -1 after their first ``k`` entries.
     """
-    rows = deg.numel()
-    u = torch.rand((rows, width), generator=generator, dtype=torch.float64, device=deg.device)
-    j = (deg - k).unsqueeze(1) + torch.arange(width, device=deg.device)  # [P, width]: deg - k + i
+    steps = torch.arange(width, device=deg.device)
+    u = torch.rand((deg.numel(), width), generator=generator, dtype=torch.float64, device=deg.device)
+    j = (deg - k).unsqueeze(1) + steps  # [P, width]: j_i = deg - k + i
     chosen = torch.minimum((u * (j + 1)).long(), j)  # t_i, uniform in [0, j_i]
     for i in range(1, width):  # t_0 is always kept
         taken = (chosen[:, :i] == chosen[:, i : i + 1]).any(1)
         chosen[:, i] = torch.where(taken, j[:, i], chosen[:, i])
-    if not uniform_k:  # columns i >= k only ever compared against later columns, never earlier ones
-        chosen = torch.where(torch.arange(width, device=deg.device) < k.unsqueeze(1), chosen, -1)
+    if not uniform_k:  # steps i >= k of a row are only compared with later steps, never earlier ones
+        chosen = torch.where(steps < k.unsqueeze(1), chosen, -1)
     return chosen
 
 
@@ -155,9 +187,9 @@ def sample_segments(seg_start: Tensor, seg_deg: Tensor, k: Tensor, generator: to
     device = seg_deg.device
     take_all = (k < 0) | (seg_deg <= k)
     n_out = torch.where(take_all, seg_deg, k)
-    out_seg = torch.repeat_interleave(torch.arange(seg_deg.numel(), device=device), n_out)
     first = n_out.cumsum(0) - n_out
-    total = out_seg.numel()
+    total = int(n_out.sum())
+    out_seg = segment_ids(n_out, first, total)
     # Take-all segments: the i-th output of a segment is its i-th edge, at seg_start + i. One spare slot
     # at the end absorbs the writes of padding entries below.
     pos = torch.empty(total + 1, dtype=torch.long, device=device)
@@ -174,12 +206,6 @@ def sample_segments(seg_start: Tensor, seg_deg: Tensor, k: Tensor, generator: to
     return out_seg, pos[:total]
 
 
-def group_by_key(key: Tensor, num_keys: int) -> tuple[Tensor, Tensor]:
-    """Stable counting sort of small non-negative keys (< 256): ``(order, count per key)``."""
-    order = torch.argsort(key.to(torch.uint8), stable=True)  # uint8 keys sort several times faster
-    return order, torch.bincount(key, minlength=num_keys)
-
-
 def add_nodes(node_map: Tensor, cand: Tensor, cand_type: Tensor, type_count: Tensor,
               num_types: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Give candidate nodes not yet in the subgraph their local ids, in order of first appearance.
@@ -189,11 +215,11 @@ def add_nodes(node_map: Tensor, cand: Tensor, cand_type: Tensor, type_count: Ten
     updated in place.
 
     Args:
-        node_map: ``[N_total]`` global id → local id table.
-        cand: ``[C]`` candidate global ids (duplicates allowed).
-        cand_type: ``[C]`` their node-type indices.
+        node_map: ``[N_total]`` global id → local id table (:data:`MAP_DTYPE`).
+        cand: ``[C]`` candidate global ids (duplicates allowed), grouped by node type.
+        cand_type: ``[C]`` their node-type indices, non-decreasing.
         type_count: ``[T]`` nodes of each type in the subgraph so far.
-        num_types: ``T`` (at most 255).
+        num_types: ``T``.
 
     Returns:
         ``(local, new_global, new_type, new_local, new_count)``: the local id of every candidate; the
@@ -201,25 +227,20 @@ def add_nodes(node_map: Tensor, cand: Tensor, cand_type: Tensor, type_count: Ten
         a type); and ``[T]`` how many were added per type.
     """
     device = cand.device
-    pos = torch.arange(cand.numel(), device=device)
+    if cand.numel() >= PENDING:
+        raise ValueError(f"too many candidates for one hop: {cand.numel()} (at most {PENDING - 1})")
+    pos = torch.arange(cand.numel(), device=device, dtype=MAP_DTYPE)
     # One scatter and one gather over the (large) table: a node already in the subgraph keeps its local id,
     # which is below PENDING; a new one ends up holding PENDING + its first position (`amin` is
     # deterministic on every device, unlike a plain scatter with duplicates).
     node_map.scatter_reduce_(0, cand, pos + PENDING, reduce="amin")
-    seen = node_map.index_select(0, cand)
-    is_new = seen >= PENDING
-    first_pos = seen - PENDING
-    is_first = first_pos == pos
-    order, counts = group_by_key(torch.where(is_first, cand_type, num_types), num_types + 1)
-    new_count = counts[:num_types]
-    at = order[: int(new_count.sum())]  # the first appearances, grouped by type
+    is_first = node_map.index_select(0, cand) - PENDING == pos
+    at = is_first.nonzero().view(-1)  # first appearances: grouped by type, as the candidates are
     new_global, new_type = cand.index_select(0, at), cand_type.index_select(0, at)
+    new_count = torch.bincount(new_type, minlength=num_types)
     type_start = new_count.cumsum(0) - new_count
     new_local = (torch.arange(at.numel(), device=device) - type_start.index_select(0, new_type)
                  + type_count.index_select(0, new_type))
-    node_map.index_copy_(0, new_global, new_local)  # replaces every PENDING entry written above
+    node_map.index_copy_(0, new_global, new_local.to(MAP_DTYPE))  # replaces every PENDING entry written above
     type_count += new_count
-    # Later appearances of a new node read its local id through its first position (a small array).
-    local_at_pos = torch.zeros_like(pos).index_copy_(0, at, new_local)
-    local = torch.where(is_new, local_at_pos.index_select(0, first_pos.clamp(min=0)), seen)
-    return local, new_global, new_type, new_local, new_count
+    return node_map.index_select(0, cand).long(), new_global, new_type, new_local, new_count

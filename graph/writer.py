@@ -19,18 +19,34 @@ from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, Se
 from graph.errors import GraphWriteError
 from graph.queries import ingest as q
 
-Row = dict[str, Any]
+Columns = dict[str, list[Any]]
+"""A batch as columns: ``{column: [value, …]}``, every list as long as the batch."""
 
 
-def records(frame: pd.DataFrame) -> list[Row]:
-    """A frame's rows as plain Python dicts (numpy scalars unboxed, missing values as None)."""
-    columns = {}
+def columns(frame: pd.DataFrame) -> Columns:
+    """A frame's columns as plain Python lists (numpy scalars unboxed, missing values as None)."""
+    out: Columns = {}
     for name in frame.columns:
         col = frame[name]
-        values = col.astype(object).where(col.notna(), None).tolist()
-        columns[name] = values
-    names = list(columns)
-    return [dict(zip(names, row)) for row in zip(*columns.values())]
+        if col.hasnans:
+            out[name] = col.astype(object).where(col.notna(), None).tolist()
+        else:
+            out[name] = col.tolist()
+    return out
+
+
+def batch_length(kind: q.WriteKind, batch: Columns) -> int:
+    """Rows in ``batch``, after checking it holds exactly ``kind``'s columns, all of one length.
+
+    Raises:
+        ValueError: a column is missing or unexpected, or the columns differ in length.
+    """
+    if set(batch) != set(kind.columns):
+        raise ValueError(f"batch for {kind.name} must have columns {list(kind.columns)}, got {list(batch)}")
+    lengths = {len(values) for values in batch.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"batch for {kind.name} has columns of different lengths: {sorted(lengths)}")
+    return lengths.pop()
 
 
 class BatchWriter:
@@ -70,8 +86,8 @@ class BatchWriter:
             found.update(r["batch_id"] for r in records_)
         return found
 
-    def write(self, kind: q.WriteKind, rows: list[Row], batch_id: str) -> bool:
-        """Write one batch and its ledger entry in one transaction.
+    def write(self, kind: q.WriteKind, batch: Columns, batch_id: str) -> bool:
+        """Write one batch (its rows as :func:`columns`) and its ledger entry in one transaction.
 
         Returns:
             True if written now; False if the batch had already been committed (then nothing is written).
@@ -79,16 +95,18 @@ class BatchWriter:
         Raises:
             GraphWriteError: the write failed, or matched fewer rows than it was given (a relationship whose
                 endpoint is missing) — never silently.
+            ValueError: ``batch`` does not hold ``kind``'s columns, all of one length.
         """
+        n_rows = batch_length(kind, batch)
 
         def work(tx: neo4j.ManagedTransaction) -> int:
-            tx.run(q.RECORD_BATCH, batch_id=batch_id, kind=kind.name, rows=len(rows), run_id=self.run_id).consume()
-            record = tx.run(kind.cypher, rows=rows).single()
+            tx.run(q.RECORD_BATCH, batch_id=batch_id, kind=kind.name, rows=n_rows, run_id=self.run_id).consume()
+            record = tx.run(kind.cypher, {q.ROWS_PARAM: batch}).single()
             written = int(record["written"]) if record else 0
-            if written != len(rows):
+            if written != n_rows:
                 # Raised inside the transaction function, so the whole batch (and its ledger entry) rolls back.
                 raise GraphWriteError(
-                    f"{kind.name} batch {batch_id[:12]} matched {written} of {len(rows)} rows: an endpoint node "
+                    f"{kind.name} batch {batch_id[:12]} matched {written} of {n_rows} rows: an endpoint node "
                     "is missing from the graph; nothing of this batch was kept"
                 )
             return written

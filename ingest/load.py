@@ -23,7 +23,7 @@ import pandas as pd
 from graph.errors import GraphWriteError
 from graph.queries.ingest import WRITES_BY_NAME
 from graph.schema import SCHEMA_VERSION
-from graph.writer import BatchWriter, records, split
+from graph.writer import BatchWriter, columns, split
 from ingest.graph_rows import build_graph_rows
 from ingest.privacy import Hasher, digest_text
 from ingest.quality import null_rates, quality_summary
@@ -132,7 +132,7 @@ def write_graph(run: PreparedRun, writer: BatchWriter, progress: Progress | None
             skipped += 1
             continue
         kind = WRITES_BY_NAME[batch.kind]
-        rows = records(run.graph_rows[batch.kind].iloc[batch.start : batch.stop])
+        rows = columns(run.graph_rows[batch.kind].iloc[batch.start : batch.stop])
         try:
             landed = writer.write(kind, rows, batch.batch_id)
         except GraphWriteError as e:
@@ -142,7 +142,7 @@ def write_graph(run: PreparedRun, writer: BatchWriter, progress: Progress | None
             ) from e
         if landed:
             written += 1
-            rows_written[batch.kind] = rows_written.get(batch.kind, 0) + len(rows)
+            rows_written[batch.kind] = rows_written.get(batch.kind, 0) + batch.stop - batch.start
         else:
             skipped += 1
     if progress:

@@ -1,9 +1,10 @@
-"""Cypher for ingestion: constraints, and one batched ``UNWIND $rows`` write per kind of graph element.
+"""Cypher for ingestion: constraints, and one batched ``UNWIND`` write per kind of graph element.
 
 Each :class:`WriteKind` names the rows it takes (key columns plus properties) and how a property merges
 into what is already in the graph, so that ingesting events in several runs gives the same totals as one
 run: counts and totals add, ``first_seen`` takes the earliest, ``last_seen`` the latest, flags OR together.
-Times travel as epoch milliseconds (UTC) and are stored as Neo4j ``DATETIME``.
+Times travel as epoch milliseconds (UTC) and are stored as Neo4j ``DATETIME``. A batch travels as one
+``$rows`` parameter holding its columns (see :data:`ROWS_PARAM`).
 """
 
 from __future__ import annotations
@@ -41,12 +42,31 @@ class WriteKind:
         return (*self.keys, *(p.name for p in self.props))
 
 
-def _value(p: Prop) -> str:
-    return f"datetime({{epochMillis: row.{p.name}}})" if p.kind == "datetime" else f"row.{p.name}"
+#: The one parameter of every write: the batch as columns, ``{column: [value, …]}``, all of one length.
+#: Columns rather than a list of row maps: the driver packs parameters in pure Python, value by value, and row
+#: maps repeat every column name on every row; packing them cost about as much CPU as Neo4j's work on the rows.
+ROWS_PARAM: Final = "rows"
+
+
+def _var(name: str) -> str:
+    """The Cypher variable holding one row's value of column ``name``."""
+    return f"in_{name}"
+
+
+def _unwind(columns: tuple[str, ...], props: tuple[Prop, ...]) -> str:
+    """``UNWIND`` the column parameter into one row of variables, each datetime built once per row."""
+    kinds = {p.name: p.kind for p in props}
+    values = []
+    for c in columns:
+        value = f"${ROWS_PARAM}.{c}[i]"
+        if kinds.get(c) == "datetime":
+            value = f"datetime({{epochMillis: {value}}})"
+        values.append(f"{value} AS {_var(c)}")
+    return f"UNWIND range(0, size(${ROWS_PARAM}.{columns[0]}) - 1) AS i\nWITH " + ", ".join(values)
 
 
 def _assignment(var: str, p: Prop) -> str:
-    target, new = f"{var}.{p.name}", _value(p)
+    target, new = f"{var}.{p.name}", _var(p.name)
     if p.rule == "set":
         return f"{target} = {new}"
     if p.rule == "sum":
@@ -60,20 +80,27 @@ def _assignment(var: str, p: Prop) -> str:
 
 
 def _set_clause(var: str, props: tuple[Prop, ...]) -> str:
-    on_create = [f"{var}.{p.name} = {_value(p)}" for p in props if p.rule == "create"]
-    always = [_assignment(var, p) for p in props if p.rule != "create"]
+    """``SET`` for the ``set`` rule; for the others ``ON CREATE SET`` the row's value (what each rule gives
+    against nothing stored) and ``ON MATCH SET`` the rule, so a first load evaluates no merge expression."""
+    merged = [p for p in props if p.rule != "set"]
+    on_create = [f"{var}.{p.name} = {_var(p.name)}" for p in merged]
+    on_match = [_assignment(var, p) for p in merged if p.rule != "create"]
+    always = [_assignment(var, p) for p in props if p.rule == "set"]
     parts = []
     if on_create:
         parts.append("ON CREATE SET " + ", ".join(on_create))
+    if on_match:
+        parts.append("ON MATCH SET " + ", ".join(on_match))
     if always:
         parts.append("SET " + ", ".join(always))
     return "\n".join(parts)
 
 
 def node_write(name: str, node: s.NodeSpec, props: tuple[Prop, ...]) -> WriteKind:
+    columns = (node.key, *(p.name for p in props))
     cypher = (
-        "UNWIND $rows AS row\n"
-        f"MERGE (n:{node.label} {{{node.key}: row.{node.key}}})\n"
+        f"{_unwind(columns, props)}\n"
+        f"MERGE (n:{node.label} {{{node.key}: {_var(node.key)}}})\n"
         f"{_set_clause('n', props)}\n"
         "RETURN count(*) AS written"
     )
@@ -81,12 +108,12 @@ def node_write(name: str, node: s.NodeSpec, props: tuple[Prop, ...]) -> WriteKin
 
 
 def rel_write(rel: s.RelSpec, props: tuple[Prop, ...]) -> WriteKind:
-    disc = f" {{{rel.discriminator}: row.{rel.discriminator}}}" if rel.discriminator else ""
+    disc = f" {{{rel.discriminator}: {_var(rel.discriminator)}}}" if rel.discriminator else ""
     keys = ("src", "dst", rel.discriminator) if rel.discriminator else ("src", "dst")
     cypher = (
-        "UNWIND $rows AS row\n"
-        f"MATCH (a:{rel.source.label} {{{rel.source.key}: row.src}})\n"
-        f"MATCH (b:{rel.target.label} {{{rel.target.key}: row.dst}})\n"
+        f"{_unwind((*keys, *(p.name for p in props)), props)}\n"
+        f"MATCH (a:{rel.source.label} {{{rel.source.key}: {_var('src')}}})\n"
+        f"MATCH (b:{rel.target.label} {{{rel.target.key}: {_var('dst')}}})\n"
         f"MERGE (a)-[r:{rel.type}{disc}]->(b)\n"
         f"{_set_clause('r', props)}\n"
         "RETURN count(*) AS written"
@@ -112,20 +139,20 @@ ACCOUNT_ROWS: Final = node_write(
 # Accounts referenced by events but absent from the accounts table: created flagged, never overwritten.
 STUB_ACCOUNT_ROWS: Final = node_write("Account.stub", s.ACCOUNT, (Prop("stub", "create", "boolean"),))
 
+_LABEL_PROPS: Final = (Prop("known_label"), Prop("known_label_source"), Prop("known_label_at", "max", "datetime"))
 ACCOUNT_LABELS: Final = WriteKind(
     "Account.label",
-    "UNWIND $rows AS row\n"
-    f"MATCH (n:{s.ACCOUNT.label} {{{s.ACCOUNT.key}: row.{s.ACCOUNT.key}}})\n"
-    "WITH n, row, datetime({epochMillis: row.known_label_at}) AS at\n"
-    "WITH n, row, at, (n.known_label_at IS NULL OR at > n.known_label_at"
-    " OR (at = n.known_label_at AND row.known_label + row.known_label_source"
-    " > n.known_label + n.known_label_source)) AS newer\n"
-    "SET n.known_label = CASE WHEN newer THEN row.known_label ELSE n.known_label END,\n"
-    "    n.known_label_source = CASE WHEN newer THEN row.known_label_source ELSE n.known_label_source END,\n"
-    "    n.known_label_at = CASE WHEN newer THEN at ELSE n.known_label_at END\n"
+    f"{_unwind((s.ACCOUNT.key, *(p.name for p in _LABEL_PROPS)), _LABEL_PROPS)}\n"
+    f"MATCH (n:{s.ACCOUNT.label} {{{s.ACCOUNT.key}: {_var(s.ACCOUNT.key)}}})\n"
+    "WITH n, in_known_label, in_known_label_source, in_known_label_at,\n"
+    "     (n.known_label_at IS NULL OR in_known_label_at > n.known_label_at OR (in_known_label_at = n.known_label_at"
+    " AND in_known_label + in_known_label_source > n.known_label + n.known_label_source)) AS newer\n"
+    "SET n.known_label = CASE WHEN newer THEN in_known_label ELSE n.known_label END,\n"
+    "    n.known_label_source = CASE WHEN newer THEN in_known_label_source ELSE n.known_label_source END,\n"
+    "    n.known_label_at = CASE WHEN newer THEN in_known_label_at ELSE n.known_label_at END\n"
     "RETURN count(*) AS written",
     (s.ACCOUNT.key,),
-    (Prop("known_label"), Prop("known_label_source"), Prop("known_label_at", "max", "datetime")),
+    _LABEL_PROPS,
     node=s.ACCOUNT,
 )
 
