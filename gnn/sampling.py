@@ -18,11 +18,16 @@ What is sampled (the semantics of PyG's default, ``subgraph_type="directional"``
       sampler's ``edge_permutation`` by the loader), ``num_sampled_nodes`` (per hop, seeds included) and
       ``num_sampled_edges`` (per hop).
     * Randomness comes from ``generator`` (or the device's default generator, so ``torch.manual_seed``
-      governs it): the same seed gives the same subgraphs, on CPU and on CUDA alike.
+      governs it): the same seed gives the same subgraphs on a given device (CPU and CUDA draw different
+      streams).
 
 How (see :mod:`gnn.sampling_kernels`): all edge types' CSC arrays are fused into one, so a hop is a fixed
 number of tensor operations whatever the number of seeds or edge types — the only Python loops are over
-hops and over the fan-out width inside Floyd's subset sampling.
+hops and over the fan-out width inside Floyd's subset sampling. Nodes are deduplicated through a
+global-id → local-id table the size of the graph, reset entry by entry after each batch. On the
+200k-account synthetic exchange (1.3M nodes, 3.9M edges, fan-out [10, 10], 1024 seeds) a batch of ~76k
+nodes and ~102k edges takes ~10 ms of one CPU core, about a third of torch-sparse's C++ sampler on the
+same seeds (``bench/sampler.py``); batch sizes agree with it to 0.01 %.
 
 Super-nodes:
     A carrier-grade NAT IP, a public Wi-Fi, an exchange's deposit wallet is shared by thousands of
@@ -63,16 +68,7 @@ from torch_geometric.sampler import HeteroSamplerOutput, NeighborSampler, Sample
 from torch_geometric.sampler.base import SubgraphType
 
 from graph.schema import IDENTIFIER_NODES, EdgeType, NodeType
-from gnn.sampling_kernels import (
-    ABSENT,
-    MAP_DTYPE,
-    add_nodes,
-    distinct_in_degree,
-    fuse_csc,
-    sample_segments,
-    segment_ids,
-    unpack_segments,
-)
+from gnn.sampling_kernels import ABSENT, MAP_DTYPE, Subgraph, distinct_in_degree, fuse_csc, sample_subgraph
 
 SamplerBackend = Literal["auto", "pyg", "torch"]
 
@@ -104,20 +100,33 @@ def supernode_mask(data: HeteroData, cap: int, node_types: list[NodeType] | None
     if cap < 0:
         raise ValueError(f"cap must be >= 0, got {cap}")
     types = _identifier_types(data, node_types)
-    degree = {t: torch.zeros(data[t].num_nodes, dtype=torch.long) for t in types}
+    edges: dict[NodeType, list[Tensor]] = {t: [] for t in types}
     for (_, _, dst), store in data.edge_items():
-        if dst in degree:
-            src_index, dst_index = store.edge_index.cpu()
-            degree[dst] += distinct_in_degree(src_index, dst_index, data[dst].num_nodes)
-    return {t: d > cap for t, d in degree.items()}
+        if dst in edges:
+            edges[dst].append(store.edge_index.cpu())
+    return {t: _over_cap(edges[t], data[t].num_nodes, cap) for t in types}
 
 
 def _homogeneous_supernode_mask(data: Data, cap: int) -> Tensor:
     """:func:`supernode_mask` for a homogeneous graph: every node may be a super-node."""
     if cap < 0:
         raise ValueError(f"cap must be >= 0, got {cap}")
-    src_index, dst_index = data.edge_index.cpu()
-    return distinct_in_degree(src_index, dst_index, data.num_nodes) > cap
+    return _over_cap([data.edge_index.cpu()], data.num_nodes, cap)
+
+
+def _over_cap(edge_indices: list[Tensor], num_nodes: int, cap: int) -> Tensor:
+    """``[num_nodes]`` bool: more than ``cap`` distinct sources, summed over the given edge indices."""
+    raw = torch.zeros(num_nodes, dtype=torch.long)
+    for src_dst in edge_indices:
+        raw += torch.bincount(src_dst[1], minlength=num_nodes)
+    maybe = raw > cap  # parallel edges only lower the count: only these need the (sorting) distinct count
+    if not bool(maybe.any()):
+        return maybe
+    distinct = torch.zeros(num_nodes, dtype=torch.long)
+    for src_index, dst_index in edge_indices:
+        keep = maybe[dst_index]
+        distinct += distinct_in_degree(src_index[keep], dst_index[keep], num_nodes)
+    return distinct > cap
 
 
 def drop_supernode_in_edges(data: Data | HeteroData, cap: int,
@@ -222,11 +231,14 @@ class TorchNeighborSampler(NeighborSampler):
         if isinstance(data, HeteroData):
             index = {t: i for i, t in enumerate(self.node_types)}
             # Edge types ordered by source type: each hop's candidates then come grouped by node type.
-            self._edge_names: list[EdgeType | None] = sorted(self.edge_types, key=lambda et: index[et[0]])
-            edge_types = list(self._edge_names)
+            edge_types: list[EdgeType] = sorted(self.edge_types, key=lambda et: index[et[0]])
+            self._edge_names: list[EdgeType | None] = list(edge_types)
             sizes = [int(self.num_nodes[t]) for t in self.node_types]
             rels = [self.to_rel_type[et] for et in edge_types]
-            colptrs, rows = [self.colptr_dict[r] for r in rels], [self.row_dict[r] for r in rels]
+            # PyG's CSC attributes (assigned from untyped helpers, hence getattr for the type checker).
+            colptr_dict: dict[str, Tensor] = getattr(self, "colptr_dict")
+            row_dict: dict[str, Tensor] = getattr(self, "row_dict")
+            colptrs, rows = [colptr_dict[r] for r in rels], [row_dict[r] for r in rels]
             src_type = [index[et[0]] for et in edge_types]
             dst_type = [index[et[2]] for et in edge_types]
             fanout = self.num_neighbors.get_values(self.edge_types)
@@ -236,7 +248,9 @@ class TorchNeighborSampler(NeighborSampler):
             leaves = [masks.get(et[2]) for et in edge_types]
         else:
             self._edge_names = [None]
-            sizes, colptrs, rows, src_type, dst_type = [int(self.num_nodes)], [self.colptr], [self.row], [0], [0]
+            colptr: Tensor = getattr(self, "colptr")
+            row: Tensor = getattr(self, "row")
+            sizes, colptrs, rows, src_type, dst_type = [int(self.num_nodes)], [colptr], [row], [0], [0]
             per_hop = [[k] for k in self.num_neighbors.get_values()]
             leaves = [_homogeneous_supernode_mask(data, self.supernode_cap)
                       if self.supernode_cap is not None else None]
@@ -247,9 +261,11 @@ class TorchNeighborSampler(NeighborSampler):
         # PyG's per-type CSC arrays are folded into the fused ones (`perm` stays: the loader maps edge ids
         # through it); dropping them keeps the edges in memory once.
         if isinstance(data, HeteroData):
-            self.colptr_dict, self.row_dict = {}, {}
+            self.colptr_dict: dict[str, Tensor] = {}
+            self.row_dict: dict[str, Tensor] = {}
         else:
-            self.colptr = self.row = torch.empty(0, dtype=torch.long)
+            self.colptr = torch.empty(0, dtype=torch.long)
+            self.row = torch.empty(0, dtype=torch.long)
         self._fanout = [torch.tensor(ks, dtype=torch.long, device=self.device) for ks in per_hop]
         self._width = [max([0, *ks]) for ks in per_hop]
 
@@ -283,11 +299,11 @@ class TorchNeighborSampler(NeighborSampler):
             seeds = [seed.get(t) for t in self.node_types]
         else:
             seeds = [seed]
-        threads = torch.get_num_threads()
-        switch = self.num_threads is not None and self.device.type == "cpu" and self.num_threads != threads
+        threads, wanted = torch.get_num_threads(), self.num_threads
+        switch = wanted is not None and self.device.type == "cpu" and wanted != threads
         with self._lock:
-            if switch:
-                torch.set_num_threads(self.num_threads)
+            if wanted is not None and switch:
+                torch.set_num_threads(wanted)
             try:
                 nodes, edges, n_nodes, n_edges = self._sample_subgraph(seeds)
             finally:
@@ -309,98 +325,19 @@ class TorchNeighborSampler(NeighborSampler):
             num_sampled_edges={et: by_type[et][1] for et in ets},
         )
 
-    def _sample_subgraph(self, seeds: list[Tensor | None]) -> tuple[list[Tensor], list[tuple[Tensor, Tensor, Tensor]],
-                                                                    list[list[int]], list[list[int]]]:
-        """Sample around ``seeds`` (per node type index; None: no seeds of that type).
-
-        Returns per node type the nodes; per edge type ``(row, col, edge)``; per node type the nodes added
-        per hop (seeds first); per edge type the edges added per hop.
-        """
-        csc, dev, offset = self._csc, self.device, self._node_offset
-        num_types, num_rels = len(self._sizes), len(self._edge_names)
+    def _sample_subgraph(self, seeds: list[Tensor | None]) -> Subgraph:
+        """Sample around ``seeds`` (per node type index; None: no seeds of that type)."""
+        dev = self.device
         if self._node_map is None:
             self._node_map = torch.full((sum(self._sizes),), ABSENT, dtype=MAP_DTYPE, device=dev)
-        node_map, rng = self._node_map, self._rng()
-
         seed_local = [torch.as_tensor(s, device=dev).long().view(-1) if s is not None
                       else torch.empty(0, dtype=torch.long, device=dev) for s in seeds]
-        type_count = torch.tensor([s.numel() for s in seed_local], dtype=torch.long, device=dev)
-        frontier_type = torch.repeat_interleave(torch.arange(num_types, device=dev), type_count)
-        frontier = torch.cat(seed_local) + offset.index_select(0, frontier_type)
-        frontier_local = torch.cat([torch.arange(s.numel(), device=dev) for s in seed_local])
-        node_map.scatter_reduce_(0, frontier, frontier_local.to(MAP_DTYPE), reduce="amin")  # repeated seed: first id
-        all_global, all_type, all_local = [frontier], [frontier_type], [frontier_local]
-        once = node_map.index_select(0, frontier) == frontier_local
-        frontier, frontier_type, frontier_local = frontier[once], frontier_type[once], frontier_local[once]
-        frontier_count = torch.bincount(frontier_type, minlength=num_types)
-        hop_counts, hop_edges = [type_count.clone()], []
         try:
-            for hop, fanout in enumerate(self._fanout):
-                # Segments: every (edge type, frontier node of its destination type), edge types in order;
-                # the frontier is grouped by node type, so each edge type takes a contiguous slice of it.
-                per_rel = frontier_count.index_select(0, csc.dst_type) * (fanout != 0)
-                rel_first = per_rel.cumsum(0) - per_rel
-                seg_rel = segment_ids(per_rel, rel_first, int(per_rel.sum()))
-                type_first = frontier_count.cumsum(0) - frontier_count
-                slice_shift = type_first.index_select(0, csc.dst_type) - rel_first
-                at = torch.arange(seg_rel.numel(), device=dev) + slice_shift.index_select(0, seg_rel)
-                seg_shift = csc.seg_offset - offset.index_select(0, csc.dst_type)
-                seg = frontier.index_select(0, at) + seg_shift.index_select(0, seg_rel)
-                start, deg = unpack_segments(csc.seg.index_select(0, seg))
-                out_seg, pos = sample_segments(start, deg, fanout.index_select(0, seg_rel), rng, self._width[hop])
-                rel = seg_rel.index_select(0, out_seg)
-                src_type = csc.src_type.index_select(0, rel)
-                src = csc.row.index_select(0, pos).long()
-                row, new_global, new_type, new_local, new_count = add_nodes(
-                    node_map, src, src_type, type_count, num_types)
-                col = frontier_local.index_select(0, at).index_select(0, out_seg)
-                edge = pos - csc.row_offset.index_select(0, rel)
-                hop_edges.append((rel, torch.bincount(rel, minlength=num_rels), row, col, edge))
-                all_global.append(new_global)
-                all_type.append(new_type)
-                all_local.append(new_local)
-                hop_counts.append(new_count)
-                frontier, frontier_type, frontier_local, frontier_count = new_global, new_type, new_local, new_count
+            return sample_subgraph(self._csc, self._node_offset, self._node_map, seed_local, self._fanout,
+                                   self._width, self._rng())
         except BaseException:
             self._node_map = None  # may hold half-written entries: rebuilt clean on the next call
             raise
-        node_map.index_fill_(0, torch.cat(all_global), ABSENT)  # only touched entries: O(subgraph), not O(graph)
-        return self._assemble(all_global, all_type, all_local, hop_counts, hop_edges, type_count)
-
-    def _assemble(self, all_global: list[Tensor], all_type: list[Tensor], all_local: list[Tensor],
-                  hop_counts: list[Tensor], hop_edges: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]],
-                  type_count: Tensor) -> tuple[list[Tensor], list[tuple[Tensor, Tensor, Tensor]],
-                                               list[list[int]], list[list[int]]]:
-        """Lay nodes out per type (by local id) and edges per edge type (hop by hop), without sorting."""
-        dev, num_rels = self.device, len(self._edge_names)
-        node_type = torch.cat(all_type)
-        type_base = type_count.cumsum(0) - type_count
-        flat = torch.empty(int(type_count.sum()), dtype=torch.long, device=dev)
-        flat.scatter_(0, type_base.index_select(0, node_type) + torch.cat(all_local),
-                      torch.cat(all_global) - self._node_offset.index_select(0, node_type))
-        nodes = list(flat.split(type_count.tolist()))
-
-        # Within a hop, edges already come grouped by edge type in edge-type order; each one's place in the
-        # output is an arithmetic shift of its place in the hop, looked up per (hop, edge type).
-        num_hops = len(hop_edges)
-        per_hop = (torch.stack([e[1] for e in hop_edges]) if hop_edges
-                   else torch.zeros(0, num_rels, dtype=torch.long, device=dev))  # [H, R]
-        totals = per_hop.sum(0)
-        rel_base = totals.cumsum(0) - totals
-        hop_base = per_hop.cumsum(0) - per_hop
-        in_hop_start = per_hop.cumsum(1) - per_hop
-        shift = rel_base.unsqueeze(0) + hop_base - in_hop_start  # [H, R]
-        num_edges = int(totals.sum())
-        out = [torch.empty(num_edges, dtype=torch.long, device=dev) for _ in range(3)]
-        for h, (rel, _, *values) in enumerate(hop_edges):
-            dest = torch.arange(rel.numel(), device=dev) + shift[h].index_select(0, rel)
-            for target, value in zip(out, values):
-                target.scatter_(0, dest, value)
-        sizes = totals.tolist()
-        parts = [t.split(sizes) for t in out]
-        edges = [(parts[0][r], parts[1][r], parts[2][r]) for r in range(num_rels)]
-        n_edges = per_hop.t().tolist() if num_hops else [[] for _ in range(num_rels)]
-        return nodes, edges, torch.stack(hop_counts, 1).tolist(), n_edges
 
 
 def make_neighbor_loader(
@@ -431,7 +368,8 @@ def make_neighbor_loader(
             None: no cap.
         backend: ``"auto"`` (PyG's sampler when ``pyg-lib`` or ``torch-sparse`` is importable, else ours),
             ``"pyg"`` or ``"torch"`` (force ours). PyG's sampler draws from its own random state, so
-            ``seed`` then fixes only the shuffle.
+            ``seed`` then fixes only the shuffle; with a cap it is handed the graph without the edges into
+            super-nodes, so the batches' ``e_id`` then index that graph's edges.
         supernode_types: node types the cap applies to (default: the schema's identifier types).
         device: where our sampler runs (``"torch"`` backend only).
         sampler_threads: intra-op threads our sampler uses (see :class:`TorchNeighborSampler`).

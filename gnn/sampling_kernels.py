@@ -15,6 +15,7 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -244,3 +245,113 @@ def add_nodes(node_map: Tensor, cand: Tensor, cand_type: Tensor, type_count: Ten
     node_map.index_copy_(0, new_global, new_local.to(MAP_DTYPE))  # replaces every PENDING entry written above
     type_count += new_count
     return node_map.index_select(0, cand).long(), new_global, new_type, new_local, new_count
+
+
+class Subgraph(NamedTuple):
+    """One sampled subgraph, listed per node type and per edge type (in the fused order)."""
+
+    #: per node type, the nodes' ids within the type, in local-id order (seeds first)
+    nodes: list[Tensor]
+    #: per edge type, ``(row, col, edge)``: local source and destination ids, position in the type's CSC
+    edges: list[tuple[Tensor, Tensor, Tensor]]
+    #: per node type, nodes added per hop (hop 0: the seeds)
+    nodes_per_hop: list[list[int]]
+    #: per edge type, edges added per hop
+    edges_per_hop: list[list[int]]
+
+
+def sample_subgraph(csc: FusedCSC, node_offset: Tensor, node_map: Tensor, seeds: list[Tensor],
+                    fanout: list[Tensor], width: list[int], generator: torch.Generator | None) -> Subgraph:
+    """Directional, non-disjoint multi-hop neighbour sampling around ``seeds``.
+
+    Each hop expands the nodes first reached in the previous one: segments are every (edge type,
+    frontier node of its destination type), edge types in fused order; the frontier is grouped by node
+    type, so each edge type takes a contiguous slice of it.
+
+    Args:
+        csc: the fused graph.
+        node_offset: ``[T]`` first global id of each node type.
+        node_map: ``[N_total]`` all :data:`ABSENT`; used as scratch, and all :data:`ABSENT` again on return
+            (after an error its content is undefined: drop it).
+        seeds: per node type, ``[B_t]`` seed ids within the type (possibly empty).
+        fanout: per hop, ``[R]`` fan-out of each edge type (-1: all, 0: none).
+        width: per hop, the largest fan-out.
+        generator: random source.
+
+    Returns:
+        The subgraph.
+    """
+    dev, offset = node_map.device, node_offset
+    num_types, num_rels = node_offset.numel(), csc.src_type.numel()
+    type_count = torch.tensor([s.numel() for s in seeds], dtype=torch.long, device=dev)
+    frontier_type = torch.repeat_interleave(torch.arange(num_types, device=dev), type_count)
+    frontier = torch.cat(seeds) + offset.index_select(0, frontier_type)
+    frontier_local = torch.cat([torch.arange(s.numel(), device=dev) for s in seeds])
+    node_map.scatter_reduce_(0, frontier, frontier_local.to(MAP_DTYPE), reduce="amin")  # repeated seed: first id
+    all_global, all_type, all_local = [frontier], [frontier_type], [frontier_local]
+    once = node_map.index_select(0, frontier) == frontier_local
+    frontier, frontier_type, frontier_local = frontier[once], frontier_type[once], frontier_local[once]
+    frontier_count = torch.bincount(frontier_type, minlength=num_types)
+    hop_counts = [type_count.clone()]
+    hop_edges: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+    for hop, k in enumerate(fanout):
+        per_rel = frontier_count.index_select(0, csc.dst_type) * (k != 0)
+        rel_first = per_rel.cumsum(0) - per_rel
+        seg_rel = segment_ids(per_rel, rel_first, int(per_rel.sum()))
+        type_first = frontier_count.cumsum(0) - frontier_count
+        slice_shift = type_first.index_select(0, csc.dst_type) - rel_first
+        at = torch.arange(seg_rel.numel(), device=dev) + slice_shift.index_select(0, seg_rel)
+        seg_shift = csc.seg_offset - offset.index_select(0, csc.dst_type)
+        seg = frontier.index_select(0, at) + seg_shift.index_select(0, seg_rel)
+        start, deg = unpack_segments(csc.seg.index_select(0, seg))
+        out_seg, pos = sample_segments(start, deg, k.index_select(0, seg_rel), generator, width[hop])
+        rel = seg_rel.index_select(0, out_seg)
+        src_type = csc.src_type.index_select(0, rel)
+        src = csc.row.index_select(0, pos).long()
+        row, new_global, new_type, new_local, new_count = add_nodes(
+            node_map, src, src_type, type_count, num_types)
+        col = frontier_local.index_select(0, at).index_select(0, out_seg)
+        edge = pos - csc.row_offset.index_select(0, rel)
+        hop_edges.append((rel, torch.bincount(rel, minlength=num_rels), row, col, edge))
+        all_global.append(new_global)
+        all_type.append(new_type)
+        all_local.append(new_local)
+        hop_counts.append(new_count)
+        frontier, frontier_type, frontier_local, frontier_count = new_global, new_type, new_local, new_count
+    node_map.index_fill_(0, torch.cat(all_global), ABSENT)  # only touched entries: O(subgraph), not O(graph)
+    return _assemble(node_offset, num_rels, all_global, all_type, all_local, hop_counts, hop_edges, type_count)
+
+
+def _assemble(node_offset: Tensor, num_rels: int, all_global: list[Tensor], all_type: list[Tensor],
+              all_local: list[Tensor], hop_counts: list[Tensor],
+              hop_edges: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]], type_count: Tensor) -> Subgraph:
+    """Lay nodes out per type (by local id) and edges per edge type (hop by hop), without sorting."""
+    dev = node_offset.device
+    node_type = torch.cat(all_type)
+    type_base = type_count.cumsum(0) - type_count
+    flat = torch.empty(int(type_count.sum()), dtype=torch.long, device=dev)
+    flat.scatter_(0, type_base.index_select(0, node_type) + torch.cat(all_local),
+                  torch.cat(all_global) - node_offset.index_select(0, node_type))
+    nodes = list(flat.split(type_count.tolist()))
+
+    # Within a hop, edges already come grouped by edge type in edge-type order; each one's place in the
+    # output is an arithmetic shift of its place in the hop, looked up per (hop, edge type).
+    num_hops = len(hop_edges)
+    per_hop = (torch.stack([e[1] for e in hop_edges]) if hop_edges
+               else torch.zeros(0, num_rels, dtype=torch.long, device=dev))  # [H, R]
+    totals = per_hop.sum(0)
+    rel_base = totals.cumsum(0) - totals
+    hop_base = per_hop.cumsum(0) - per_hop
+    in_hop_start = per_hop.cumsum(1) - per_hop
+    shift = rel_base.unsqueeze(0) + hop_base - in_hop_start  # [H, R]
+    num_edges = int(totals.sum())
+    out = [torch.empty(num_edges, dtype=torch.long, device=dev) for _ in range(3)]
+    for h, (rel, _, *values) in enumerate(hop_edges):
+        dest = torch.arange(rel.numel(), device=dev) + shift[h].index_select(0, rel)
+        for target, value in zip(out, values):
+            target.scatter_(0, dest, value)
+    sizes = totals.tolist()
+    parts = [t.split(sizes) for t in out]
+    edges = [(parts[0][r], parts[1][r], parts[2][r]) for r in range(num_rels)]
+    n_edges = per_hop.t().tolist() if num_hops else [[] for _ in range(num_rels)]
+    return Subgraph(nodes, edges, torch.stack(hop_counts, 1).tolist(), n_edges)

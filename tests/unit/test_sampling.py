@@ -80,7 +80,9 @@ def check_subgraph(data, sampler, out, seeds, fanout, leaves=None):
     seed_type = "Account" if isinstance(data, HeteroData) else "n"
     assert torch.equal(node[seed_type][: len(seeds)], seeds)  # seeds first, in order
     for t, ids in node.items():
-        assert ids.unique().numel() == ids.numel()  # deduplicated per type across hops
+        # Deduplicated per type across hops; a repeated seed keeps its place but is expanded once.
+        distinct = torch.cat([ids[: len(seeds)].unique(), ids[len(seeds):]]) if t == seed_type else ids
+        assert distinct.unique().numel() == distinct.numel()
         assert sum(n_nodes[t]) == ids.numel()
     leaves = leaves or {}
     for et, store in edge_stores(data).items():
@@ -107,6 +109,9 @@ def check_subgraph(data, sampler, out, seeds, fanout, leaves=None):
             deg = in_deg[frontier]
             if dst_t in leaves:
                 deg = torch.where(leaves[dst_t][frontier], 0, deg)
+            if hop == 0 and dst_t == seed_type:
+                repeat = torch.tensor([bool((frontier[:i] == v).any()) for i, v in enumerate(frontier.tolist())])
+                deg = torch.where(repeat, 0, deg)
             want = deg if k < 0 else deg.clamp(max=k)
             assert torch.equal(got, want), (et, hop)  # min(k, degree) per node, edge type and hop
 
@@ -314,8 +319,19 @@ def test_backend_choice(monkeypatch):
     assert isinstance(make_neighbor_loader(*args, backend="torch").node_sampler, TorchNeighborSampler)
 
 
+def test_lookup_table_is_clean_between_batches_and_threads_are_restored():
+    data = risk_graph()
+    sampler = TorchNeighborSampler(data, [3, 3], supernode_cap=20, num_threads=1)
+    before = torch.get_num_threads()
+    for seeds in (torch.arange(0, 40), torch.arange(40, 80), torch.tensor([7, 7, 3])):
+        out = sample(sampler, seeds)
+        check_subgraph(data, sampler, out, seeds, [3, 3], leaves=supernode_mask(data, 20))
+        assert bool((sampler._node_map == sampler._node_map.max()).all())  # every entry back to "absent"
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("kwargs", [{"replace": True}, {"disjoint": True}, {"time_attr": "t"},
-                                    {"subgraph_type": "induced"}, {"supernode_cap": -1}])
+                                    {"subgraph_type": "induced"}, {"supernode_cap": -1}, {"num_threads": 0}])
 def test_rejects_unsupported_options(kwargs):
     with pytest.raises(ValueError):
         TorchNeighborSampler(risk_graph(), [2], **kwargs)
