@@ -35,3 +35,14 @@ def test_worker_failure_resumes_from_the_last_checkpoint(snapshot, tmp_path):
     assert (tmp_path / "ray" / "resume-test.failed-once").exists(), "the injected failure did not happen"
     assert [h["epoch"] for h in history] == [0, 1, 2, 3], "epochs before the failure must not rerun"
     assert set(state) and all(v.isfinite().all() for v in state.values() if v.is_floating_point())
+
+
+def test_mini_batch_training_through_the_neighbour_sampler(snapshot):
+    from gnn.estimator import RiskModel
+
+    graph = read_snapshot(snapshot)
+    config = TrainConfig(epochs=2, patience=5, sampling="neighbor", fanout=(5, 5), batch_size=256, hidden=16)
+    model = RiskModel(config, use_baseline=False).fit(graph)
+    assert len(model.history) == 2 and all(h["loss"] > 0 for h in model.history)
+    scores = model.decision_function(graph)
+    assert scores.shape == (graph.num_accounts, 3) and ((scores >= 0) & (scores <= 1)).all()
