@@ -21,6 +21,11 @@ def local_password(settings: Settings) -> str | None:
     return None
 
 
+def open_driver(uri: str, username: str, password: str, **config: object) -> neo4j.Driver:
+    """The only call to ``GraphDatabase.driver`` in the project (the local server's probes use it too)."""
+    return neo4j.GraphDatabase.driver(uri, auth=(username, password), user_agent="ringwatch", **config)
+
+
 def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
     """A driver for NEO4J_URI when set, else for the local server ringwatch manages.
 
@@ -42,9 +47,7 @@ def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
         password = local_password(settings)
         if password is None:
             raise Neo4jServerError("the local Neo4j server has not been set up yet: run `ringwatch neo4j start`")
-    driver = neo4j.GraphDatabase.driver(
-        uri, auth=(settings.neo4j_username, password), user_agent="ringwatch", max_connection_pool_size=8
-    )
+    driver = open_driver(uri, settings.neo4j_username, password, max_connection_pool_size=8)
     if verify:
         try:
             driver.verify_connectivity()

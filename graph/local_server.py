@@ -8,7 +8,7 @@ Typical use::
 
     server = LocalNeo4j.from_settings(load_settings(), on_status=console.print)
     server.start()
-    driver = GraphDatabase.driver(server.uri, auth=(server.username, server.password()))
+    driver = open_driver(server.uri, server.username, server.password())
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import neo4j
 import psutil
 from neo4j.exceptions import AuthError, DriverError, Neo4jError
 
+from graph.driver import open_driver
 from graph.errors import ConfigurationError, Neo4jServerError
 from graph.neo4j_conf import (
     FAST_SHUTDOWN_CONF,
@@ -416,8 +416,8 @@ class LocalNeo4j:
             time.sleep(0.5)
 
     def _query_version(self) -> str:
-        with closing(neo4j.GraphDatabase.driver(self.uri, auth=(USERNAME, self.password()),
-                                                connection_timeout=3.0, connection_acquisition_timeout=5.0)) as d:
+        with closing(open_driver(self.uri, USERNAME, self.password(),
+                                 connection_timeout=3.0, connection_acquisition_timeout=5.0)) as d:
             with d.session() as session:  # auto-commit: a readiness probe must not be retried
                 session.run("RETURN 1").consume()
                 record = session.run(

@@ -17,10 +17,10 @@ import pandas as pd
 from graph.bulk_import import write_import_files
 from graph.errors import GraphWriteError
 from graph.local_server import LocalNeo4j
+from graph.queries.inspect import count_nodes
 from graph.writer import BatchWriter
 from ingest.load import PreparedRun, Progress
 
-_COUNT_ALL = "MATCH (n) RETURN count(n) AS n"
 
 
 def bulk_load(run: PreparedRun, server: LocalNeo4j, driver: neo4j.Driver, database: str, run_id: str,
@@ -36,10 +36,10 @@ def bulk_load(run: PreparedRun, server: LocalNeo4j, driver: neo4j.Driver, databa
     Raises:
         GraphWriteError: the database is not empty, or the importer failed (its output quoted).
     """
-    records, _, _ = driver.execute_query(_COUNT_ALL, database_=database, bookmark_manager_=None)
-    if records[0]["n"]:
+    existing = count_nodes(driver, database)
+    if existing:
         raise GraphWriteError(
-            f"bulk load needs an empty database, but {database!r} holds {records[0]['n']} nodes; "
+            f"bulk load needs an empty database, but {database!r} holds {existing} nodes; "
             "ingest without --bulk to extend it"
         )
     timings: dict[str, float] = {}

@@ -54,9 +54,10 @@ def neo4j_status() -> None:
     """Say whether the local server runs, which version, where, and its password."""
     settings = load_settings()
     if settings.uses_external_server:
+        from graph.queries.inspect import server_components
+
         with open_graph(settings, start=False) as driver:
-            records, _, _ = driver.execute_query("CALL dbms.components() YIELD name, versions, edition "
-                                                 "RETURN name, versions[0] AS version, edition")
+            records = server_components(driver)
         for r in records:
             console.print(f"external server {settings.neo4j_uri}: {r['name']} {r['version']} ({r['edition']})")
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.panel import Panel
 
 from graph.local_server import LocalNeo4j
-from graph.queries.inspect import graph_counts
+from graph.queries.inspect import EXAMPLE_SHARED_DEVICES, graph_counts
 from graph.settings import Settings
 from ingest.synthetic import generate_exchange
 from serving.cli_support import open_graph
@@ -19,11 +19,6 @@ from gnn.ray_train import RayConfig
 from gnn.tracking import tracking_uri
 from gnn.train import TrainConfig
 
-EXAMPLE_QUERY = (
-    "MATCH (d:Device)<-[:USED_DEVICE]-(a:Account)\n"
-    "WITH d, collect(a) AS accounts WHERE size(accounts) >= 5\n"
-    "RETURN d, accounts LIMIT 25"
-)
 
 
 def run_demo(settings: Settings, accounts: int, seed: int, out: Path, epochs: int = 15) -> None:
@@ -59,5 +54,5 @@ def run_demo(settings: Settings, accounts: int, seed: int, out: Path, epochs: in
                      f"password in {st.password_file or 'NEO4J_PASSWORD'})")
     else:
         lines.append(f"[bold]Neo4j[/bold]: {settings.neo4j_uri}")
-    lines.append("[bold]try in Browser[/bold]:\n" + EXAMPLE_QUERY)
+    lines.append("[bold]try in Browser[/bold]:\n" + EXAMPLE_SHARED_DEVICES)
     console.print(Panel("\n".join(lines), title=f"ringwatch demo — run {report['run_id']}", expand=False))

@@ -16,3 +16,27 @@ def graph_counts(driver: neo4j.Driver, database: str) -> dict[str, int]:
         for rel in s.DOMAIN_RELS:
             counts[rel.type] = session.run(f"MATCH ()-[r:{rel.type}]->() RETURN count(r) AS n").single()["n"]
     return counts
+
+
+COUNT_ALL_NODES = "MATCH (n) RETURN count(n) AS n"
+
+#: A first query for Neo4j Browser: devices used by five or more accounts, with those accounts.
+EXAMPLE_SHARED_DEVICES = (
+    f"MATCH (d:{s.DEVICE.label})<-[:{s.USED_DEVICE.type}]-(a:{s.ACCOUNT.label})\n"
+    "WITH d, collect(a) AS accounts WHERE size(accounts) >= 5\n"
+    "RETURN d, accounts LIMIT 25"
+)
+
+
+def count_nodes(driver: neo4j.Driver, database: str) -> int:
+    """Every node in the database (bookmark-free: safe right after the store was replaced)."""
+    records, _, _ = driver.execute_query(COUNT_ALL_NODES, database_=database, bookmark_manager_=None)
+    return int(records[0]["n"])
+
+
+def server_components(driver: neo4j.Driver) -> list[dict[str, str]]:
+    """Name, version and edition of the server's components (``CALL dbms.components()``)."""
+    records, _, _ = driver.execute_query(
+        "CALL dbms.components() YIELD name, versions, edition RETURN name, versions[0] AS version, edition"
+    )
+    return [dict(r) for r in records]
