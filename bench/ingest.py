@@ -41,6 +41,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graph import schema as s  # noqa: E402
+from graph.driver import open_driver  # noqa: E402
 from graph.errors import Neo4jServerError  # noqa: E402
 from graph.local_server import LocalNeo4j, free_ports  # noqa: E402
 from graph.neo4j_conf import FAST_SHUTDOWN_CONF  # noqa: E402
@@ -146,7 +147,7 @@ def server_in(home: Path, heap: str, pagecache: str, progress: Progress) -> Iter
 
 
 def connect(server: LocalNeo4j) -> neo4j.Driver:
-    driver = neo4j.GraphDatabase.driver(server.uri, auth=(server.username, server.password()))
+    driver = open_driver(server.uri, server.username, server.password())
     driver.verify_connectivity()
     return driver
 
