@@ -25,7 +25,7 @@ from gnn.metrics import PlattCalibrator, best_f1_threshold, threat_metrics
 from gnn.model import RiskSAGE
 from gnn.normalize import FeatureScaler
 from gnn.split import TimeSplit
-from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training
+from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training, standardised
 
 CLEAR = "clear"
 SOURCES = ("gnn", "baseline", "ensemble")
@@ -121,13 +121,7 @@ class RiskModel:
     def raw_scores(self, graph: RiskGraph) -> dict[str, np.ndarray]:
         """Uncalibrated scores per source: GNN logits and baseline margins, ``[N_account, n_threats]``."""
         self._check(graph)
-        from torch_geometric.data import HeteroData
-
-        data = HeteroData()
-        for node_type, x in self.scaler.transform(graph).items():  # type: ignore[union-attr]
-            data[node_type].x = x
-        for edge_type in graph.data.edge_types:
-            data[edge_type].edge_index = graph.data[edge_type].edge_index
+        data = standardised(graph, self.scaler)  # type: ignore[arg-type]
         raw = {"gnn": predict_logits(self.gnn, data, self.config.resolved_device())}  # type: ignore[arg-type]
         if self.baseline is not None:
             features, _ = neighbourhood_features(graph, self.config.supernode_cap)

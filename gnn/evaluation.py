@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from graph.errors import InputContractError
-from graph.schema import ACCOUNT, BENIGN, THREATS
+from graph.schema import THREATS
 from gnn.graph_data import RiskGraph
 from gnn.metrics import calibration, threat_metrics
 
@@ -60,19 +60,21 @@ def evaluate_scores(graph: RiskGraph, scores: np.ndarray, thresholds: dict[str, 
     return out
 
 
+def evaluation_scope(model, graph: RiskGraph, truth: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(targets, evaluated mask, description)``: see the module docstring."""
+    masks = model.split.masks(graph)
+    if truth is None:
+        return graph.threat_targets(), masks["test"], "test split, known labels (unlabelled count as negatives)"
+    targets, known = truth_targets(graph, truth)
+    evaluated = (masks["val"] | masks["test"]) & known
+    return targets, evaluated, "every account created after the training period, against the truth file"
+
+
 def evaluate_model(model, graph: RiskGraph, truth: pd.DataFrame | None, model_version: str,
                    scores: np.ndarray | None = None) -> dict[str, Any]:
     """Evaluate ``model`` (a :class:`gnn.estimator.RiskModel`) on ``graph``; see the module docstring."""
     scores = model.decision_function(graph) if scores is None else scores
-    masks = model.split.masks(graph)
-    if truth is None:
-        evaluated = masks["test"]
-        targets = graph.threat_targets()
-        scope = "test split, known labels (unlabelled count as negatives)"
-    else:
-        targets, known = truth_targets(graph, truth)
-        evaluated = (masks["val"] | masks["test"]) & known
-        scope = "every account created after the training period, against the truth file"
+    targets, evaluated, scope = evaluation_scope(model, graph, truth)
     result = evaluate_scores(graph, scores, model.thresholds, evaluated, targets, model_version)
     result["scope"] = scope
     result["choice"] = dict(model.choice)
@@ -111,12 +113,3 @@ def save_report(result: dict[str, Any], scores: np.ndarray, targets: np.ndarray,
     fig.savefig(files[-1], dpi=110)
     plt.close(fig)
     return files
-
-
-def account_frame(graph: RiskGraph, scores: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame(scores, columns=list(THREATS))
-    frame.insert(0, ACCOUNT.key, graph.ids[ACCOUNT.label])
-    return frame
-
-
-__all__ = ["evaluate_model", "evaluate_scores", "save_report", "truth_targets", "account_frame", "BENIGN"]

@@ -9,7 +9,6 @@ driver, which finishes the model (baseline, calibration, per-threat choice).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -177,7 +176,3 @@ def fit_with_ray(snapshot: Path, split: TimeSplit, config: TrainConfig, scaling:
     with result.checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
     return state["best_state"], state["history"]
-
-
-def history_json(history: list[dict]) -> str:
-    return json.dumps(history, default=float)

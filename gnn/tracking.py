@@ -8,7 +8,6 @@ folder, the feature spec and the snapshot's content hash. A run whose validation
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -120,7 +119,3 @@ def champion_model_dir(settings: Settings, dest: Path | None = None) -> tuple[Pa
     dest = dest or Path(tempfile.mkdtemp(prefix="ringwatch-model-"))
     path = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
     return Path(path), f"{REGISTERED_MODEL}/{version.version}"
-
-
-def describe(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, default=str)

@@ -102,11 +102,7 @@ def prepare_training(graph: RiskGraph, split: TimeSplit) -> TrainingData:
     """Standardise features (fitted on training accounts) and lay out targets and split accounts."""
     masks = split.masks(graph)
     scaler = FeatureScaler.fit(graph, masks["train"])
-    data = HeteroData()
-    for node_type, x in scaler.transform(graph).items():
-        data[node_type].x = x
-    for edge_type in graph.data.edge_types:
-        data[edge_type].edge_index = graph.data[edge_type].edge_index
+    data = standardised(graph, scaler)
     known = graph.labels != UNLABELLED
     return TrainingData(
         data=data,
@@ -116,6 +112,16 @@ def prepare_training(graph: RiskGraph, split: TimeSplit) -> TrainingData:
         val=np.flatnonzero(masks["val"]),
         scaler=scaler,
     )
+
+
+def standardised(graph: RiskGraph, scaler: FeatureScaler) -> HeteroData:
+    """The graph's edges with its features standardised by ``scaler`` (what the model consumes)."""
+    data = HeteroData()
+    for node_type, x in scaler.transform(graph).items():
+        data[node_type].x = x
+    for edge_type in graph.data.edge_types:
+        data[edge_type].edge_index = graph.data[edge_type].edge_index
+    return data
 
 
 def build_model(data: HeteroData, config: TrainConfig) -> RiskSAGE:

@@ -4,7 +4,6 @@ baseline, calibration, per-threat choice, evaluation on the test split, tracking
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -90,7 +89,3 @@ def main(settings: Settings, graph: RiskGraph, snapshot_dir: Path, config: Train
 def _mean(values: list[float]) -> float:
     vals = [v for v in values if v == v]
     return float(sum(vals) / len(vals)) if vals else float("nan")
-
-
-def temporary_storage() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ringwatch-ray-"))

@@ -12,7 +12,7 @@ from rich.table import Table
 from graph.schema import THREATS
 from graph.settings import Settings
 from gnn.estimator import RiskModel
-from gnn.evaluation import evaluate_model, save_report, truth_targets
+from gnn.evaluation import evaluate_model, evaluation_scope, save_report
 from gnn.graph_data import RiskGraph
 from gnn.ray_train import RayConfig
 from gnn.snapshot import read_snapshot
@@ -84,12 +84,7 @@ def run_evaluate(settings: Settings, model: str, snapshot: Path | None, truth: P
         scores = risk_model.decision_function(graph)
     result = evaluate_model(risk_model, graph, truth_frame, version, scores=scores)
     if out is not None:
-        if truth_frame is not None:
-            targets, known = truth_targets(graph, truth_frame)
-            masks = risk_model.split.masks(graph)
-            evaluated = (masks["val"] | masks["test"]) & known
-        else:
-            targets, evaluated = graph.threat_targets(), risk_model.split.masks(graph)["test"]
+        targets, evaluated, _ = evaluation_scope(risk_model, graph, truth_frame)
         result["files"] = [str(p) for p in save_report(result, scores, targets, evaluated, out)]
     return result
 
