@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     test = masks["test"] & known
     quality = {}
     for name, s in {"gnn": raw["gnn"], "baseline": raw["baseline"], "shipped": scores}.items():
-        res = evaluate_scores(graph, s, {th: 0.0 for th in THREATS} if name != "shipped" else model.thresholds,
+        res = evaluate_scores(s, {th: 0.0 for th in THREATS} if name != "shipped" else model.thresholds,
                               test, targets, name)
         quality[name] = {th: {k: round(m[k], 4) for k in ("auroc", "auprc", "recall_at_k", "base_rate")}
                          for th, m in res["threats"].items()}

@@ -195,13 +195,29 @@ def assemble_risk_graph(
         data=data,
         ids={spec.label: indexed.nodes[spec.label][spec.key].to_numpy(dtype=object) for spec in s.DOMAIN_NODES},
         feature_names={spec.label: list(features[spec.label].names) for spec in s.DOMAIN_NODES},
-        labels=label_codes(accounts["known_label"]),
+        labels=label_codes(training_labels(accounts)),
         created_at=accounts["created_at"].to_numpy(dtype=np.int64, na_value=0) // 1000,
         reference_time=int(reference_time),
         content_hash=digest,
         meta={"schema_version": s.SCHEMA_VERSION, "feature_version": FEATURE_VERSION, "shared_cap": shared_cap,
               "counts": counts},
     )
+
+
+def training_labels(accounts: pd.DataFrame) -> pd.Series:
+    """Each account's label for training: an investigator's verdict where there is one, else the known label.
+
+    ``confirmed`` makes the account a positive of ``verdict_threat``; ``false_positive`` makes it ``benign``
+    (the verdict is newer than the review team's label, and made by someone who looked at the graph).
+    """
+    labels = accounts["known_label"].astype(object)
+    if "verdict" not in accounts.columns:
+        return labels
+    verdict = accounts["verdict"].astype(object)
+    confirmed = (verdict == s.CONFIRMED).fillna(False).to_numpy(dtype=bool)
+    cleared = (verdict == s.FALSE_POSITIVE).fillna(False).to_numpy(dtype=bool)
+    labels = labels.where(~confirmed, accounts["verdict_threat"].astype(object))
+    return labels.where(~cleared, s.BENIGN)
 
 
 def label_codes(known_label: pd.Series) -> np.ndarray:

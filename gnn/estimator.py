@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from graph.errors import RingwatchError
-from graph.schema import ACCOUNT, THREATS
+from graph.schema import ACCOUNT, CLEAR, THREATS
 from gnn.baseline import GraphBoostBaseline, neighbourhood_features
 from gnn.graph_data import RiskGraph
 from gnn.metrics import PlattCalibrator, best_f1_threshold, threat_metrics
@@ -27,7 +27,6 @@ from gnn.normalize import FeatureScaler
 from gnn.split import TimeSplit
 from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training, standardised
 
-CLEAR = "clear"
 SOURCES = ("gnn", "baseline", "ensemble")
 
 

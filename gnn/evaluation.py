@@ -37,7 +37,7 @@ def truth_targets(graph: RiskGraph, truth: pd.DataFrame) -> tuple[np.ndarray, np
     return targets, known
 
 
-def evaluate_scores(graph: RiskGraph, scores: np.ndarray, thresholds: dict[str, float], evaluated: np.ndarray,
+def evaluate_scores(scores: np.ndarray, thresholds: dict[str, float], evaluated: np.ndarray,
                     targets: np.ndarray, model_version: str) -> dict[str, Any]:
     """Metrics per threat and overall (any threat: the highest score vs any fraud label)."""
     out: dict[str, Any] = {"threats": {}, "evaluated_accounts": int(evaluated.sum()), "model_version": model_version}
@@ -75,7 +75,7 @@ def evaluate_model(model, graph: RiskGraph, truth: pd.DataFrame | None, model_ve
     """Evaluate ``model`` (a :class:`gnn.estimator.RiskModel`) on ``graph``; see the module docstring."""
     scores = model.decision_function(graph) if scores is None else scores
     targets, evaluated, scope = evaluation_scope(model, graph, truth)
-    result = evaluate_scores(graph, scores, model.thresholds, evaluated, targets, model_version)
+    result = evaluate_scores(scores, model.thresholds, evaluated, targets, model_version)
     result["scope"] = scope
     result["choice"] = dict(model.choice)
     return result

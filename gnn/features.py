@@ -3,7 +3,7 @@ defined and documented.
 
 Features are *raw* (the model side normalises them on training accounts). Counts, totals and durations
 are ``log1p``-compressed (heavy tails); a missing value gives 0. All are float32 and NaN-free.
-**No feature reads a label**: ``known_label*`` columns are dropped before anything is computed, and ``T``
+**No feature reads a label**: ``known_label*`` and ``verdict*`` columns are dropped before anything is computed, and ``T``
 (:func:`default_reference_time`) ignores label times too. Days are ``(later − earlier) / 86 400 s``,
 clipped at 0. A *volume* sums amounts each divided by the median per-event amount of its asset over the
 whole graph, so BTC and USDT amounts add up in comparable units. ``k`` is one of ``device, ip, card,
@@ -124,7 +124,7 @@ SHARED_CAP = 200
 BURST_WINDOW_MS = 3_600_000
 #: Changes whenever a feature's definition or the set of features changes (recorded in snapshots).
 FEATURE_VERSION = 1
-LABEL_PREFIX = "known_label"
+LABEL_PREFIXES = ("known_label", "verdict")
 
 #: Identifier kinds of the sharing features, and the relationship that links an account to each.
 SHARED_KINDS: tuple[tuple[str, s.RelSpec], ...] = (
@@ -148,8 +148,8 @@ class NodeFeatures:
 
 
 def without_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` without its label columns (``known_label*``): what features may read."""
-    return frame.drop(columns=[c for c in frame.columns if c.startswith(LABEL_PREFIX)])
+    """``frame`` without its label columns (``known_label*``, ``verdict*``): what features may read."""
+    return frame.drop(columns=[c for c in frame.columns if c.startswith(LABEL_PREFIXES)])
 
 
 def default_reference_time(nodes: Mapping[str, pd.DataFrame], rels: Mapping[str, pd.DataFrame]) -> int:
@@ -165,7 +165,7 @@ def default_reference_time(nodes: Mapping[str, pd.DataFrame], rels: Mapping[str,
         if frame is None or not len(frame):
             continue
         for c in columns:
-            if c.kind == "datetime" and not c.name.startswith(LABEL_PREFIX) and c.name in frame.columns:
+            if c.kind == "datetime" and not c.name.startswith(LABEL_PREFIXES) and c.name in frame.columns:
                 value = frame[c.name].max()
                 if not pd.isna(value):
                     latest = max(latest, int(value))

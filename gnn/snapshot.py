@@ -231,7 +231,7 @@ def read_snapshot(folder: Path) -> RiskGraph:
     graph = assemble_risk_graph(indexed, features, reference_time, manifest["content_hash"], shared_cap)
     stored_labels = node_files[s.ACCOUNT.label]["label"].to_numpy(dtype=np.int8)
     if not np.array_equal(stored_labels, graph.labels):
-        raise SnapshotError(f"snapshot {folder}: stored label codes disagree with known_label")
+        raise SnapshotError(f"snapshot {folder}: stored label codes disagree with known_label/verdict")
     graph.meta.update({"feature_version": manifest.get("feature_version"), "source": manifest.get("source"),
                        "snapshot": str(folder), "snapshot_created_at": manifest.get("created_at")})
     return graph

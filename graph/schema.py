@@ -15,7 +15,16 @@ The graph model (see the README for the picture)::
     (:Account)-[:TRANSFERRED_TO {asset}]->(:Account)   count, total, first_seen, last_seen
     (:Account)-[:WITHDREW_TO {asset}]->(:Wallet)       count, total, first_seen, last_seen
     (:Account)-[:REDEEMED]->(:Promo)            count, total, first_seen, last_seen
-    (:IngestBatch)                              one per committed write batch (resumability ledger)
+    (:IngestBatch)                              one per committed ingest batch (resumability ledger)
+
+Written by the scoring job and by investigators (see the README's "Investigating" section)::
+
+    (:Account)  risk_collusion, risk_promo_abuse, risk_bot_farm, risk_score, risk_label, risk_reasons,
+                risk_model_version, risk_run_id, risk_scored_at, prev_risk_* (the run before), verdict, …
+    (:ScoringRun {run_id})                      one per scoring run: model, counts, start/end, status
+    (:ScoreBatch {batch_id})                    one per committed write-back batch (resumability ledger)
+    (:Account)-[:MEMBER_OF]->(:Ring {ring_id})  rings of risky accounts: kind, size, score, evidence
+    (:Verdict {verdict_id})-[:ABOUT]->(:Account)  an investigator's verdict (history; the latest is on Account)
 """
 
 from __future__ import annotations
@@ -67,11 +76,17 @@ PHONE: Final = NodeSpec("Phone", "phone_hash")
 WALLET: Final = NodeSpec("Wallet", "address")
 PROMO: Final = NodeSpec("Promo", "code")
 INGEST_BATCH: Final = NodeSpec("IngestBatch", "batch_id")
+SCORING_RUN: Final = NodeSpec("ScoringRun", "run_id")
+SCORE_BATCH: Final = NodeSpec("ScoreBatch", "batch_id")
+RING: Final = NodeSpec("Ring", "ring_id")
+VERDICT: Final = NodeSpec("Verdict", "verdict_id")
 
 #: Identifier nodes an account can share with others; rings hide behind these.
 IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET, PROMO)
 DOMAIN_NODES: Final = (ACCOUNT, *IDENTIFIER_NODES)
-ALL_NODES: Final = (*DOMAIN_NODES, INGEST_BATCH)
+#: Nodes the jobs and investigators write (not exported for training, except verdicts through Account).
+JOB_NODES: Final = (SCORING_RUN, SCORE_BATCH, RING, VERDICT)
+ALL_NODES: Final = (*DOMAIN_NODES, INGEST_BATCH, *JOB_NODES)
 
 USED_DEVICE: Final = RelSpec("USED_DEVICE", ACCOUNT, DEVICE)
 USED_IP: Final = RelSpec("USED_IP", ACCOUNT, IP)
@@ -95,6 +110,10 @@ DOMAIN_RELS: Final = (
     REDEEMED,
 )
 
+MEMBER_OF: Final = RelSpec("MEMBER_OF", ACCOUNT, RING)
+ABOUT: Final = RelSpec("ABOUT", VERDICT, ACCOUNT)
+JOB_RELS: Final = (MEMBER_OF, ABOUT)
+
 # Threats the models score, and the labels the `labels` table may carry.
 COLLUSION: Final = "collusion"
 PROMO_ABUSE: Final = "promo_abuse"
@@ -102,8 +121,34 @@ BOT_FARM: Final = "bot_farm"
 BENIGN: Final = "benign"
 THREATS: Final = (COLLUSION, PROMO_ABUSE, BOT_FARM)
 KNOWN_LABELS: Final = (*THREATS, BENIGN)
+#: The risk label of an account that crosses no threat's threshold.
+CLEAR: Final = "clear"
+RISK_LABELS: Final = (*THREATS, CLEAR)
 
-# Account properties written by ingestion.
+# Investigator verdicts: a confirmed account becomes a positive of its threat in the next training run,
+# a false positive a benign one (they override the review team's known labels).
+CONFIRMED: Final = "confirmed"
+FALSE_POSITIVE: Final = "false_positive"
+VERDICTS: Final = (CONFIRMED, FALSE_POSITIVE)
+
+
+def risk_property(threat: str) -> str:
+    """The Account property holding the calibrated score of ``threat`` (``risk_collusion`` …)."""
+    if threat not in THREATS:
+        raise ValueError(f"unknown threat {threat!r}; known: {THREATS}")
+    return f"risk_{threat}"
+
+
+#: Account properties written by the scoring job (the ``prev_`` ones keep the run before, for audit).
+RISK_PROPERTIES: Final = (
+    *(f"risk_{t}" for t in THREATS),
+    "risk_score", "risk_label", "risk_reasons", "risk_model_version", "risk_run_id", "risk_scored_at",
+    "prev_risk_score", "prev_risk_label", "prev_risk_run_id",
+)
+#: Account properties written by ``ringwatch verdict`` (the latest verdict; the history is in Verdict nodes).
+VERDICT_PROPERTIES: Final = ("verdict", "verdict_threat", "verdict_at", "verdict_note", "verdict_by")
+
+# Account properties exported for training: ingestion's, and the verdict that overrides a known label.
 ACCOUNT_PROPERTIES: Final = (
     "account_id",
     "created_at",
@@ -114,6 +159,8 @@ ACCOUNT_PROPERTIES: Final = (
     "known_label",
     "known_label_source",
     "known_label_at",
+    "verdict",
+    "verdict_threat",
 )
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -129,15 +176,16 @@ def node_by_label(label: str) -> NodeSpec:
 
 def rel_by_type(rel_type: str) -> RelSpec:
     """Return the spec of a relationship type, raising ValueError for one the schema does not know."""
-    for spec in DOMAIN_RELS:
+    for spec in (*DOMAIN_RELS, *JOB_RELS):
         if spec.type == rel_type:
             return spec
-    raise ValueError(f"unknown relationship type {rel_type!r}; known: {[s.type for s in DOMAIN_RELS]}")
+    raise ValueError(f"unknown relationship type {rel_type!r}; known: {[s.type for s in (*DOMAIN_RELS, *JOB_RELS)]}")
 
 
 def _check_identifiers() -> None:
     # Labels and types are interpolated into Cypher; keep them plain identifiers so that is always safe.
-    names = [s.label for s in ALL_NODES] + [s.key for s in ALL_NODES] + [r.type for r in DOMAIN_RELS]
+    names = [s.label for s in ALL_NODES] + [s.key for s in ALL_NODES] + [r.type for r in (*DOMAIN_RELS, *JOB_RELS)]
+    names += [*RISK_PROPERTIES, *VERDICT_PROPERTIES]
     bad = [n for n in names if not _IDENTIFIER.match(n)]
     if bad:
         raise ValueError(f"schema names must be plain identifiers: {bad}")

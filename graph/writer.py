@@ -1,7 +1,7 @@
 """Batched, exactly-once writes to Neo4j.
 
-Each batch is written in one transaction together with an ``(:IngestBatch {batch_id})`` ledger node. The
-ledger's uniqueness constraint makes a batch land at most once: a rerun after a kill (of the process or of
+Each batch is written in one transaction together with a ledger node (``(:IngestBatch {batch_id})`` for
+ingestion, ``(:ScoreBatch {batch_id})`` for the scoring job's write-back). The ledger's uniqueness constraint makes a batch land at most once: a rerun after a kill (of the process or of
 Neo4j) skips the batches that committed and writes the rest, and the graph ends exactly as an uninterrupted
 run leaves it.
 """
@@ -16,6 +16,7 @@ import neo4j
 import pandas as pd
 from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
 
+from graph import schema as s
 from graph.errors import GraphWriteError
 from graph.queries import ingest as q
 
@@ -57,20 +58,22 @@ class BatchWriter:
         database: the database name.
         run_id: recorded on every ledger node and in the transactions' metadata.
         job: the job name, in the transactions' metadata (visible in Neo4j's query log).
+        ledger: the ledger node label (one per job, so each job's batches are counted on their own).
     """
 
-    def __init__(self, driver: neo4j.Driver, database: str, run_id: str, job: str = "ingest") -> None:
+    def __init__(self, driver: neo4j.Driver, database: str, run_id: str, job: str = "ingest",
+                 ledger: s.NodeSpec = s.INGEST_BATCH) -> None:
         self._driver = driver
         self._database = database
         self.run_id = run_id
+        self.ledger = ledger
         self._metadata = {"app": "ringwatch", "job": job, "run_id": run_id}
+        self._record = q.record_batch(ledger)
+        self._committed = q.committed_batches(ledger)
 
     def ensure_constraints(self) -> None:
-        """Create every uniqueness constraint (idempotent); must run before the first write."""
-        with self._driver.session(database=self._database) as session:
-            for statement in q.constraint_statements():
-                session.run(statement).consume()
-            session.run("CALL db.awaitIndexes(300)").consume()
+        """Create every uniqueness constraint and index (idempotent); must run before the first write."""
+        ensure_schema(self._driver, self._database)
 
     def committed(self, batch_ids: Sequence[str]) -> set[str]:
         """Which of ``batch_ids`` are already committed."""
@@ -78,7 +81,7 @@ class BatchWriter:
         chunk = 50_000
         for start in range(0, len(batch_ids), chunk):
             records_, _, _ = self._driver.execute_query(
-                q.COMMITTED_BATCHES,
+                self._committed,
                 batch_ids=list(batch_ids[start : start + chunk]),
                 database_=self._database,
                 routing_=neo4j.RoutingControl.READ,
@@ -86,8 +89,10 @@ class BatchWriter:
             found.update(r["batch_id"] for r in records_)
         return found
 
-    def write(self, kind: q.WriteKind, batch: Columns, batch_id: str) -> bool:
+    def write(self, kind: q.WriteKind, batch: Columns, batch_id: str, params: dict[str, Any] | None = None) -> bool:
         """Write one batch (its rows as :func:`columns`) and its ledger entry in one transaction.
+
+        ``params`` are further query parameters shared by every row (a run id, a model version).
 
         Returns:
             True if written now; False if the batch had already been committed (then nothing is written).
@@ -100,8 +105,8 @@ class BatchWriter:
         n_rows = batch_length(kind, batch)
 
         def work(tx: neo4j.ManagedTransaction) -> int:
-            tx.run(q.RECORD_BATCH, batch_id=batch_id, kind=kind.name, rows=n_rows, run_id=self.run_id).consume()
-            record = tx.run(kind.cypher, {q.ROWS_PARAM: batch}).single()
+            tx.run(self._record, batch_id=batch_id, kind=kind.name, rows=n_rows, run_id=self.run_id).consume()
+            record = tx.run(kind.cypher, {**(params or {}), q.ROWS_PARAM: batch}).single()
             written = int(record["written"]) if record else 0
             if written != n_rows:
                 # Raised inside the transaction function, so the whole batch (and its ledger entry) rolls back.
@@ -116,7 +121,7 @@ class BatchWriter:
             with self._driver.session(database=self._database) as session:
                 session.execute_write(unit)
         except ConstraintError as e:
-            if batch_id in str(e) or "IngestBatch" in str(e):
+            if batch_id in str(e) or self.ledger.label in str(e):
                 return False
             raise GraphWriteError(f"{kind.name} batch {batch_id[:12]}: constraint violated: {e.message}") from e
         except (ServiceUnavailable, SessionExpired) as e:
@@ -124,6 +129,14 @@ class BatchWriter:
         except Neo4jError as e:
             raise GraphWriteError(f"{kind.name} batch {batch_id[:12]} failed: {e.message}") from e
         return True
+
+
+def ensure_schema(driver: neo4j.Driver, database: str) -> None:
+    """Create every uniqueness constraint and index of the schema (idempotent) and wait until they are online."""
+    with driver.session(database=database) as session:
+        for statement in (*q.constraint_statements(), *q.index_statements()):
+            session.run(statement).consume()
+        session.run(q.AWAIT_INDEXES).consume()
 
 
 def split(n_rows: int, batch_size: int) -> Iterable[tuple[int, int]]:

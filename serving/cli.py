@@ -148,20 +148,131 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option(help="'champion' (registry alias) or a model folder.")] = "champion",
-    snapshot_dir: Annotated[Path | None, typer.Option("--snapshot", help="Evaluate on a snapshot.")] = None,
     truth: Annotated[Path | None, typer.Option(help="truth.csv from `ringwatch generate`.")] = None,
+    model: Annotated[str | None, typer.Option(help="Evaluate a model offline: 'champion' or a model folder. "
+                                                   "Without it (and with --truth) the job's output in Neo4j "
+                                                   "is evaluated.")] = None,
+    snapshot_dir: Annotated[Path | None, typer.Option("--snapshot", help="Evaluate a model on a snapshot.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for metrics.json and PR-curve pictures.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as one JSON object.")] = False,
 ) -> None:
-    """Per-threat AUROC, AUPRC, Recall@K, precision/FPR at the chosen thresholds, calibration."""
+    """Per-threat AUROC, AUPRC, Recall@K, FPR at the thresholds, and ring recall of the written output."""
     from serving.train_command import print_evaluation, run_evaluate
 
-    result = run_evaluate(load_settings(), model, snapshot_dir, truth, out)
+    settings = load_settings()
+    if truth is not None and model is None and snapshot_dir is None:
+        import pandas as pd
+
+        from serving.output_evaluation import evaluate_output
+
+        truth_frame = pd.read_csv(truth, dtype=str, keep_default_na=False)
+        with open_graph(settings) as driver:
+            result = evaluate_output(driver, settings.neo4j_database, truth_frame, out)
+    else:
+        result = run_evaluate(settings, model or "champion", snapshot_dir, truth, out)
     if as_json:
         print(json.dumps(result, default=float))
     else:
         print_evaluation(result)
+
+
+@app.command()
+def score(
+    model: Annotated[str, typer.Option(help="'champion' (registry alias) or a model folder.")] = "champion",
+    since: Annotated[str | None, typer.Option(help="Rescore only accounts with events since this ISO time "
+                                                   "(and their neighbourhood).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Accounts per write transaction.")] = 5_000,
+    new_run: Annotated[bool, typer.Option("--new-run", help="Start afresh instead of resuming an unfinished "
+                                                            "run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Score every account and write scores, labels and reasons back (resumes an unfinished run)."""
+    from serving.score_command import run_score
+
+    summary = run_score(load_settings(), model, since, batch_size, new_run, quiet=as_json)
+    if as_json:
+        print(json.dumps(summary, default=str))
+
+
+@app.command()
+def rings(
+    supernode_cap: Annotated[int, typer.Option(min=2, help="Identifiers used by more accounts link nobody.")] = 100,
+    min_size: Annotated[int, typer.Option(min=2, help="Smallest group that is a ring.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Group flagged accounts into rings through shared identifiers and money; write Ring nodes."""
+    from serving.rings_command import run_rings_command
+
+    summary = run_rings_command(load_settings(), supernode_cap, min_size, quiet=as_json)
+    if as_json:
+        print(json.dumps(summary, default=str))
+
+
+@app.command()
+def investigate(
+    account_id: Annotated[str, typer.Argument(help="The account to look at.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON.")] = False,
+) -> None:
+    """Why an account is flagged: risk, label, reasons, what it shares, its ring and members."""
+    from serving.investigate import investigate as look, panel
+
+    settings = load_settings()
+    with open_graph(settings) as driver:
+        view = look(driver, settings.neo4j_database, account_id)
+    if as_json:
+        print(json.dumps(view, default=str))
+    else:
+        console.print(panel(view))
+
+
+@app.command()
+def verdict(
+    account_id: Annotated[str, typer.Argument(help="The account.")],
+    decision: Annotated[str, typer.Argument(metavar="confirmed|false_positive", help="The verdict.")],
+    note: Annotated[str, typer.Option(help="Why (kept with the verdict).")] = "",
+    threat: Annotated[str | None, typer.Option(help="For confirmed: the threat (default: the account's label).")] = None,
+    by: Annotated[str | None, typer.Option(help="Who decided (default: your user name).")] = None,
+) -> None:
+    """Record an investigator's verdict; the next training run uses it as a label."""
+    from serving.verdict import record_verdict
+
+    settings = load_settings()
+    with open_graph(settings) as driver:
+        result = record_verdict(driver, settings.neo4j_database, account_id, decision, note, by, threat)
+    console.print(f"recorded {decision} for {result['account_id']} (threat {result['threat']}, "
+                  f"label at the time {result['risk_label']}) at {result['at']}; the next `ringwatch train` uses it")
+
+
+@app.command("query-pack")
+def query_pack(
+    out: Annotated[Path | None, typer.Option(help="Write one .cypher file per query here (Browser favourites).")] = None,
+) -> None:
+    """Print the investigator query pack (or write it as Browser favourites)."""
+    from graph.queries.investigator import PACK, pack_file
+
+    if out is None:
+        print(pack_file(), end="")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for i, q in enumerate(PACK, 1):
+        (out / f"{i:02d}-{q.name}.cypher").write_text(q.as_file(), encoding="utf-8")
+    console.print(f"wrote {len(PACK)} queries to {out}; drag them onto Neo4j Browser's Favorites drawer")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Folder for index.html and the ring pictures (created if missing).")],
+    top: Annotated[int, typer.Option(min=1, help="How many rings to show (highest score first).")] = 20,
+    metrics: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                 help="metrics.json from `ringwatch evaluate --out`.")] = None,
+) -> None:
+    """Write a self-contained HTML report of the top rings: pictures, members, evidence, run metrics."""
+    from serving.report import build_report
+
+    settings = load_settings()
+    with open_graph(settings) as driver, console.status("building the report…"):
+        index = build_report(driver, settings.neo4j_database, out, top=top, metrics_file=metrics)
+    console.print(f"report: {index.resolve().as_uri()}")
 
 
 @app.command()

@@ -98,5 +98,13 @@ def print_evaluation(result: dict[str, Any]) -> None:
         table.add_row(threat, *(f"{m[k]:.3f}" for k in ("auroc", "auprc", "base_rate", "recall_at_k", "precision",
                                                         "recall", "fpr")), f"{ece:.3f}")
     console.print(table)
+    if "account_fpr" in result["overall"]:
+        console.print(f"account false-positive rate at the written labels: {result['overall']['account_fpr']:.4f}")
+    rings = result.get("rings")
+    if rings:
+        kinds = ", ".join(f"{k} {v['recovered']}/{v['planted']}" for k, v in rings["by_kind"].items())
+        console.print(f"rings: {rings['recovered']} of {rings['planted']} planted rings recovered "
+                      f"(≥{rings['share_required']:.0%} of members flagged in one detected ring) → recall "
+                      f"{rings['recall']:.3f} ({kinds}); {rings['detected']} detected, purity {rings['purity']:.2f}")
     for f in result.get("files", []):
         console.print(f"wrote {f}")

@@ -21,6 +21,9 @@ from typing import Final
 from graph import schema as s
 from graph.queries.ingest import ACCOUNT_LABELS, ACCOUNT_ROWS, IDENTIFIER_ROWS, REL_ROWS, STUB_ACCOUNT_ROWS, Prop
 
+#: The verdict columns training reads (see :func:`gnn.build.label_codes`); written by ``ringwatch verdict``.
+VERDICT_LABEL: Final = (Prop("verdict"), Prop("verdict_threat"))
+
 #: Page cursor before the first key: every string compares greater than the empty string.
 FIRST_CURSOR: Final = ""
 
@@ -107,8 +110,8 @@ def rel_export(rel: s.RelSpec, props: tuple[Prop, ...]) -> RelExport:
 
 
 def _account_export() -> NodeExport:
-    # The three account writes (full rows, stubs, labels) together make up the Account node.
-    props = (*ACCOUNT_ROWS.props, *STUB_ACCOUNT_ROWS.props, *ACCOUNT_LABELS.props)
+    # The three account writes (full rows, stubs, labels) and an investigator's verdict make up the Account node.
+    props = (*ACCOUNT_ROWS.props, *STUB_ACCOUNT_ROWS.props, *ACCOUNT_LABELS.props, *VERDICT_LABEL)
     export = node_export(s.ACCOUNT, props)
     names = tuple(c.name for c in export.columns)
     if names != s.ACCOUNT_PROPERTIES:

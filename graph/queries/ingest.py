@@ -196,16 +196,36 @@ def constraint_statements() -> list[str]:
     ]
 
 
-RECORD_BATCH: Final = (
-    f"CREATE (b:{s.INGEST_BATCH.label} {{{s.INGEST_BATCH.key}: $batch_id}})\n"
-    "SET b.kind = $kind, b.rows = $rows, b.run_id = $run_id, b.committed_at = datetime()"
-)
+#: Range indexes the jobs look up by (created idempotently with the constraints): ring grouping joins IPs by
+#: their network block, and scoring, rings and the query pack select accounts by risk label.
+INDEXES: Final = ((s.IP, "prefix"), (s.ACCOUNT, "risk_label"), (s.ACCOUNT, "risk_run_id"), (s.RING, "status"))
 
-COMMITTED_BATCHES: Final = (
-    "UNWIND $batch_ids AS id\n"
-    f"MATCH (b:{s.INGEST_BATCH.label} {{{s.INGEST_BATCH.key}: id}})\n"
-    "RETURN b.batch_id AS batch_id"
-)
+
+def index_statements() -> list[str]:
+    """``CREATE INDEX … IF NOT EXISTS`` for :data:`INDEXES`."""
+    return [f"CREATE INDEX {spec.label.lower()}_{prop} IF NOT EXISTS FOR (n:{spec.label}) ON (n.{prop})"
+            for spec, prop in INDEXES]
+
+
+AWAIT_INDEXES: Final = "CALL db.awaitIndexes(300)"
+
+
+def record_batch(ledger: s.NodeSpec = s.INGEST_BATCH) -> str:
+    """Create a batch's ledger node (fails on the uniqueness constraint when it already exists)."""
+    return (
+        f"CREATE (b:{ledger.label} {{{ledger.key}: $batch_id}})\n"
+        "SET b.kind = $kind, b.rows = $rows, b.run_id = $run_id, b.committed_at = datetime()"
+    )
+
+
+def committed_batches(ledger: s.NodeSpec = s.INGEST_BATCH) -> str:
+    """Which of ``$batch_ids`` have a ledger node."""
+    return (
+        "UNWIND $batch_ids AS id\n"
+        f"MATCH (b:{ledger.label} {{{ledger.key}: id}})\n"
+        f"RETURN b.{ledger.key} AS batch_id"
+    )
+
 
 COUNT_NODES: Final = "MATCH (n) RETURN labels(n)[0] AS label, count(*) AS n"
 COUNT_RELS: Final = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS n"

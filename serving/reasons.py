@@ -1,0 +1,113 @@
+"""Reasons an investigator can check in the graph: what ties a flagged account to other risky accounts.
+
+For every flagged account, the identifiers it shares with *risky* accounts — flagged by this run, or holding
+a known fraud label (or a confirmed verdict) — ranked by how many risky accounts share each one, then by how
+few accounts use it at all (a device shared by 3 accounts, all risky, says more than an IP shared by 90).
+Money links count too: transfers with risky counterparties and referrals from or to risky accounts.
+
+The super-node rule (:data:`SUPERNODE_CAP`) is the same one ring grouping uses: an identifier used by more
+than that many accounts — a carrier NAT, public Wi-Fi, a popular promo code — ties everyone and explains
+nothing, so it is never a reason. Each reason names the node by label and key, so ``MATCH (n:Device
+{device_id: …})`` finds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from graph import schema as s
+from gnn.graph_data import RiskGraph
+
+#: Identifiers used by more accounts than this are super-nodes: never a reason, never a ring link.
+SUPERNODE_CAP = 100
+#: Reasons kept per account.
+MAX_REASONS = 5
+#: Account → identifier relationships that can be reasons, in the order ties are broken.
+SHARED_RELS: tuple[s.RelSpec, ...] = (s.USED_CARD, s.USED_DEVICE, s.WITHDREW_TO, s.HAS_PHONE, s.HAS_EMAIL,
+                                      s.USED_IP, s.REDEEMED)
+
+
+@dataclass(frozen=True, order=True)
+class Reason:
+    """One reason, ordered so that ``sorted`` puts the strongest first."""
+
+    rank_key: tuple[int, int, int]
+    text: str
+
+
+def incidence(graph: RiskGraph, rel: s.RelSpec) -> sp.csr_matrix:
+    """Binary ``[n_accounts, n_targets]`` matrix of ``rel`` (several edges of a pair count once)."""
+    ei = graph.data[rel.edge_type].edge_index.numpy()
+    shape = (graph.num_accounts, len(graph.ids[rel.target.label]))
+    m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=shape)
+    m.data[:] = 1.0
+    return m
+
+
+def risky_accounts(graph: RiskGraph, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(risky, known)`` masks: flagged now (``labels`` != clear) or known fraud; known fraud alone."""
+    known = graph.labels > 0  # codes 1..3 are the threats (gnn.graph_data.LABEL_CODES)
+    return (labels != s.CLEAR) | known, known
+
+
+def account_reasons(graph: RiskGraph, labels: np.ndarray, explain: np.ndarray,
+                    supernode_cap: int = SUPERNODE_CAP, limit: int = MAX_REASONS) -> dict[int, list[str]]:
+    """Reasons for the accounts at positions ``explain``.
+
+    Args:
+        graph: the scored graph.
+        labels: risk label per account (``clear`` or a threat), ``[N_account]``.
+        explain: positions of the accounts to explain (usually the flagged ones).
+        supernode_cap: see :data:`SUPERNODE_CAP`.
+        limit: reasons kept per account, strongest first.
+
+    Returns:
+        position → reason texts, strongest first (accounts with none map to an empty list).
+    """
+    risky, known = risky_accounts(graph, labels)
+    explain = np.asarray(explain, dtype=np.int64)
+    found: dict[int, list[Reason]] = {int(i): [] for i in explain}
+    for order, rel in enumerate(SHARED_RELS):
+        inc = incidence(graph, rel)
+        users = np.asarray(inc.sum(axis=0)).ravel()
+        risky_users = inc.T @ risky.astype(np.float32)
+        known_users = inc.T @ known.astype(np.float32)
+        rows = inc[explain]
+        keys = graph.ids[rel.target.label]
+        for r, (lo, hi) in enumerate(zip(rows.indptr[:-1], rows.indptr[1:])):
+            a = int(explain[r])
+            for n in rows.indices[lo:hi]:
+                if users[n] > supernode_cap:
+                    continue
+                others = int(risky_users[n]) - int(risky[a])
+                if others < 1:
+                    continue
+                known_others = int(known_users[n]) - int(known[a])
+                text = (f"{rel.target.label} {keys[n]} shared with {others} risky account{'s' * (others > 1)}"
+                        f" ({known_others} known fraud) among {int(users[n])} users")
+                found[a].append(Reason((-others, int(users[n]), order), text))
+    _money_reasons(graph, risky, known, explain, found)
+    return {a: [r.text for r in sorted(rs)[:limit]] for a, rs in found.items()}
+
+
+def _money_reasons(graph: RiskGraph, risky: np.ndarray, known: np.ndarray, explain: np.ndarray,
+                   found: dict[int, list[Reason]]) -> None:
+    ids = graph.ids[s.ACCOUNT.label]
+    explain_set = np.zeros(graph.num_accounts, dtype=bool)
+    explain_set[explain] = True
+    order = len(SHARED_RELS)
+    for rel, verb in ((s.TRANSFERRED_TO, "transfers with"), (s.REFERRED, "referral link with")):
+        ei = graph.data[rel.edge_type].edge_index.numpy()
+        src, dst = np.concatenate([ei[0], ei[1]]), np.concatenate([ei[1], ei[0]])
+        keep = explain_set[src] & risky[dst] & (src != dst)
+        pairs = np.unique(np.stack([src[keep], dst[keep]]), axis=1)
+        for a in np.unique(pairs[0]):
+            peers = pairs[1][pairs[0] == a]
+            k, n_known = len(peers), int(known[peers].sum())
+            sample = ", ".join(str(ids[p]) for p in peers[:3]) + (", …" if k > 3 else "")
+            text = f"{verb} {k} risky account{'s' * (k > 1)} ({n_known} known fraud): {sample}"
+            found[int(a)].append(Reason((-k, 0, order), text))
+        order += 1

@@ -1,0 +1,36 @@
+"""``ringwatch rings``: group the graph's flagged accounts into rings and print the top ones."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+
+from graph.settings import Settings
+from serving.cli_support import open_graph
+from serving.console import console
+from serving.rings import run_rings
+
+
+def run_rings_command(settings: Settings, supernode_cap: int, min_size: int, quiet: bool = False) -> dict[str, Any]:
+    with open_graph(settings) as driver, console.status("grouping flagged accounts into rings…"):
+        summary = run_rings(driver, settings.neo4j_database, supernode_cap, min_size)
+    if not quiet:
+        print_rings(summary)
+    return summary
+
+
+def print_rings(summary: dict[str, Any], limit: int = 10) -> None:
+    table = Table(title=f"top rings of {summary['rings']:,} ({summary['rings_run_id']}, from {summary['scoring_run_id']})")
+    for column in ("ring", "kind", "size", "score", "active", "evidence"):
+        table.add_column(column, justify="right" if column in ("size", "score") else "left")
+    for ring in summary["top"][:limit]:
+        span = (f"{datetime.fromtimestamp(ring['first_seen'] / 1000, UTC):%Y-%m-%d} → "
+                f"{datetime.fromtimestamp(ring['last_seen'] / 1000, UTC):%Y-%m-%d}")
+        table.add_row(ring["ring_id"], ring["kind"], str(ring["size"]), f"{ring['score']:.3f}", span,
+                      ring["evidence"])
+    console.print(table)
+    console.print(f"{summary['flagged_accounts']:,} flagged accounts → {summary['rings']:,} rings "
+                  f"({summary['ring_members']:,} members; {summary['kept_ids']} kept their id, {summary['new']} new, "
+                  f"{summary['retired']} retired) in {summary['seconds']} s")

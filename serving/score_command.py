@@ -1,0 +1,101 @@
+"""``ringwatch score``: run (or resume) the scoring job against the configured graph; see :mod:`serving.score`."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from graph import schema as s
+from graph.settings import Settings
+from gnn.build import risk_graph_from_neo4j
+from serving.cli_support import open_graph
+from serving.console import console, progress_bar
+from serving.score import (
+    DEFAULT_BATCH_SIZE,
+    ScoringError,
+    load_plan,
+    plan_run,
+    save_plan,
+    touched_since,
+    unfinished_runs,
+    write_scores,
+)
+from serving.train_command import resolve_model
+
+
+def scoring_dir(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "scoring"
+
+
+def parse_since(value: str) -> int:
+    """An ISO date or time (UTC unless it says otherwise) as epoch milliseconds."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise ScoringError(f"--since {value!r} is not an ISO date or time (e.g. 2026-11-27 or 2026-11-27T06:00)") from e
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def run_score(settings: Settings, model: str = "champion", since: str | None = None,
+              batch_size: int = DEFAULT_BATCH_SIZE, new_run: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Resume the newest unfinished run (unless ``new_run``), else score the graph afresh and write it back.
+
+    Returns:
+        A summary: run id, whether it resumed, counts, seconds per step.
+    """
+    timings: dict[str, float] = {}
+    database = settings.neo4j_database
+    with open_graph(settings) as driver:
+        resumable = [] if new_run else [r for r in unfinished_runs(driver, database)
+                                         if (scoring_dir(settings) / r["run_id"]).is_dir()]
+        if resumable:
+            run, frame = load_plan(scoring_dir(settings) / resumable[0]["run_id"])
+            console.print(f"resuming unfinished scoring run {run.run_id} (model {run.model_version}); "
+                          "committed batches are skipped")
+            resumed = True
+        else:
+            risk_model, version = resolve_model(settings, model)
+            started = time.perf_counter()
+            with progress_bar("export") as progress:
+                graph = risk_graph_from_neo4j(driver, database, progress=progress)
+            timings["export"] = time.perf_counter() - started
+            touched = None
+            since_ms = parse_since(since) if since else None
+            if since_ms is not None:
+                touched = touched_since(driver, database, since_ms)
+                console.print(f"{len(touched):,} accounts have events since {since}")
+            step = time.perf_counter()
+            with console.status(f"scoring {graph.num_accounts:,} accounts…"):
+                run, frame = plan_run(risk_model, graph, version, since_ms=since_ms, touched=touched,
+                                      batch_size=batch_size)
+            timings["score"] = time.perf_counter() - step
+            save_plan(scoring_dir(settings) / run.run_id, run, frame)
+            resumed = False
+        step = time.perf_counter()
+        with progress_bar(f"scoring run {run.run_id}") as progress:
+            outcome = write_scores(driver, database, run, frame, progress)
+        timings["write"] = time.perf_counter() - step
+    summary = {"run_id": run.run_id, "model_version": run.model_version, "resumed": resumed,
+               "accounts": len(frame), "labels": frame["label"].value_counts().to_dict(), **outcome,
+               "plan": str(scoring_dir(settings) / run.run_id), "seconds": {k: round(v, 2) for k, v in timings.items()}}
+    if not quiet:
+        _print(summary)
+    return summary
+
+
+def _print(summary: dict[str, Any]) -> None:
+    table = Table(title=f"scoring run {summary['run_id']} — model {summary['model_version']}")
+    table.add_column("label")
+    table.add_column("accounts", justify="right")
+    for label in (*s.THREATS, s.CLEAR):
+        table.add_row(label, f"{summary['labels'].get(label, 0):,}")
+    console.print(table)
+    console.print(f"wrote {summary['written']:,} accounts in {summary['batches']} batches "
+                  f"({summary['written_now']} now, {summary['already_committed']} already committed); "
+                  f"{summary['label_changes']:,} labels changed since the previous run; plan in {summary['plan']}")
