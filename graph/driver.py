@@ -47,7 +47,10 @@ def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
         password = local_password(settings)
         if password is None:
             raise Neo4jServerError("the local Neo4j server has not been set up yet: run `ringwatch neo4j start`")
-    driver = open_driver(uri, settings.neo4j_username, password, max_connection_pool_size=8)
+    # Server notifications off: they are query-tuning hints (e.g. "property key does not exist" before a first
+    # scoring run), which the driver would log as warnings into every command's output.
+    driver = open_driver(uri, settings.neo4j_username, password, max_connection_pool_size=8,
+                         notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF)
     if verify:
         try:
             driver.verify_connectivity()

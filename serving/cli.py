@@ -11,6 +11,7 @@ from typing import Annotated
 import click
 import neo4j
 import typer
+from typer.exceptions import TyperException
 
 from graph.errors import RingwatchError
 from graph.local_server import LocalNeo4j
@@ -263,16 +264,17 @@ def query_pack(
 def report(
     out: Annotated[Path, typer.Option(help="Folder for index.html and the ring pictures (created if missing).")],
     top: Annotated[int, typer.Option(min=1, help="How many rings to show (highest score first).")] = 20,
-    metrics: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
-                                                 help="metrics.json from `ringwatch evaluate --out`.")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="metrics.json from `ringwatch evaluate --out`.")] = None,
 ) -> None:
     """Write a self-contained HTML report of the top rings: pictures, members, evidence, run metrics."""
-    from serving.report import build_report
+    from serving.report import build_report, read_metrics
 
+    if metrics is not None:
+        read_metrics(metrics)  # a wrong file fails here, before a local Neo4j is started
     settings = load_settings()
     with open_graph(settings) as driver, console.status("building the report…"):
         index = build_report(driver, settings.neo4j_database, out, top=top, metrics_file=metrics)
-    console.print(f"report: {index.resolve().as_uri()}")
+    console.print(f"report: {index.resolve().as_uri()}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -281,11 +283,15 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = Path("demo"),
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (early stopping may end sooner).")] = 15,
+    reset: Annotated[bool, typer.Option("--reset", help="Empty the database first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print the demo's figures as JSON.")] = False,
 ) -> None:
-    """The end-to-end job: start Neo4j, generate, ingest, snapshot, train, evaluate; print where to look."""
+    """The whole job: start Neo4j, generate, ingest, train, score, rings, report, evaluate; print where to look."""
     from serving.demo import run_demo
 
-    run_demo(load_settings(), accounts, seed, out, epochs)
+    figures = run_demo(load_settings(), accounts, seed, out, epochs, reset)
+    if as_json:
+        print(json.dumps(figures, default=float))
 
 
 def main() -> None:
@@ -297,9 +303,13 @@ def main() -> None:
         sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+    except (click.ClickException, TyperException) as e:
+        # typer bundles its own click: its usage errors are TyperExceptions, not click's ClickException.
+        show = getattr(e, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(e, "exit_code", 2))
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)

@@ -21,112 +21,25 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-import networkx as nx
 import neo4j
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from graph import schema as s
 from graph.errors import RingwatchError
-from graph.queries import report as q
 from serving.reasons import SUPERNODE_CAP
-from serving.rings import SharedIdentifier
+from serving.ring_picture import IDENTIFIER_NAMES, SUPERNODES_DRAWN_UP_TO, draw_ring
+from serving.ring_view import RingView, read_rings
 from serving.score import latest_completed_run
 
 PICTURES_DIR = "rings"
 INDEX_FILE = "index.html"
 #: Reasons shown per member in the table (the graph keeps up to five).
 REASONS_SHOWN = 3
-#: Layout seed, so the same ring is drawn the same way every time.
-LAYOUT_SEED = 0
-SCORE_COLORMAP = "YlOrRd"
-IDENTIFIER_COLORS = {"Device": "#1f77b4", "Card": "#9467bd", "IP": "#17becf", "Email": "#2ca02c",
-                     "Phone": "#8c564b", "Wallet": "#e377c2", "Promo": "#7f7f7f"}
-MONEY_STYLE = {s.TRANSFERRED_TO.type: ("#08306b", "solid", "transfer"),
-               s.REFERRED.type: ("#238b45", "dashed", "referral")}
-
-
 class ReportError(RingwatchError):
     """The report cannot be built (unreadable metrics file, unwritable folder)."""
-
-
-@dataclass(frozen=True)
-class RingMember:
-    """One member of a ring, as the report shows it."""
-
-    account_id: str
-    scores: dict[str, float | None]
-    risk_score: float | None
-    risk_label: str | None
-    reasons: tuple[str, ...]
-    known_label: str | None
-    verdict: str | None
-    created_at: int | None
-
-
-@dataclass(frozen=True)
-class MoneyLink:
-    """A transfer or referral between two members of a ring."""
-
-    src: str
-    dst: str
-    type: str
-    asset: str | None
-    count: int
-    total: float | None
-
-
-@dataclass
-class RingView:
-    """A ring with everything the report shows: its node's properties, members, identifiers, money links."""
-
-    props: dict[str, Any]
-    members: list[RingMember]
-    identifiers: list[SharedIdentifier]
-    links: list[MoneyLink]
-
-    @property
-    def ring_id(self) -> str:
-        return str(self.props["ring_id"])
-
-
-def read_rings(driver: neo4j.Driver, database: str, top: int) -> tuple[list[RingView], int]:
-    """The ``top`` active rings (highest score, then size) with members, identifiers and money links.
-
-    Returns:
-        The rings, best first, and the number of active rings in all.
-    """
-    if top < 1:
-        raise ValueError(f"top must be at least 1, got {top}")
-    read = {"database_": database, "routing_": neo4j.RoutingControl.READ}
-    records, _, _ = driver.execute_query(q.TOP_RINGS, status=q.ACTIVE, limit=top, **read)
-    views = {r["ring"]["ring_id"]: RingView(dict(r["ring"]), [], [], []) for r in records}
-    records, _, _ = driver.execute_query(q.RING_COUNT, status=q.ACTIVE, **read)
-    total = int(records[0]["rings"])
-    if not views:
-        return [], total
-    ids = list(views)
-    records, _, _ = driver.execute_query(q.RING_MEMBERS, ring_ids=ids, **read)
-    for r in records:
-        views[r["ring_id"]].members.append(RingMember(
-            account_id=str(r["account_id"]), scores={t: r[t] for t in s.THREATS}, risk_score=r["risk_score"],
-            risk_label=r["risk_label"], reasons=tuple(r["risk_reasons"] or ()), known_label=r["known_label"],
-            verdict=r["verdict"], created_at=r["created_at"]))
-    records, _, _ = driver.execute_query(q.RING_IDENTIFIERS, ring_ids=ids, **read)
-    for r in sorted(records, key=lambda r: (-len(r["members"]), r["users"], r["label"], r["key"])):
-        views[r["ring_id"]].identifiers.append(
-            SharedIdentifier(r["label"], str(r["key"]), tuple(sorted(r["members"])), int(r["users"])))
-    records, _, _ = driver.execute_query(q.RING_MONEY_LINKS, ring_ids=ids, **read)
-    for r in records:
-        views[r["ring_id"]].links.append(MoneyLink(str(r["src"]), str(r["dst"]), r["type"], r["asset"],
-                                                   int(r["count"]), r["total"]))
-    return list(views.values()), total
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -147,102 +60,6 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return metrics
 
 
-# --- pictures -------------------------------------------------------------------------------------------
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def ring_graph(ring: RingView) -> nx.MultiDiGraph:
-    """The ring's subgraph: members, shared identifiers, member→identifier uses and money links."""
-    g = nx.MultiDiGraph()
-    for m in sorted(ring.members, key=lambda m: m.account_id):
-        g.add_node(("member", m.account_id), score=m.risk_score)
-    for ident in ring.identifiers:
-        node = ("identifier", ident.label, ident.key)
-        g.add_node(node, label=ident.label, users=ident.users)
-        for account in ident.members:
-            g.add_edge(("member", account), node, kind="uses")
-    for link in ring.links:
-        g.add_edge(("member", link.src), ("member", link.dst), kind=link.type, count=link.count)
-    return g
-
-
-def _layout(g: nx.MultiDiGraph) -> dict[Any, tuple[float, float]]:
-    simple = nx.Graph(g.to_undirected())
-    if simple.number_of_nodes() <= 2:
-        return {n: (float(i), 0.0) for i, n in enumerate(simple)}
-    # Kamada–Kawai spreads small graphs evenly (fewer overlapping labels); a seeded spring pass on top of it
-    # separates the leaves it stacks. Both are deterministic for a given node order.
-    start = nx.kamada_kawai_layout(simple) if simple.number_of_nodes() <= 150 else None
-    k = 1.6 / math.sqrt(simple.number_of_nodes())
-    pos = nx.spring_layout(simple, pos=start, k=k, iterations=60, seed=LAYOUT_SEED)
-    return {n: (float(x), float(y)) for n, (x, y) in pos.items()}
-
-
-def draw_ring(ring: RingView, path: Path) -> Path:
-    """Draw ``ring``'s subgraph (see :func:`ring_graph`) to an SVG file; returns ``path``."""
-    g = ring_graph(ring)
-    pos = _layout(g)
-    n = g.number_of_nodes()
-    width = min(14.0, max(8.0, 5.0 + 0.22 * n))
-    fig = Figure(figsize=(width, width * 0.68))
-    ax = fig.add_axes((0.01, 0.01, 0.84, 0.98))
-    ax.set_axis_off()
-    members = [v for v in g if v[0] == "member"]
-    idents = [v for v in g if v[0] == "identifier"]
-    # Super-nodes link nobody in ring grouping (see serving.rings); drawn faint so they do not read as ties.
-    supers = {v for v in idents if g.nodes[v]["users"] > SUPERNODE_CAP}
-    uses = [(a, b) for a, b, k in g.edges(data="kind") if k == "uses"]
-    nx.draw_networkx_edges(g, pos, edgelist=[e for e in uses if e[1] not in supers], ax=ax, edge_color="#a0a0a0",
-                           width=0.9, arrows=False)
-    nx.draw_networkx_edges(g, pos, edgelist=[e for e in uses if e[1] in supers], ax=ax, edge_color="#d0d0d0",
-                           width=0.7, style="dotted", arrows=False)
-    for kind, (color, style, _) in MONEY_STYLE.items():
-        links = [(a, b) for a, b, k in g.edges(data="kind") if k == kind]
-        if links:
-            nx.draw_networkx_edges(g, pos, edgelist=links, ax=ax, edge_color=color, style=style, width=2.0,
-                                   arrows=True, arrowstyle="-|>", arrowsize=16, node_size=320,
-                                   connectionstyle="arc3,rad=0.12")
-    cmap, norm = mpl.colormaps[SCORE_COLORMAP], mpl.colors.Normalize(0.0, 1.0)
-    scores = [g.nodes[v]["score"] for v in members]
-    nx.draw_networkx_nodes(g, pos, nodelist=members, ax=ax, node_size=320, edgecolors="#333333", linewidths=0.8,
-                           node_color=[cmap(norm(x)) if x is not None else "#cccccc" for x in scores])
-    for group, alpha in ((sorted(set(idents) - supers), 1.0), (sorted(supers), 0.35)):
-        nx.draw_networkx_nodes(g, pos, nodelist=group, ax=ax, node_size=110, node_shape="D", linewidths=0.5,
-                               edgecolors="#333333", alpha=alpha,
-                               node_color=[IDENTIFIER_COLORS.get(v[1], "#bbbbbb") for v in group])
-    label_box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75}
-    for v in members:
-        ax.annotate(_short(v[1], 18), pos[v], xytext=(0, -10), textcoords="offset points", ha="center", va="top",
-                    fontsize=8, parse_math=False, bbox=label_box, zorder=5)
-    for v in idents:
-        text = f"{v[1]} {_short(v[2], 16)} ({g.nodes[v]['users']})"
-        ax.annotate(text, pos[v], xytext=(0, 6), textcoords="offset points", ha="center", va="bottom",
-                    fontsize=7, color="#999999" if v in supers else "#333333", parse_math=False, bbox=label_box,
-                    zorder=4)
-    xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
-    pad_x, pad_y = 0.12 * (max(xs) - min(xs) or 1.0), 0.12 * (max(ys) - min(ys) or 1.0)
-    ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
-    ax.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
-    bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01,
-                       shrink=0.5, anchor=(0.0, 0.95))
-    bar.set_label("member risk score", fontsize=9)
-    handles = [Line2D([], [], marker="o", ls="", mfc=cmap(0.8), mec="#333333", ms=9, label="member")]
-    handles += [Line2D([], [], marker="D", ls="", mfc=IDENTIFIER_COLORS.get(lab, "#bbbbbb"), mec="#333333", ms=6,
-                       label=f"shared {lab.lower()}")
-                for lab in sorted({v[1] for v in idents})]
-    if supers:
-        handles.append(Line2D([], [], marker="D", ls=":", color="#c0c0c0", mfc="#dddddd", mec="#999999", ms=6,
-                              label=f"super-node (> {SUPERNODE_CAP} users)"))
-    handles += [Line2D([], [], color=c, ls=st, lw=2.0, label=lab) for c, st, lab in MONEY_STYLE.values()]
-    fig.legend(handles=handles, loc="lower right", fontsize=8, frameon=False, bbox_to_anchor=(0.995, 0.02),
-               title="(n): accounts using it", title_fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mpl.rc_context({"svg.hashsalt": "ringwatch", "svg.fonttype": "path"}):
-        fig.savefig(path, format="svg", metadata={"Date": None})
-    return path
 
 
 # --- HTML -----------------------------------------------------------------------------------------------
@@ -274,7 +91,8 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "", row_cls: str
 def _run_section(run: dict[str, Any] | None, rings: list[RingView], total: int) -> str:
     if run is None:
         return '<p class="note">No completed scoring run in the graph: run <code>ringwatch score</code>.</p>'
-    seconds = (run["finished_at"] - run["started_at"]) / 1000 if run.get("finished_at") and run.get("started_at") else None
+    started, finished = run.get("started_at"), run.get("finished_at")
+    seconds = (finished - started) / 1000 if started is not None and finished is not None else None
     facts = [("scoring run", _e(run.get("run_id"))), ("model version", _e(run.get("model_version"))),
              ("accounts scored", _num(run.get("written", run.get("accounts")))),
              ("flagged", _num(run.get("flagged"))), ("label changes", _num(run.get("label_changes"))),
@@ -305,7 +123,8 @@ def _metrics_section(metrics: dict[str, Any] | None) -> str:
     columns = [("auroc", "AUROC"), ("auprc", "AUPRC"), ("recall_at_k", "Recall@K"), ("precision", "precision"),
                ("recall", "recall"), ("fpr", "FPR"), ("threshold", "threshold"), ("positives", "positives")]
     threats = {**metrics["threats"], **({"overall": metrics["overall"]} if "overall" in metrics else {})}
-    rows = [[_e(t), *(_num(m.get(k)) if isinstance(m, dict) else "—" for k, _ in columns)] for t, m in threats.items()]
+    rows = [[_e(t), *(_num(m.get(k)) if isinstance(m, dict) else "—" for k, _ in columns)]
+            for t, m in threats.items()]
     out = (f"<h2>Model evaluation</h2><p>{_e(metrics.get('model_version'))} on "
            f"{_num(metrics.get('evaluated_accounts'))} accounts ({_e(metrics.get('scope'))})</p>"
            + _table(["threat", *(h for _, h in columns)], rows, "metrics"))
@@ -328,12 +147,23 @@ def _member_rows(ring: RingView) -> list[list[str]]:
         reasons = "".join(f"<li>{_e(r)}</li>" for r in m.reasons[:REASONS_SHOWN])
         rows.append([f"<code>{_e(m.account_id)}</code>", f'<span class="label {_e(m.risk_label)}">'
                      f"{_e(m.risk_label)}</span>", _num(m.risk_score), *(_num(m.scores.get(t)) for t in s.THREATS),
-                     known, _time(m.created_at, "%Y-%m-%d"), f"<ul>{reasons}</ul>" if reasons else "—"])
+                     known, f'<span class="nowrap">{_time(m.created_at, "%Y-%m-%d")}</span>',
+                     f"<ul>{reasons}</ul>" if reasons else "—"])
     return rows
 
 
-def render_ring(ring: RingView, rank: int, picture: str) -> str:
-    """The HTML section of one ring; ``picture`` is the ``src`` of its picture (a ``data:`` URI)."""
+def _caption(ring: RingView) -> str:
+    text = ("Members are circles coloured by risk score; diamonds are identifiers two or more of them share, "
+            "with the number of accounts using each in all; arrows are transfers and referrals.")
+    supers = sum(i.users > SUPERNODE_CAP for i in ring.identifiers)
+    if supers and len(ring.members) > SUPERNODES_DRAWN_UP_TO:
+        text += f" {supers} super-node identifiers (over {SUPERNODE_CAP} users) are listed below but not drawn."
+    return text
+
+
+def render_ring(ring: RingView, rank: int, picture: str, picture_file: str | None = None) -> str:
+    """The HTML section of one ring; ``picture`` is the ``src`` of its picture (a ``data:`` URI), and
+    ``picture_file`` the picture's path relative to the page, linked for a full-size view."""
     p = ring.props
     span_days = (p["last_seen"] - p["first_seen"]) / 86_400_000 if p.get("first_seen") and p.get("last_seen") else None
     facts = [("kind", _e(p.get("kind"))), ("size", _num(p.get("size"))), ("score", _num(p.get("score"))),
@@ -341,7 +171,7 @@ def render_ring(ring: RingView, rank: int, picture: str) -> str:
                         + ("" if span_days is None else f" ({span_days:,.0f} days)")),
              ("first detected", _time(p.get("first_detected"))), ("last detected", _time(p.get("last_detected"))),
              ("known fraud", _num(p.get("known_fraud"))), ("scoring run", _e(p.get("scoring_run_id")))]
-    idents = [[_e(i.label), f"<code>{_e(i.key)}</code>", _num(len(i.members)),
+    idents = [[_e(IDENTIFIER_NAMES.get(i.label, i.label)), f"<code>{_e(i.key)}</code>", _num(len(i.members)),
                _num(i.users) + (" (super-node: links nobody)" if i.users > SUPERNODE_CAP else "")]
               for i in ring.identifiers]
     links = [[f"<code>{_e(x.src)}</code>", f"<code>{_e(x.dst)}</code>", _e(x.type), _e(x.asset) or "—",
@@ -352,6 +182,9 @@ def render_ring(ring: RingView, rank: int, picture: str) -> str:
             '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>\n"
             f'<p class="evidence"><b>Evidence:</b> {_e(p.get("evidence"))}</p>\n'
             f'<img class="picture" src="{picture}" alt="subgraph of ring {_e(ring.ring_id)}">\n'
+            f'<p class="muted">{_caption(ring)}'
+            + (f' Full size: <a href="{_e(picture_file)}">{_e(picture_file)}</a>.' if picture_file else "")
+            + "</p>\n"
             f"<h3>Members ({len(ring.members)})</h3>\n"
             + _table(header, _member_rows(ring), "members", row_cls="member")
             + (f"\n<h3>Shared identifiers ({len(idents)})</h3>\n"
@@ -366,7 +199,9 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 a
  padding:1.5rem 2rem;color:#222;line-height:1.4}
 h1{margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:2px solid #ddd;padding-bottom:.2rem}
 code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;overflow-wrap:anywhere}
-table.toc td:first-child{white-space:nowrap}
+table.toc td:first-child,.nowrap{white-space:nowrap}
+table.members td:first-child{min-width:9em}table.members td:last-child{min-width:24em}
+td ul{overflow-wrap:anywhere}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem;width:100%}
 th,td{border:1px solid #ddd;padding:.25rem .45rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3}tbody tr:nth-child(even){background:#fafafa}
@@ -384,7 +219,8 @@ a.top{font-size:.8rem;font-weight:normal;margin-left:.6rem}
 
 
 def render_report(rings: list[RingView], pictures: list[str], run: dict[str, Any] | None, total_rings: int,
-                  metrics: dict[str, Any] | None = None, generated_at: datetime | None = None) -> str:
+                  metrics: dict[str, Any] | None = None, generated_at: datetime | None = None,
+                  picture_files: list[str] | None = None) -> str:
     """The whole page.
 
     Args:
@@ -394,6 +230,7 @@ def render_report(rings: list[RingView], pictures: list[str], run: dict[str, Any
         total_rings: active rings in all (the page shows ``len(rings)`` of them).
         metrics: a ``metrics.json`` of ``ringwatch evaluate``, or None.
         generated_at: when the page was made (default now).
+        picture_files: each picture's path relative to the page (linked for a full-size view), or None.
 
     Returns:
         A complete HTML document; every value from the graph or metrics is escaped.
@@ -402,7 +239,9 @@ def render_report(rings: list[RingView], pictures: list[str], run: dict[str, Any
         raise ValueError(f"pictures must match rings: {len(pictures)} pictures for {len(rings)} rings")
     stamp = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     if rings:
-        body = _toc(rings) + "".join(render_ring(r, i, p) for i, (r, p) in enumerate(zip(rings, pictures), 1))
+        files = picture_files or [None] * len(rings)
+        body = _toc(rings) + "".join(render_ring(r, i, p, f)
+                                     for i, (r, p, f) in enumerate(zip(rings, pictures, files), 1))
     else:
         body = ('<p class="empty">No active rings in the graph. Run <code>ringwatch score</code> and then '
                 "<code>ringwatch rings</code> to find some.</p>")
@@ -450,7 +289,8 @@ def build_report(driver: neo4j.Driver, database: str, out_dir: Path, top: int = 
             stale.unlink()
         sources = ["data:image/svg+xml;base64," + base64.b64encode(p.read_bytes()).decode("ascii") for p in paths]
         index = out_dir / INDEX_FILE
-        index.write_text(render_report(rings, sources, run, total, metrics), encoding="utf-8")
+        files = [f"{PICTURES_DIR}/{p.name}" for p in paths]
+        index.write_text(render_report(rings, sources, run, total, metrics, picture_files=files), encoding="utf-8")
     except OSError as e:
         raise ReportError(f"cannot write the report into {out_dir}: {e}") from e
     return index

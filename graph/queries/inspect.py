@@ -40,3 +40,13 @@ def server_components(driver: neo4j.Driver) -> list[dict[str, str]]:
         "CALL dbms.components() YIELD name, versions, edition RETURN name, versions[0] AS version, edition"
     )
     return [dict(r) for r in records]
+
+
+#: Deletes every node and relationship, in batches (an auto-commit query: ``session.run``). Schema stays.
+WIPE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+
+
+def wipe_database(driver: neo4j.Driver, database: str) -> None:
+    """Delete every node and relationship of ``database`` (constraints and indexes stay)."""
+    with driver.session(database=database) as session:
+        session.run(WIPE_ALL).consume()

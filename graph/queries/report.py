@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 from graph import schema as s
-from graph.queries.rings import LINK_RELS, MONEY_RELS
+from graph.queries.rings import IP_BLOCK, LINK_RELS, MONEY_RELS
 
 A, RING = s.ACCOUNT, s.RING
 #: The ``status`` of a ring found by the latest grouping (``$status`` of :data:`TOP_RINGS`).
@@ -60,8 +60,20 @@ def ring_identifiers(rel: s.RelSpec) -> str:
     )
 
 
-#: Shared identifiers of every account → identifier relationship that ties ring members together.
-RING_IDENTIFIERS: Final = "\nUNION ALL\n".join(ring_identifiers(rel) for rel in LINK_RELS)
+#: Network blocks (``IP.prefix``) that two or more members of a ring used, with every account that used the
+#: block; the same columns as :func:`ring_identifiers`, labelled :data:`graph.queries.rings.IP_BLOCK`.
+RING_IP_BLOCKS: Final = (
+    "UNWIND $ring_ids AS ring_id\n"
+    f"MATCH (:{RING.label} {{{RING.key}: ring_id}})<-[:{s.MEMBER_OF.type}]-(a:{A.label})"
+    f"-[:{s.USED_IP.type}]->(ip:{s.IP.label}) WHERE ip.prefix IS NOT NULL\n"
+    f"WITH ring_id, ip.prefix AS prefix, collect(DISTINCT a.{A.key}) AS members WHERE size(members) >= 2\n"
+    f"CALL (prefix) {{ MATCH (b:{A.label})-[:{s.USED_IP.type}]->(:{s.IP.label} {{prefix: prefix}})\n"
+    "                 RETURN count(DISTINCT b) AS users }\n"
+    f"RETURN ring_id, '{IP_BLOCK}' AS label, prefix AS key, members, users"
+)
+
+#: Shared identifiers of every account → identifier relationship that ties ring members, and network blocks.
+RING_IDENTIFIERS: Final = "\nUNION ALL\n".join([*(ring_identifiers(rel) for rel in LINK_RELS), RING_IP_BLOCKS])
 
 #: Transfers and referrals between two members of the same ring in ``$ring_ids`` (one row per relationship).
 RING_MONEY_LINKS: Final = (

@@ -1,0 +1,188 @@
+"""What ``bench/score.py`` and ``bench/e2e.py`` share: timed phases with CPU and peak-memory figures.
+
+A :class:`PhaseMeter` samples, twice a second, the resident memory of this process's tree (this process,
+its helpers, Ray's processes and workers) and of the JVMs in it (the Neo4j server the bench started, and
+``neo4j-admin import`` while the bulk loader runs). Each ``with meter.phase(name):`` block records its wall
+seconds, CPU seconds of this process and of the Neo4j server, and the peaks seen while it ran.
+
+Resident memory is summed over processes, so pages they share (Ray's object store, mapped files) count once
+per process: the tree figure is an upper bound.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+MIB = 2**20
+
+
+def _is_jvm(proc: psutil.Process) -> bool:
+    try:
+        return proc.name() == "java"
+    except psutil.Error:
+        return False
+
+
+def _rss(proc: psutil.Process) -> int:
+    try:
+        return proc.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def _cpu(proc: psutil.Process | None) -> float | None:
+    if proc is None:
+        return None
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return None
+
+
+class PhaseMeter:
+    """Times named phases; samples memory of this process tree and of Neo4j in the background.
+
+    Args:
+        neo4j_pid_file: where the server writes its pid (read at every sample: the bulk loader restarts it).
+        interval: seconds between samples.
+    """
+
+    def __init__(self, neo4j_pid_file: Path | None = None, interval: float = 0.5) -> None:
+        self.neo4j_pid_file = neo4j_pid_file
+        self.interval = interval
+        self.phases: dict[str, dict[str, Any]] = {}
+        self.peak = {"python_mib": 0.0, "python_tree_mib": 0.0, "jvm_mib": 0.0, "neo4j_server_mib": 0.0}
+        self._current: dict[str, float] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._me = psutil.Process(os.getpid())
+
+    # -- sampling ------------------------------------------------------------------------------------
+
+    def neo4j_process(self) -> psutil.Process | None:
+        if self.neo4j_pid_file is None:
+            return None
+        try:
+            return psutil.Process(int(self.neo4j_pid_file.read_text().strip()))
+        except (OSError, ValueError, psutil.Error):
+            return None
+
+    def sample(self) -> dict[str, float]:
+        """Current resident memory (MiB): this process, its non-JVM tree, the JVMs, the Neo4j server."""
+        me = _rss(self._me)
+        tree, jvm = me, 0
+        try:
+            children = self._me.children(recursive=True)
+        except psutil.Error:
+            children = []
+        for child in children:
+            if _is_jvm(child):
+                jvm += _rss(child)
+            else:
+                tree += _rss(child)
+        server = self.neo4j_process()
+        server_rss = _rss(server) if server is not None else 0
+        if server is not None and server not in children:
+            jvm += server_rss  # a server started by someone else's process tree
+        return {"python_mib": me / MIB, "python_tree_mib": tree / MIB, "jvm_mib": jvm / MIB,
+                "neo4j_server_mib": server_rss / MIB}
+
+    def _record(self) -> None:
+        now = self.sample()
+        with self._lock:
+            for k, v in now.items():
+                self.peak[k] = max(self.peak[k], v)
+                if self._current is not None:
+                    self._current[k] = max(self._current.get(k, 0.0), v)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._record()
+
+    def __enter__(self) -> PhaseMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    # -- phases --------------------------------------------------------------------------------------
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[dict[str, Any]]:
+        """Time a phase; the yielded dict receives the figures on exit (add your own keys to it)."""
+        record: dict[str, Any] = {}
+        server = self.neo4j_process()
+        neo_cpu0, py_cpu0 = _cpu(server), _cpu(self._me)
+        with self._lock:
+            self._current = {}
+        self._record()
+        started = time.perf_counter()
+        try:
+            yield record
+        finally:
+            seconds = time.perf_counter() - started
+            self._record()
+            with self._lock:
+                peaks, self._current = self._current or {}, None
+            server_after = self.neo4j_process()
+            neo_cpu1, py_cpu1 = _cpu(server_after), _cpu(self._me)
+            same_server = server is not None and server_after is not None and server.pid == server_after.pid
+            record.update({
+                "seconds": round(seconds, 2),
+                "python_cpu_s": round(py_cpu1 - py_cpu0, 2) if py_cpu0 is not None and py_cpu1 is not None else None,
+                # None when the server restarted inside the phase (the bulk loader): its CPU is not comparable.
+                "neo4j_cpu_s": round(neo_cpu1 - neo_cpu0, 2) if same_server and neo_cpu0 is not None
+                and neo_cpu1 is not None else None,
+                "peak_mib": {k: round(v) for k, v in peaks.items()},
+            })
+            self.phases[name] = record
+
+    def peaks(self) -> dict[str, int]:
+        with self._lock:
+            return {k: round(v) for k, v in self.peak.items()}
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS (glibc and Arrow keep it otherwise), so later phases' peaks are
+    their own and not what an earlier phase left behind."""
+    gc.collect()
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 — best effort; only affects the memory figures
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None, so the printed JSON is strict (``NaN`` is not JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj

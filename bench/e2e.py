@@ -1,0 +1,194 @@
+"""End-to-end benchmark: generate → ingest (validate + bulk load) → snapshot → train (Ray) → score → rings.
+
+One run, on this machine, in a fresh Neo4j of its own (temporary home, free ports, ``--heap``/``--pagecache``)
+and a throwaway ringwatch data folder (snapshots, Ray storage, MLflow registry, models, scoring plans).
+Each stage calls what the matching ``ringwatch`` command calls:
+
+- **generate** — :func:`ingest.synthetic.generate_exchange` (``ringwatch generate``);
+- **ingest** — ``ringwatch ingest --bulk`` on the empty database: :func:`ingest.load.prepare` (read, validate,
+  aggregate), the rejects files, then :func:`ingest.bulk.bulk_load` (import files, ``neo4j-admin import``,
+  restart, constraints). ``run_ingest`` itself refuses ``--bulk`` with ``NEO4J_URI`` set, which is how the
+  other stages reach this bench's server, so its body is called here piece by piece;
+- **snapshot** — :func:`serving.snapshot_command.run_snapshot` (export, features, Parquet);
+- **train** — :func:`serving.train_command.run_train` on that snapshot with Ray Train (1 worker, as the CLI
+  default), ``--epochs`` epochs, tracking and promotion into the throwaway registry; then ``ray.shutdown()``,
+  as the command's process would end;
+- **score** — :func:`serving.score_command.run_score` with the trained model folder (export again, full-graph
+  inference, reasons, saved plan, write-back);
+- **rings** — :func:`serving.rings_command.run_rings_command` (CLI defaults: super-node cap 100, min size 3).
+
+Figures: seconds and share of the total per stage (with the stages' own breakdowns), the aim (1M accounts
+under 15 minutes on 2 cores), and peak resident memory of this process, of its whole tree (Ray's processes
+and workers included) and of Neo4j. Product output (tables, progress bars) goes to stderr; one JSON object
+goes to stdout.
+
+Usage::
+
+    python bench/e2e.py --accounts 1000000 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import PhaseMeter, finite, load_average, release_memory  # noqa: E402
+from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size  # noqa: E402
+from graph.settings import Settings  # noqa: E402
+
+AIM_SECONDS = 15 * 60
+STAGES = ("generate", "ingest", "snapshot", "train", "score", "rings")
+
+
+def bench_settings(uri: str, password: str, data_dir: Path) -> Settings:
+    """Settings for this bench's server and data folder only (never the default ones)."""
+    return Settings(NEO4J_URI=uri, NEO4J_PASSWORD=password, NEO4J_DATABASE=DATABASE, RINGWATCH_DATA_DIR=data_dir,
+                    RINGWATCH_HASH_KEY=BENCH_HASH_KEY)
+
+
+def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, Any]:
+    from gnn.ray_train import RayConfig
+    from gnn.train import TrainConfig
+    from ingest.bulk import bulk_load
+    from ingest.load import prepare, write_rejects
+    from ingest.privacy import Hasher
+    from ingest.synthetic import generate_exchange
+    from serving.rings_command import run_rings_command
+    from serving.score_command import run_score
+    from serving.snapshot_command import run_snapshot
+    from serving.train_command import run_train
+
+    folder, data_dir = base / "exchange", base / "ringwatch-data"
+    report: dict[str, Any] = {"accounts_requested": args.accounts, "seed": args.seed, "epochs": args.epochs,
+                              "heap": args.heap, "pagecache": args.pagecache, "load_average_start": load_average()}
+    stages: dict[str, dict[str, Any]] = {}
+    with server_in(base / "neo4j", args.heap, args.pagecache, progress) as server, \
+            PhaseMeter(server.pid_file) as meter, contextlib.redirect_stdout(sys.stderr):
+        settings = bench_settings(server.uri, server.password(), data_dir)
+
+        with meter.phase("generate") as st:
+            progress.say(f"generate: {args.accounts} accounts")
+            summary = generate_exchange(args.accounts, args.seed, folder)
+            st["events"] = int(sum(summary.row_counts.values()))
+        stages["generate"] = st
+
+        with meter.phase("ingest") as st:
+            t = time.perf_counter()
+            prepared = prepare(folder, Hasher(BENCH_HASH_KEY), progress=progress)
+            st["prepare_validate_s"] = round(time.perf_counter() - t, 2)
+            t = time.perf_counter()
+            write_rejects(prepared, data_dir / "rejects" / folder.name)
+            st["rejects_s"] = round(time.perf_counter() - t, 2)
+            st["accounted_for"] = prepared.accounted_for
+            with connect(server) as driver:
+                st["bulk_steps_s"] = {k: round(v, 2) for k, v in
+                                      bulk_load(prepared, server, driver, DATABASE, "bench-e2e-bulk", progress).items()}
+            del prepared
+            release_memory()
+        stages["ingest"] = st
+        with connect(server) as driver:
+            report["graph"] = graph_counts(driver)
+
+        snapshot = data_dir / "snapshots" / "e2e"
+        with meter.phase("snapshot") as st:
+            progress.say("snapshot")
+            snap = run_snapshot(settings, snapshot)
+            st["steps_s"] = snap["seconds"]
+            release_memory()
+        stages["snapshot"] = st
+        report["accounts"] = snap["nodes"].get("Account")
+
+        with meter.phase("train") as st:
+            progress.say(f"train: Ray Train, {args.epochs} epochs")
+            config = TrainConfig(epochs=args.epochs, seed=args.seed)
+            ray_config = RayConfig(num_workers=args.workers, storage_path=data_dir / "ray")
+            trained = run_train(settings, snapshot, config, ray_config, quiet=True)
+            t = time.perf_counter()
+            import ray
+
+            ray.shutdown()
+            st["ray_shutdown_s"] = round(time.perf_counter() - t, 2)
+            model_spec = json.loads((Path(trained["model_dir"]) / "model.json").read_text(encoding="utf-8"))
+            st["gnn_s"] = trained["seconds"]["gnn"]
+            st["train_job_total_s"] = trained["seconds"]["total"]
+            st["epoch_s"] = [round(h["seconds"], 1) for h in model_spec["history"]]
+            st["choice"] = trained["choice"]
+            st["test_auroc"] = {t: round(m["auroc"], 3) for t, m in trained["test"]["threats"].items()}
+            st["test_auprc"] = {t: round(m["auprc"], 3) for t, m in trained["test"]["threats"].items()}
+            release_memory()
+        stages["train"] = st
+
+        with meter.phase("score") as st:
+            progress.say("score")
+            scored = run_score(settings, model=trained["model_dir"], quiet=True)
+            st["steps_s"] = scored["seconds"]
+            st["accounts_written"] = scored["written"]
+            st["batches"] = scored["batches"]
+            st["flagged"] = scored["flagged"]
+            release_memory()
+        stages["score"] = st
+
+        with meter.phase("rings") as st:
+            progress.say("rings")
+            rings = run_rings_command(settings, supernode_cap=100, min_size=3, quiet=True)
+            st.update({k: rings[k] for k in ("flagged_accounts", "shared_identifiers", "rings", "ring_members")})
+            st["by_kind"] = rings["by_kind"]
+        stages["rings"] = st
+        report["store"] = store_size(server)
+        report["peak_mib"] = meter.peaks()
+
+    total = sum(stages[name]["seconds"] for name in STAGES)
+    for name in STAGES:
+        stages[name]["share"] = round(stages[name]["seconds"] / total, 3)
+    report["stages"] = stages
+    report["total_s"] = round(total, 1)
+    report["total_min"] = round(total / 60, 1)
+    report["aim_s"] = AIM_SECONDS
+    report["aim_met"] = total <= AIM_SECONDS
+    report["dominant_stage"] = max(STAGES, key=lambda n: stages[n]["seconds"])
+    report["load_average_end"] = load_average()
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, run the pipeline once, print the figures as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs (Ray Train)")
+    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    parser.add_argument("--heap", default="3g")
+    parser.add_argument("--pagecache", default="2g")
+    args = parser.parse_args(argv)
+    if args.accounts < 500:
+        parser.error(f"--accounts must be at least 500, got {args.accounts}")
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server through the finally blocks
+    progress = Progress()
+    base = Path(tempfile.mkdtemp(prefix="ringwatch-bench-e2e-"))
+    try:
+        report = run(args, base, progress)
+    finally:
+        try:
+            import ray
+
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 — cleanup only
+            pass
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(finite(report), indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
