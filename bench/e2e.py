@@ -17,6 +17,9 @@ Each stage calls what the matching ``ringwatch`` command calls:
   inference, reasons, saved plan, write-back);
 - **rings** — :func:`serving.rings_command.run_rings_command` (CLI defaults: super-node cap 100, min size 3).
 
+The train and score stages also report ``calls_s``: seconds inside named product functions, timed by
+wrapping them for the duration of the stage (:func:`bench.common.timed_calls`; nested names overlap).
+
 Figures: seconds and share of the total per stage (with the stages' own breakdowns), the aim (1M accounts
 under 15 minutes on 2 cores), and peak resident memory of this process, of its whole tree (Ray's processes
 and workers included) and of Neo4j. Product output (tables, progress bars) goes to stderr; one JSON object
@@ -42,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PhaseMeter, finite, load_average, release_memory  # noqa: E402
+from bench.common import PhaseMeter, finite, load_average, release_memory, timed_calls  # noqa: E402
 from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 
@@ -57,6 +60,11 @@ def bench_settings(uri: str, password: str, data_dir: Path) -> Settings:
 
 
 def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, Any]:
+    import gnn.baseline
+    import gnn.estimator
+    import gnn.training_job
+    import serving.score
+    import serving.train_command
     from gnn.ray_train import RayConfig
     from gnn.train import TrainConfig
     from ingest.bulk import bulk_load
@@ -112,7 +120,20 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
             progress.say(f"train: Ray Train, {args.epochs} epochs")
             config = TrainConfig(epochs=args.epochs, seed=args.seed)
             ray_config = RayConfig(num_workers=args.workers, storage_path=data_dir / "ray")
-            trained = run_train(settings, snapshot, config, ray_config, quiet=True)
+            calls: dict[str, float] = {}
+            with timed_calls(calls, [
+                (serving.train_command, "read_snapshot", "read_snapshot"),
+                (gnn.training_job, "fit_with_ray", "ray_train_fit"),
+                (gnn.estimator.RiskModel, "finish", "finish_total"),
+                (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                (gnn.baseline.GraphBoostBaseline, "fit", "baseline_fit"),
+                (gnn.estimator.RiskModel, "save", "save_model"),
+                (gnn.training_job, "evaluate_model", "evaluate_test_split"),
+                (gnn.training_job, "log_training_run", "mlflow_tracking"),
+            ]):
+                trained = run_train(settings, snapshot, config, ray_config, quiet=True)
+            st["calls_s"] = calls
             t = time.perf_counter()
             import ray
 
@@ -130,7 +151,15 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
 
         with meter.phase("score") as st:
             progress.say("score")
-            scored = run_score(settings, model=trained["model_dir"], quiet=True)
+            calls = {}
+            with timed_calls(calls, [
+                (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                (serving.score, "account_reasons", "reasons"),
+                (serving.score, "save_plan", "save_plan"),
+            ]):
+                scored = run_score(settings, model=trained["model_dir"], quiet=True)
+            st["calls_s"] = calls
             st["steps_s"] = scored["seconds"]
             st["accounts_written"] = scored["written"]
             st["batches"] = scored["batches"]

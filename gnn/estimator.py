@@ -111,7 +111,8 @@ class RiskModel:
 
     # -- scoring ------------------------------------------------------------------------------------
 
-    def _check(self, graph: RiskGraph) -> None:
+    def check_compatible(self, graph: RiskGraph) -> None:
+        """Raise ModelError unless the model is trained and ``graph`` has the model's features."""
         if self.gnn is None or self.scaler is None:
             raise ModelError("the model is not trained: call fit() or RiskModel.load()")
         if graph.feature_names != self.feature_names:
@@ -119,18 +120,29 @@ class RiskModel:
 
     def raw_scores(self, graph: RiskGraph) -> dict[str, np.ndarray]:
         """Uncalibrated scores per source: GNN logits and baseline margins, ``[N_account, n_threats]``."""
-        self._check(graph)
+        self.check_compatible(graph)
         data = standardised(graph, self.scaler)  # type: ignore[arg-type]
         raw = {"gnn": predict_logits(self.gnn, data, self.config.resolved_device())}  # type: ignore[arg-type]
-        if self.baseline is not None:
-            features, _ = neighbourhood_features(graph, self.config.supernode_cap)
-            raw["baseline"] = self.baseline.decision_function(features)
+        baseline = self.baseline_raw(graph)
+        if baseline is not None:
+            raw["baseline"] = baseline
         return raw
 
     def decision_function(self, graph: RiskGraph) -> np.ndarray:
         """Calibrated score per account and threat, ``[N_account, n_threats]``, in ``[0, 1]``."""
-        raw = self.raw_scores(graph)
-        out = np.zeros((graph.num_accounts, len(THREATS)), dtype=np.float64)
+        return self.calibrate(self.raw_scores(graph))
+
+    def baseline_raw(self, graph: RiskGraph) -> np.ndarray | None:
+        """The baseline's margins for every account (None without a baseline)."""
+        if self.baseline is None:
+            return None
+        features, _ = neighbourhood_features(graph, self.config.supernode_cap)
+        return self.baseline.decision_function(features)
+
+    def calibrate(self, raw: dict[str, np.ndarray]) -> np.ndarray:
+        """Calibrated scores ``[n, n_threats]`` from raw scores of any ``n`` accounts (see :meth:`raw_scores`)."""
+        n = len(raw["gnn"])
+        out = np.zeros((n, len(THREATS)), dtype=np.float64)
         for i, threat in enumerate(THREATS):
             cal, src = self.calibrators[threat], self.choice[threat]
             if src == "ensemble":

@@ -185,12 +185,14 @@ def score(
     batch_size: Annotated[int, typer.Option(min=1, help="Accounts per write transaction.")] = 5_000,
     new_run: Annotated[bool, typer.Option("--new-run", help="Start afresh instead of resuming an unfinished "
                                                             "run.")] = False,
+    ray_actors: Annotated[int, typer.Option(min=0, help="Score with this many Ray Data actors (local Ray, or "
+                                                        "RAY_ADDRESS); 0 scores in this process.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Score every account and write scores, labels and reasons back (resumes an unfinished run)."""
     from serving.score_command import run_score
 
-    summary = run_score(load_settings(), model, since, batch_size, new_run, quiet=as_json)
+    summary = run_score(load_settings(), model, since, batch_size, new_run, quiet=as_json, ray_actors=ray_actors)
     if as_json:
         print(json.dumps(summary, default=str))
 

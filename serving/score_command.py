@@ -11,13 +11,19 @@ from rich.table import Table
 
 from graph import schema as s
 from graph.settings import Settings
-from gnn.build import risk_graph_from_neo4j
+from gnn.batch_inference import InferenceConfig
+from gnn.batch_inference import main as score_with_ray_data
+from gnn.build import build_risk_graph
+from gnn.export import export_graph
+from gnn.snapshot import write_snapshot
 from serving.cli_support import open_graph
 from serving.console import console, progress_bar
 from serving.score import (
     DEFAULT_BATCH_SIZE,
     ScoringError,
     load_plan,
+    new_run_id,
+    plan_from_scores,
     plan_run,
     save_plan,
     touched_since,
@@ -43,8 +49,12 @@ def parse_since(value: str) -> int:
 
 
 def run_score(settings: Settings, model: str = "champion", since: str | None = None,
-              batch_size: int = DEFAULT_BATCH_SIZE, new_run: bool = False, quiet: bool = False) -> dict[str, Any]:
+              batch_size: int = DEFAULT_BATCH_SIZE, new_run: bool = False, quiet: bool = False,
+              ray_actors: int = 0) -> dict[str, Any]:
     """Resume the newest unfinished run (unless ``new_run``), else score the graph afresh and write it back.
+
+    ``ray_actors`` > 0 scores with that many Ray Data actors (:mod:`gnn.batch_inference`) instead of in this
+    process; the exported graph is then saved as a snapshot in the run's folder for the actors to read.
 
     Returns:
         A summary: run id, whether it resumed, counts, seconds per step.
@@ -60,10 +70,17 @@ def run_score(settings: Settings, model: str = "champion", since: str | None = N
                           "committed batches are skipped")
             resumed = True
         else:
-            risk_model, version = resolve_model(settings, model)
+            risk_model, version, model_dir = resolve_model(settings, model)
+            run_id = new_run_id()
             started = time.perf_counter()
             with progress_bar("export") as progress:
-                graph = risk_graph_from_neo4j(driver, database, progress=progress)
+                tables = export_graph(driver, database, progress=progress)
+            graph = build_risk_graph(tables.nodes, tables.rels)
+            snapshot = None
+            if ray_actors:
+                snapshot = scoring_dir(settings) / run_id / "snapshot"
+                write_snapshot(tables, snapshot, graph=graph, source="scoring run " + run_id, overwrite=True)
+            del tables
             timings["export"] = time.perf_counter() - started
             touched = None
             since_ms = parse_since(since) if since else None
@@ -72,8 +89,16 @@ def run_score(settings: Settings, model: str = "champion", since: str | None = N
                 console.print(f"{len(touched):,} accounts have events since {since}")
             step = time.perf_counter()
             with console.status(f"scoring {graph.num_accounts:,} accounts…"):
-                run, frame = plan_run(risk_model, graph, version, since_ms=since_ms, touched=touched,
-                                      batch_size=batch_size)
+                if snapshot is None:
+                    run, frame = plan_run(risk_model, graph, version, run_id=run_id, since_ms=since_ms,
+                                          touched=touched, batch_size=batch_size)
+                else:
+                    scores = score_with_ray_data(model_dir, snapshot, graph.num_accounts,
+                                                 InferenceConfig(actors=ray_actors))
+                    run, frame = plan_from_scores(
+                        graph, scores, risk_model.predict(graph, scores), version, thresholds=risk_model.thresholds,
+                        train_end=int(risk_model.split.train_end) if risk_model.split else None, run_id=run_id,
+                        since_ms=since_ms, touched=touched, hops=risk_model.config.num_layers, batch_size=batch_size)
             timings["score"] = time.perf_counter() - step
             save_plan(scoring_dir(settings) / run.run_id, run, frame)
             resumed = False

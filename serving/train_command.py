@@ -66,18 +66,18 @@ def _print_training(summary: dict[str, Any]) -> None:
     console.print(f"model folder: {summary['model_dir']}")
 
 
-def resolve_model(settings: Settings, model: str) -> tuple[RiskModel, str]:
-    """``champion`` (the registry alias) or a model folder."""
+def resolve_model(settings: Settings, model: str) -> tuple[RiskModel, str, Path]:
+    """``champion`` (the registry alias) or a model folder: the model, its version, its folder."""
     if model == "champion":
         folder, version = champion_model_dir(settings)
-        return RiskModel.load(folder), version
+        return RiskModel.load(folder), version, folder
     path = Path(model)
-    return RiskModel.load(path), path.name
+    return RiskModel.load(path), path.name, path
 
 
 def run_evaluate(settings: Settings, model: str, snapshot: Path | None, truth: Path | None,
                  out: Path | None) -> dict[str, Any]:
-    risk_model, version = resolve_model(settings, model)
+    risk_model, version, _ = resolve_model(settings, model)
     graph, _ = training_graph(settings, snapshot)
     truth_frame = pd.read_csv(truth, dtype={"account_id": str}) if truth else None
     with console.status("scoring…"):
