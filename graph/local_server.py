@@ -500,7 +500,7 @@ def free_ports(count: int) -> list[int]:
 
 def start_throwaway(tmp_dir: Path, cache_dir: Path, *, timeout: float = 240.0,
                     on_status: StatusCallback | None = None) -> LocalNeo4j:
-    """Start a small test server in ``tmp_dir/neo4j`` on free ports (heap 512m, page cache 256m).
+    """Start a small test server in ``tmp_dir/neo4j`` on free ports (heap 1g, page cache 256m).
 
     The jars come from (and, the first time, go to) ``cache_dir``, so a test session downloads them once.
     The caller stops it with ``server.stop()``.
@@ -516,7 +516,7 @@ def start_throwaway(tmp_dir: Path, cache_dir: Path, *, timeout: float = 240.0,
     """
     bolt_port, http_port = free_ports(2)
     server = LocalNeo4j(home=Path(tmp_dir) / "neo4j", cache_dir=Path(cache_dir), bolt_port=bolt_port,
-                        http_port=http_port, heap="512m", pagecache="256m", extra_conf=FAST_SHUTDOWN_CONF,
+                        http_port=http_port, heap="1g", pagecache="256m", extra_conf=FAST_SHUTDOWN_CONF,
                         on_status=on_status)
     server.start(timeout=timeout)
     return server

@@ -72,8 +72,9 @@ def empty_graph(driver: neo4j.Driver) -> neo4j.Driver:
 
 
 def wipe(driver: neo4j.Driver) -> None:
-    with driver.session(database="neo4j") as session:
-        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+    from graph.queries.inspect import wipe_database
+
+    wipe_database(driver, "neo4j")
 
 
 @pytest.fixture()

@@ -43,7 +43,7 @@ def server_components(driver: neo4j.Driver) -> list[dict[str, str]]:
 
 
 #: Deletes every node and relationship, in batches (an auto-commit query: ``session.run``). Schema stays.
-WIPE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+WIPE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 1000 ROWS"
 
 
 def wipe_database(driver: neo4j.Driver, database: str) -> None:
