@@ -11,14 +11,21 @@ Each stage calls what the matching ``ringwatch`` command calls:
   other stages reach this bench's server, so its body is called here piece by piece;
 - **snapshot** — :func:`serving.snapshot_command.run_snapshot` (export, features, Parquet);
 - **train** — :func:`serving.train_command.run_train` on that snapshot with Ray Train (1 worker, as the CLI
-  default), ``--epochs`` epochs, tracking and promotion into the throwaway registry; then ``ray.shutdown()``,
-  as the command's process would end;
+  default; ``max_failures=0`` so a failure ends the run instead of retrying), ``--epochs`` epochs, tracking
+  and promotion into the throwaway registry; then ``ray.shutdown()``, as the command's process would end.
+  ``--trainer plain`` trains in this process instead (``ringwatch train --no-ray``);
 - **score** — :func:`serving.score_command.run_score` with the trained model folder (export again, full-graph
   inference, reasons, saved plan, write-back);
 - **rings** — :func:`serving.rings_command.run_rings_command` (CLI defaults: super-node cap 100, min size 3).
 
 The train and score stages also report ``calls_s``: seconds inside named product functions, timed by
 wrapping them for the duration of the stage (:func:`bench.common.timed_calls`; nested names overlap).
+
+``--inference layerwise`` swaps :func:`bench.common.layerwise_predict_logits` in for the product's
+full-graph ``predict_logits`` — in this process (training's calibration and test evaluation, scoring) and in
+the Ray workers (per-epoch validation, through a ``worker_process_setup_hook``) — for graphs whose one-pass
+inference does not fit in memory (1M accounts on a 24 GiB machine: see ``bench/score.py``). Everything
+else runs as shipped. A memory watchdog ends the bench before the machine runs out of memory.
 
 Figures: seconds and share of the total per stage (with the stages' own breakdowns), the aim (1M accounts
 under 15 minutes on 2 cores), and peak resident memory of this process, of its whole tree (Ray's processes
@@ -45,11 +52,53 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PhaseMeter, finite, load_average, release_memory, timed_calls  # noqa: E402
+from bench.common import (  # noqa: E402
+    PhaseMeter,
+    finite,
+    layerwise_inference,
+    load_average,
+    release_memory,
+    timed_calls,
+)
 from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 
 AIM_SECONDS = 15 * 60
+REPO = str(Path(__file__).resolve().parents[1])
+#: Where Ray workers that swapped in the layer-wise pass leave a mark (set before Ray starts).
+_MARKS: str = ""
+
+
+def _layerwise_in_ray_worker() -> None:
+    """Ray's ``worker_process_setup_hook`` for ``--inference layerwise``: the worker's per-epoch validation
+    pass (``gnn.ray_train.predict_logits``) becomes :func:`bench.common.layerwise_predict_logits`."""
+    import os
+    import sys
+
+    sys.path.insert(0, REPO)
+    import gnn.ray_train
+    from bench.common import layerwise_predict_logits
+
+    gnn.ray_train.predict_logits = layerwise_predict_logits
+    if _MARKS:
+        Path(_MARKS, f"worker-{os.getpid()}").touch()
+
+
+def start_ray_with_layerwise(marks: Path) -> None:
+    """Start the local Ray as :func:`gnn.ray_train.init_ray` does, plus the worker hook above; the product's
+    ``init_ray`` then finds Ray running and leaves it."""
+    import os
+
+    import ray
+
+    global _MARKS
+    _MARKS = str(marks)
+    marks.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": _layerwise_in_ray_worker})
+
+
 STAGES = ("generate", "ingest", "snapshot", "train", "score", "rings")
 
 
@@ -78,114 +127,143 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
     from serving.train_command import run_train
 
     folder, data_dir = base / "exchange", base / "ringwatch-data"
+    layerwise = args.inference == "layerwise"
+
+    def inference() -> Any:
+        return layerwise_inference() if layerwise else contextlib.nullcontext()
+
     report: dict[str, Any] = {"accounts_requested": args.accounts, "seed": args.seed, "epochs": args.epochs,
+                              "gnn_inference": args.inference, "trainer": args.trainer,
+                              "free_neo4j_during_train": args.free_neo4j_during_train,
                               "heap": args.heap, "pagecache": args.pagecache, "load_average_start": load_average()}
     stages: dict[str, dict[str, Any]] = {}
     with server_in(base / "neo4j", args.heap, args.pagecache, progress) as server, \
             PhaseMeter(server.pid_file) as meter, contextlib.redirect_stdout(sys.stderr):
         settings = bench_settings(server.uri, server.password(), data_dir)
 
-        with meter.phase("generate") as st:
-            progress.say(f"generate: {args.accounts} accounts")
-            summary = generate_exchange(args.accounts, args.seed, folder)
-            st["events"] = int(sum(summary.row_counts.values()))
-        stages["generate"] = st
+        try:
+            with meter.phase("generate") as st:
+                progress.say(f"generate: {args.accounts} accounts")
+                summary = generate_exchange(args.accounts, args.seed, folder)
+                st["events"] = int(sum(summary.row_counts.values()))
+            stages["generate"] = st
 
-        with meter.phase("ingest") as st:
-            t = time.perf_counter()
-            prepared = prepare(folder, Hasher(BENCH_HASH_KEY), progress=progress)
-            st["prepare_validate_s"] = round(time.perf_counter() - t, 2)
-            t = time.perf_counter()
-            write_rejects(prepared, data_dir / "rejects" / folder.name)
-            st["rejects_s"] = round(time.perf_counter() - t, 2)
-            st["accounted_for"] = prepared.accounted_for
+            with meter.phase("ingest") as st:
+                t = time.perf_counter()
+                prepared = prepare(folder, Hasher(BENCH_HASH_KEY), progress=progress)
+                st["prepare_validate_s"] = round(time.perf_counter() - t, 2)
+                t = time.perf_counter()
+                write_rejects(prepared, data_dir / "rejects" / folder.name)
+                st["rejects_s"] = round(time.perf_counter() - t, 2)
+                st["accounted_for"] = prepared.accounted_for
+                with connect(server) as driver:
+                    steps = bulk_load(prepared, server, driver, DATABASE, "bench-e2e-bulk", progress)
+                    st["bulk_steps_s"] = {k: round(v, 2) for k, v in steps.items()}
+                del prepared
+                release_memory()
+            stages["ingest"] = st
             with connect(server) as driver:
-                st["bulk_steps_s"] = {k: round(v, 2) for k, v in
-                                      bulk_load(prepared, server, driver, DATABASE, "bench-e2e-bulk", progress).items()}
-            del prepared
-            release_memory()
-        stages["ingest"] = st
-        with connect(server) as driver:
-            report["graph"] = graph_counts(driver)
+                report["graph"] = graph_counts(driver)
 
-        snapshot = data_dir / "snapshots" / "e2e"
-        with meter.phase("snapshot") as st:
-            progress.say("snapshot")
-            snap = run_snapshot(settings, snapshot)
-            st["steps_s"] = snap["seconds"]
-            release_memory()
-        stages["snapshot"] = st
-        report["accounts"] = snap["nodes"].get("Account")
+            snapshot = data_dir / "snapshots" / "e2e"
+            with meter.phase("snapshot") as st:
+                progress.say("snapshot")
+                snap = run_snapshot(settings, snapshot)
+                st["steps_s"] = snap["seconds"]
+                release_memory()
+            stages["snapshot"] = st
+            report["accounts"] = snap["nodes"].get("Account")
 
-        with meter.phase("train") as st:
-            progress.say(f"train: Ray Train, {args.epochs} epochs")
-            config = TrainConfig(epochs=args.epochs, seed=args.seed)
-            ray_config = RayConfig(num_workers=args.workers, storage_path=data_dir / "ray")
-            calls: dict[str, float] = {}
-            with timed_calls(calls, [
-                (serving.train_command, "read_snapshot", "read_snapshot"),
-                (gnn.training_job, "fit_with_ray", "ray_train_fit"),
-                (gnn.estimator.RiskModel, "finish", "finish_total"),
-                (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
-                (gnn.estimator, "neighbourhood_features", "baseline_features"),
-                (gnn.baseline.GraphBoostBaseline, "fit", "baseline_fit"),
-                (gnn.estimator.RiskModel, "save", "save_model"),
-                (gnn.training_job, "evaluate_model", "evaluate_test_split"),
-                (gnn.training_job, "log_training_run", "mlflow_tracking"),
-            ]):
-                trained = run_train(settings, snapshot, config, ray_config, quiet=True)
-            st["calls_s"] = calls
-            t = time.perf_counter()
-            import ray
+            if args.free_neo4j_during_train:
+                t = time.perf_counter()
+                server.stop()
+                report["neo4j_stopped_for_train_s"] = round(time.perf_counter() - t, 2)
+            with meter.phase("train") as st:
+                progress.say(f"train: {args.trainer}, {args.epochs} epochs")
+                config = TrainConfig(epochs=args.epochs, seed=args.seed)
+                # max_failures=0: a worker the memory watchdog ended should fail the run, not start again.
+                ray_config = (RayConfig(num_workers=args.workers, storage_path=data_dir / "ray", max_failures=0)
+                              if args.trainer == "ray" else None)
+                if layerwise and ray_config is not None:
+                    start_ray_with_layerwise(base / "layerwise-workers")
+                calls: dict[str, float] = {}
+                with inference(), timed_calls(calls, [
+                    (serving.train_command, "read_snapshot", "read_snapshot"),
+                    (gnn.training_job, "fit_with_ray", "ray_train_fit"),
+                    (gnn.estimator.RiskModel, "finish", "finish_total"),
+                    (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                    (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                    (gnn.baseline.GraphBoostBaseline, "fit", "baseline_fit"),
+                    (gnn.estimator.RiskModel, "save", "save_model"),
+                    (gnn.training_job, "evaluate_model", "evaluate_test_split"),
+                    (gnn.training_job, "log_training_run", "mlflow_tracking"),
+                ]):
+                    trained = run_train(settings, snapshot, config, ray_config, quiet=True)
+                st["calls_s"] = calls
+                if layerwise and ray_config is not None:
+                    st["ray_workers_with_layerwise"] = len(list((base / "layerwise-workers").iterdir()))
+                t = time.perf_counter()
+                import ray
 
-            ray.shutdown()
-            st["ray_shutdown_s"] = round(time.perf_counter() - t, 2)
-            model_spec = json.loads((Path(trained["model_dir"]) / "model.json").read_text(encoding="utf-8"))
-            st["gnn_s"] = trained["seconds"]["gnn"]
-            st["train_job_total_s"] = trained["seconds"]["total"]
-            st["epoch_s"] = [round(h["seconds"], 1) for h in model_spec["history"]]
-            st["choice"] = trained["choice"]
-            st["test_auroc"] = {t: round(m["auroc"], 3) for t, m in trained["test"]["threats"].items()}
-            st["test_auprc"] = {t: round(m["auprc"], 3) for t, m in trained["test"]["threats"].items()}
-            release_memory()
-        stages["train"] = st
+                ray.shutdown()
+                st["ray_shutdown_s"] = round(time.perf_counter() - t, 2)
+                model_spec = json.loads((Path(trained["model_dir"]) / "model.json").read_text(encoding="utf-8"))
+                st["gnn_s"] = trained["seconds"]["gnn"]
+                st["train_job_total_s"] = trained["seconds"]["total"]
+                st["epoch_s"] = [round(h["seconds"], 1) for h in model_spec["history"]]
+                st["choice"] = trained["choice"]
+                st["test_auroc"] = {t: round(m["auroc"], 3) for t, m in trained["test"]["threats"].items()}
+                st["test_auprc"] = {t: round(m["auprc"], 3) for t, m in trained["test"]["threats"].items()}
+                release_memory()
+            stages["train"] = st
+            if args.free_neo4j_during_train:
+                t = time.perf_counter()
+                server.start(timeout=300)
+                report["neo4j_restarted_after_train_s"] = round(time.perf_counter() - t, 2)
 
-        with meter.phase("score") as st:
-            progress.say("score")
-            calls = {}
-            with timed_calls(calls, [
-                (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
-                (gnn.estimator, "neighbourhood_features", "baseline_features"),
-                (serving.score, "account_reasons", "reasons"),
-                (serving.score_command, "save_plan", "save_plan"),
-            ]):
-                scored = run_score(settings, model=trained["model_dir"], quiet=True)
-            st["calls_s"] = calls
-            st["steps_s"] = scored["seconds"]
-            st["accounts_written"] = scored["written"]
-            st["batches"] = scored["batches"]
-            st["flagged"] = scored["flagged"]
-            release_memory()
-        stages["score"] = st
+            with meter.phase("score") as st:
+                progress.say("score")
+                calls = {}
+                with inference(), timed_calls(calls, [
+                    (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                    (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                    (serving.score, "account_reasons", "reasons"),
+                    (serving.score_command, "save_plan", "save_plan"),
+                ]):
+                    scored = run_score(settings, model=trained["model_dir"], quiet=True)
+                st["calls_s"] = calls
+                st["steps_s"] = scored["seconds"]
+                st["accounts_written"] = scored["written"]
+                st["batches"] = scored["batches"]
+                st["flagged"] = scored["flagged"]
+                release_memory()
+            stages["score"] = st
 
-        with meter.phase("rings") as st:
-            progress.say("rings")
-            rings = run_rings_command(settings, supernode_cap=100, min_size=3, quiet=True)
-            st.update({k: rings[k] for k in ("flagged_accounts", "shared_identifiers", "rings", "ring_members")})
-            st["by_kind"] = rings["by_kind"]
-        stages["rings"] = st
+            with meter.phase("rings") as st:
+                progress.say("rings")
+                rings = run_rings_command(settings, supernode_cap=100, min_size=3, quiet=True)
+                st.update({k: rings[k] for k in ("flagged_accounts", "shared_identifiers", "rings", "ring_members")})
+                st["by_kind"] = rings["by_kind"]
+            stages["rings"] = st
+        except Exception as e:  # noqa: BLE001 — report what ran, and where and why it stopped
+            failed = next((n for n in STAGES if n not in stages), "?")
+            report["failed"] = {"stage": failed, "error": f"{type(e).__name__}: {e}"[:1000], "watchdog": meter.tripped,
+                                "seconds_in_stage": meter.phases.get(failed, {}).get("seconds")}
+            progress.say(f"stage {failed} failed: {report['failed']['error'][:300]}")
         report["store"] = store_size(server)
         report["peak_mib"] = meter.peaks()
 
-    total = sum(stages[name]["seconds"] for name in STAGES)
-    for name in STAGES:
+    done = [name for name in STAGES if name in stages]
+    total = sum(stages[name]["seconds"] for name in done)
+    for name in done:
         stages[name]["share"] = round(stages[name]["seconds"] / total, 3)
     report["stages"] = stages
+    report["phases_if_failed"] = meter.phases if "failed" in report else None
     report["total_s"] = round(total, 1)
     report["total_min"] = round(total / 60, 1)
     report["aim_s"] = AIM_SECONDS
-    report["aim_met"] = total <= AIM_SECONDS
-    report["dominant_stage"] = max(STAGES, key=lambda n: stages[n]["seconds"])
+    report["aim_met"] = total <= AIM_SECONDS and "failed" not in report
+    report["dominant_stage"] = max(done, key=lambda n: stages[n]["seconds"]) if done else None
     report["load_average_end"] = load_average()
     return report
 
@@ -197,7 +275,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (Ray Train)")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers")
-    parser.add_argument("--heap", default="3g")
+    parser.add_argument("--inference", default="product", choices=["product", "layerwise"],
+                        help="full-graph GNN passes as shipped, or the bench's layer-wise pass in their place "
+                             "(driver and Ray workers; see bench/common.py)")
+    parser.add_argument("--trainer", default="ray", choices=["ray", "plain"],
+                        help="Ray Train (1 worker, as the CLI default) or plain PyTorch in this process (--no-ray)")
+    parser.add_argument("--free-neo4j-during-train", action="store_true",
+                        help="stop the (idle) server while training and start it again after, outside the stage "
+                             "timings (both reported): for a machine whose memory cannot hold both")
+    parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)
     if args.accounts < 500:
