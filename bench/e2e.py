@@ -32,9 +32,14 @@ under 15 minutes on 2 cores), and peak resident memory of this process, of its w
 and workers included) and of Neo4j. Product output (tables, progress bars) goes to stderr; one JSON object
 goes to stdout.
 
+If a stage fails (or the watchdog ends a Ray worker), the JSON still comes out, with the stages that ran,
+``failed`` (stage, error, watchdog note) and every phase's figures.
+
 Usage::
 
-    python bench/e2e.py --accounts 1000000 --epochs 2
+    python bench/e2e.py --accounts 100000 --epochs 2
+    # 1M on a 24 GiB machine shared with other work (how the README figure was taken):
+    python bench/e2e.py --accounts 1000000 --epochs 2 --inference layerwise --free-neo4j-during-train
 """
 
 from __future__ import annotations

@@ -31,8 +31,9 @@ free ports, ``--heap``/``--pagecache``):
 7. **rerun** — right after round 0's product run, ``write_scores`` of the same run again: every batch is in
    the ledger, so 0 batches are written;
 8. **since** — a ``--since`` rescoring of the accounts touched in the last ``--since-hours`` of the data
-   (and their neighbourhood), reusing plan A's inference (the product's ``--since`` run repeats the full
-   inference, which costs what plan A's inference cost).
+   (and their neighbourhood: :func:`serving.score.touched_since`, then ``plan_from_scores`` with
+   ``touched``), reusing the scores already computed (the product's ``--since`` run also repeats the export
+   and the full-graph inference, which cost what ``export`` and plan A's inference cost).
 
 **Properties counted per account** (what ``WRITE_SCORES`` sets): the 3 threat scores, ``risk_score``,
 ``risk_label``, ``risk_model_version``, ``risk_run_id``, ``risk_scored_at`` (8), plus ``risk_reasons`` when
