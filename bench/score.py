@@ -93,6 +93,7 @@ from gnn.estimator import RiskModel  # noqa: E402
 from gnn.graph_data import RiskGraph  # noqa: E402
 from gnn.train import TrainConfig, predict_logits, standardised  # noqa: E402
 from graph import schema as s  # noqa: E402
+from graph.queries import scoring as q  # noqa: E402
 from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE  # noqa: E402
 from ingest.load import prepare  # noqa: E402
 from ingest.privacy import Hasher  # noqa: E402
@@ -118,15 +119,7 @@ FIXED_PROPS = (*(s.risk_property(t) for t in s.THREATS), "risk_score", "risk_lab
                "risk_run_id", "risk_scored_at")
 PREV_PROPS = ("prev_risk_score", "prev_risk_label", "prev_risk_run_id")
 
-#: The measuring device: a plain write of the same rows (no ledger, no prev copies, no run record).
-BASELINE_WRITE = (
-    "UNWIND $rows AS row\n"
-    f"MATCH (a:{s.ACCOUNT.label} {{{s.ACCOUNT.key}: row.key}})\n"
-    "SET a += row.props\n"
-    "RETURN count(*) AS written"
-)
-#: Check of the baseline's effect (accounts carrying its run id).
-BASELINE_CHECK = f"MATCH (a:{s.ACCOUNT.label}) WHERE a.risk_run_id = $run_id RETURN count(a) AS n"
+BASELINE_WRITE, BASELINE_CHECK = q.PLAIN_SCORE_WRITE, q.ACCOUNTS_OF_RUN
 
 
 def props_written(frame: pd.DataFrame, prev_present: bool) -> dict[str, int]:

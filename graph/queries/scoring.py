@@ -95,3 +95,14 @@ SCORED_ACCOUNTS_PAGE: Final = (
     + ",\n".join(f"       a.{s.risk_property(t)} AS {t}" for t in s.THREATS)
     + ",\n       a.risk_run_id AS run_id"
 )
+
+#: Benchmark baseline (bench/score.py): the same rows as :data:`WRITE_SCORES` written plainly — row maps, no
+#: ledger, no ``prev_risk_*`` copies, no run record — to measure what those cost.
+PLAIN_SCORE_WRITE: Final = (
+    "UNWIND $rows AS row\n"
+    f"MATCH (a:{A.label} {{{A.key}: row.key}})\n"
+    "SET a += row.props\n"
+    "RETURN count(*) AS written"
+)
+#: Accounts carrying a run's scores.
+ACCOUNTS_OF_RUN: Final = f"MATCH (a:{A.label}) WHERE a.risk_run_id = $run_id RETURN count(a) AS n"
