@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.synthetic.activity import generate_logins
+from ingest.synthetic.connecting import RingEvents, connect_ring_members
 from ingest.synthetic.labels import draw_labels
 from ingest.synthetic.params import ExchangeParams
 from ingest.synthetic.payments import generate_card_events, generate_promos, generate_withdrawals
@@ -38,8 +39,9 @@ __all__ = ["ExchangeParams", "GenerationSummary", "SyntheticWriteError", "genera
 
 #: Fewest accounts an exchange may have (rings of every threat must fit among mostly benign accounts).
 MIN_ACCOUNTS = 500
+# Stage streams are spawned in this order; a new stage goes at the end so earlier streams stay the same.
 _STAGES = ("rings", "population", "world", "planting", "logins", "transfers", "cards", "promos",
-           "withdrawals", "labels", "tables")
+           "withdrawals", "labels", "tables", "connecting")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ def generate_exchange(
     cards = generate_card_events(stage("cards"), population, world, params)
     promos = generate_promos(stage("promos"), population, ties, params)
     withdrawals = generate_withdrawals(stage("withdrawals"), population, world, params)
+    events = RingEvents(world, population, logins, cards, withdrawals, transfers)
+    retied = connect_ring_members(stage("connecting"), plan, events)
     labels = draw_labels(stage("labels"), population, params)
     tables = build_tables(stage("tables"), population, world, logins, cards, transfers, promos, withdrawals, labels)
 
@@ -134,6 +138,7 @@ def generate_exchange(
         "counts": row_counts,
         "rings": rings,
         "fraud_accounts": fraud,
+        "retied_ring_groups": retied,
         "labelled": {THREAT_NAMES[c]: int((labels.threat == c).sum()) for c in range(len(THREAT_NAMES))},
     }
     write_tables(tables, Path(out_dir), fmt, meta)

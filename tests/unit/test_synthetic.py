@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from ingest.contract import CARD_EVENT_TYPES, TABLES, TRUTH_COLUMNS, TRUTH_FILE
 from ingest.synthetic import MIN_ACCOUNTS, ExchangeParams, generate_exchange
 
 N = 2000
+N_RINGS_CHECK = 6000
 SEED = 7
 TS_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$")
 TS_COLUMNS = {"accounts": ("created_at",), "labels": ("ts",)}
@@ -259,3 +261,53 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
         ExchangeParams(fraud_rate=1.5)
     with pytest.raises(ValueError, match="end_date"):
         ExchangeParams(end_date="2026-03-01T00:00:00")
+
+
+def _ring_tie_components(tables: dict[str, pd.DataFrame]) -> pd.Series:
+    """Component per ring member over ring-specific ties read from the written tables (an independent check
+    of ``ingest.synthetic.connecting``): identifiers (device, IP, /24 or /64 block, card, wallet) used by two or more
+    members of one ring and mostly by them, transfers and referrals between members."""
+    import networkx as nx
+
+    truth = tables["truth"]
+    ring_of = truth.set_index("account_id")["ring_id"].replace("", np.nan)
+    uses = [
+        tables["logins"][["account_id", "device_id"]].set_axis(["account_id", "key"], axis=1).assign(kind="d"),
+        tables["logins"][["account_id", "ip"]].set_axis(["account_id", "key"], axis=1).assign(kind="i"),
+        tables["accounts"][["account_id", "signup_device_id"]].set_axis(["account_id", "key"], axis=1).assign(kind="d"),
+        tables["accounts"][["account_id", "signup_ip"]].set_axis(["account_id", "key"], axis=1).assign(kind="i"),
+        tables["card_events"][["account_id", "card_number"]].set_axis(["account_id", "key"], axis=1).assign(kind="c"),
+        tables["withdrawals"][["account_id", "address"]].set_axis(["account_id", "key"], axis=1).assign(kind="w"),
+    ]
+    ips = pd.concat([u for u in uses if u["kind"].iloc[0] == "i"])
+    blocks = ips.assign(key=ips["key"].map(lambda ip: str(ipaddress.ip_network(
+        f"{ip}/{24 if '.' in ip else 64}", strict=False))), kind="b")
+    used = pd.concat([*uses, blocks]).drop_duplicates().assign(ring=lambda d: d["account_id"].map(ring_of))
+    users = used.groupby(["kind", "key"]).size().rename("users")
+    mates = used.dropna(subset=["ring"]).groupby(["kind", "key", "ring"]).size().rename("mates").reset_index()
+    mates = mates.join(users, on=["kind", "key"])
+    ties = mates[(mates["mates"] >= 2) & (mates["mates"] >= 0.5 * mates["users"])]
+    g = nx.Graph()
+    g.add_nodes_from(ring_of.dropna().index)
+    member_uses = used.merge(ties[["kind", "key", "ring"]], on=["kind", "key", "ring"])
+    g.add_edges_from(zip(member_uses["account_id"], "id:" + member_uses["kind"] + ":" + member_uses["key"]))
+    t = tables["transfers"]
+    pairs = [(t["from_account_id"], t["to_account_id"]),
+             (tables["accounts"]["account_id"], tables["accounts"]["referrer_id"])]
+    for a, b in pairs:
+        same = a.map(ring_of).notna() & (a.map(ring_of) == b.map(ring_of))
+        g.add_edges_from(zip(a[same], b[same]))
+    return pd.Series({a: i for i, comp in enumerate(nx.connected_components(g)) for a in comp}).reindex(
+        ring_of.dropna().index)
+
+
+@pytest.mark.parametrize("weak_tie_rate", [0.25, 0.8])
+def test_every_ring_member_is_reachable_from_its_ring(tmp_path: Path, weak_tie_rate: float) -> None:
+    generate_exchange(N_RINGS_CHECK, SEED, tmp_path, ExchangeParams(weak_tie_rate=weak_tie_rate))
+    tables = {t.name: _read(tmp_path, t.name) for t in TABLES}
+    tables["truth"] = pd.read_csv(tmp_path / TRUTH_FILE, dtype=str, keep_default_na=False)
+    comp = _ring_tie_components(tables)
+    ring_of = tables["truth"].set_index("account_id")["ring_id"]
+    pieces = comp.groupby(ring_of.reindex(comp.index)).nunique()
+    assert len(pieces) > 10
+    assert (pieces == 1).all(), pieces[pieces > 1].to_dict()
