@@ -1,7 +1,9 @@
 """Field rules of the input contract, as pandera schemas over the tables' text.
 
 Every check is vectorised and named for the rule a user broke; a failed row's reason reads
-``<field>: <rule>`` (for example ``ts: must be an ISO-8601 timestamp with a time zone``).
+``<field>: <rule>`` (for example ``ts: must be an ISO-8601 timestamp with a time zone``). Every field also
+carries the privacy guard's checks (:mod:`ingest.pii`): no card number, email address or phone number outside
+the columns meant for them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ import pandera.pandas as pa
 from graph.schema import KNOWN_LABELS
 from ingest.contract import CARD_EVENT_TYPES, KYC_LEVELS, TABLES, TableContract
 from ingest.countries import ISO_ALPHA2
+from ingest.pii import KINDS, forbidden, holds
 from ingest.privacy import card_digits, luhn_valid_series
 
 MAX_ID_LENGTH = 256
+#: Larger amounts are refused: totals of many events must stay finite (two 1e308 would add up to infinity).
+MAX_AMOUNT = 1e15
+#: Timestamps outside these years are refused (every later stage handles them, as pandas' nanosecond times do).
+YEARS = (1900, 2199)
 _ZONED_TS = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:?\d{2})$"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _PHONE = r"^\+?[0-9 ().-]{6,24}$"
@@ -27,9 +34,14 @@ _ASSET = r"^[A-Za-z0-9._-]{1,20}$"
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
-    """ISO-8601 text with a zone → UTC timestamps; anything else → NaT."""
+    """ISO-8601 text with a zone → UTC timestamps (to the microsecond); anything else → NaT.
+
+    Fractions beyond microseconds are cut first: one nanosecond value would otherwise make pandas parse the whole
+    column in nanoseconds, whose range (1677–2262) turns every later or earlier year of the column into NaT.
+    """
     zoned = values.str.match(_ZONED_TS).fillna(False).astype(bool)
-    parsed = pd.to_datetime(values.where(zoned), utc=True, format="ISO8601", errors="coerce")
+    text = values.where(zoned).str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
+    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
     return parsed.astype("datetime64[us, UTC]")
 
 
@@ -56,8 +68,17 @@ def _is_zoned_timestamp(s: pd.Series) -> pd.Series:
     return parse_timestamps(s).notna()
 
 
+def _is_in_years(s: pd.Series) -> pd.Series:
+    years = parse_timestamps(s).dt.year
+    return (years.isna() | years.between(*YEARS)).astype(bool)
+
+
 def _is_non_negative_amount(s: pd.Series) -> pd.Series:
     return (parse_amounts(s) >= 0).fillna(False).astype(bool)
+
+
+def _is_not_huge_amount(s: pd.Series) -> pd.Series:
+    return ~(parse_amounts(s) > MAX_AMOUNT).fillna(False).astype(bool)
 
 
 def _is_ip(s: pd.Series) -> pd.Series:
@@ -91,7 +112,9 @@ def _one_of(values: tuple[str, ...]) -> pa.Check:
 
 ID = _check(lambda s: s.str.len() <= MAX_ID_LENGTH, f"must be at most {MAX_ID_LENGTH} characters")
 ZONED_TS = _check(_is_zoned_timestamp, "must be an ISO-8601 timestamp with a time zone")
+TS_YEARS = _check(_is_in_years, f"must be a time in the years {YEARS[0]}-{YEARS[1]}")
 AMOUNT = _check(_is_non_negative_amount, "must be a number >= 0")
+AMOUNT_MAX = _check(_is_not_huge_amount, f"must be at most {MAX_AMOUNT:.0e}")
 IP_ADDRESS = _check(_is_ip, "must be an IPv4 or IPv6 address")
 CARD_NUMBER = _check(_is_card_number, "must be a card number (12-19 digits passing the Luhn check)")
 EMAIL = _check(lambda s: s.str.match(_EMAIL).fillna(False).astype(bool), "must be an email address")
@@ -116,9 +139,9 @@ _COLUMN_CHECKS: dict[str, list[pa.Check]] = {
     "promo_code": [ID],
     "address": [ID],
     "source": [ID],
-    "created_at": [ZONED_TS],
-    "ts": [ZONED_TS],
-    "amount": [AMOUNT],
+    "created_at": [ZONED_TS, TS_YEARS],
+    "ts": [ZONED_TS, TS_YEARS],
+    "amount": [AMOUNT, AMOUNT_MAX],
     "ip": [IP_ADDRESS],
     "signup_ip": [IP_ADDRESS],
     "card_number": [CARD_NUMBER],
@@ -132,12 +155,20 @@ _COLUMN_CHECKS: dict[str, list[pa.Check]] = {
 }
 
 
+def _no_personal_data(kind: str) -> pa.Check:
+    return _check(lambda s: ~holds(s, kind), f"must not hold a {kind}")
+
+
+#: The privacy guard's check per kind of personal data (see :mod:`ingest.pii`).
+NO_PERSONAL_DATA: dict[str, pa.Check] = {kind: _no_personal_data(kind) for kind in KINDS}
+
+
 def table_schema(contract: TableContract) -> pa.DataFrameSchema:
     """The pandera schema of one table's text form (as read by :func:`ingest.read.read_table`)."""
     columns = {
         name: pa.Column(
             "string",
-            checks=_COLUMN_CHECKS[name],
+            checks=[*_COLUMN_CHECKS[name], *(NO_PERSONAL_DATA[kind] for kind in forbidden(name))],
             nullable=name in contract.nullable,
             required=True,
         )

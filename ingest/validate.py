@@ -1,8 +1,9 @@
 """Validation of one input table: every bad row found (lazily), reasons named, nothing lost.
 
-``accepted + rejected == read`` for every table, always. Rejected rows keep their original values (card
-numbers masked) plus ``_row`` (the data row in the file) and ``reason`` (``field: rule`` items joined
-by ``; ``).
+``accepted + rejected == read`` for every table, always. Rejected rows keep their original values, with
+personal data masked (card numbers to BIN and last four, emails and phones starred, wherever they appear:
+:func:`ingest.pii.redact_rejects`), plus ``_row`` (the data row's number in the file, counting from 1) and
+``reason`` (``field: rule`` items joined by ``; ``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from ingest.contract import ACCOUNTS, LABELS, TRANSFERS, TableContract
-from ingest.privacy import mask_card
+from ingest.pii import redact_rejects
 from ingest.read import ROW
 from ingest.rules import SCHEMAS, canonical_ips, parse_amounts, parse_timestamps
 
@@ -28,7 +29,7 @@ class TableValidation:
         table: the table's name.
         read: rows read from the file.
         accepted: accepted rows, typed (timestamps as UTC, amounts as float, canonical IPs).
-        rejects: rejected rows as read (card numbers masked), with ``_row`` and ``reason``.
+        rejects: rejected rows as read (personal data masked), with ``_row`` and ``reason``.
     """
 
     table: str
@@ -65,9 +66,7 @@ def validate_table(raw: pd.DataFrame, contract: TableContract) -> TableValidatio
     reasons = reasons.fillna(dup)
     bad = reasons.notna()
 
-    rejects = raw.loc[bad].copy()
-    if "card_number" in rejects.columns:
-        rejects["card_number"] = rejects["card_number"].map(mask_card).astype("string")
+    rejects = redact_rejects(raw.loc[bad], contract)
     rejects[REASON] = reasons[bad]
     accepted = _typed(raw.loc[~bad], contract)
     return TableValidation(contract.name, len(raw), accepted, rejects.reset_index(drop=True))

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from rich.table import Table
 
 from graph.schema import THREATS
@@ -18,6 +17,7 @@ from gnn.ray_train import RayConfig
 from gnn.snapshot import read_snapshot
 from gnn.tracking import champion_model_dir
 from gnn.train import TrainConfig
+from ingest.read import read_truth
 from serving.console import console
 from serving.snapshot_command import run_snapshot
 
@@ -79,7 +79,7 @@ def run_evaluate(settings: Settings, model: str, snapshot: Path | None, truth: P
                  out: Path | None) -> dict[str, Any]:
     risk_model, version, _ = resolve_model(settings, model)
     graph, _ = training_graph(settings, snapshot)
-    truth_frame = pd.read_csv(truth, dtype={"account_id": str}) if truth else None
+    truth_frame = read_truth(truth) if truth else None
     with console.status("scoring…"):
         scores = risk_model.decision_function(graph)
     result = evaluate_model(risk_model, graph, truth_frame, version, scores=scores)
