@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from graph import schema as s
+from graph.private_files import open_private, private_dir
 from graph.queries.ingest import WRITES_BY_NAME, Prop, WriteKind
 
 _TYPES = {"string": "", "long": ":long", "double": ":double", "boolean": ":boolean", "datetime": ":datetime"}
@@ -50,7 +51,8 @@ def _column(prop: Prop, values: pd.Series) -> pd.Series:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    frame.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n", na_rep="")
+    with open_private(path) as f:  # the whole graph's data: owner-only
+        frame.to_csv(f, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n", na_rep="")
     return path
 
 
@@ -78,11 +80,11 @@ def write_import_files(
 
     Args:
         rows: the rows of each write kind, as built for online ingestion.
-        ledger: the batches online ingestion would record: columns batch_id, kind, rows, run_id, committed_at
-            (epoch ms).
+        ledger: the ledger chunks online ingestion would record: columns batch_id, kind, part_id, chunk, rows,
+            run_id, committed_at (epoch ms).
         out_dir: where the files go (the importer reads them from there).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     nodes: list[tuple[str, Path]] = []
     rels: list[tuple[str, Path]] = []
 
@@ -97,7 +99,8 @@ def write_import_files(
             frame = _node_frame(spec, rows[spec.label], list(write.props))
             nodes.append((spec.label, _write_csv(frame, out_dir / f"{spec.label}.csv")))
     if len(ledger):
-        ledger_props = [Prop("kind"), Prop("rows", kind="long"), Prop("run_id"), Prop("committed_at", kind="datetime")]
+        ledger_props = [Prop("kind"), Prop("part_id"), Prop("chunk", kind="long"), Prop("rows", kind="long"),
+                        Prop("run_id"), Prop("committed_at", kind="datetime")]
         nodes.append((s.INGEST_BATCH.label, _write_csv(_node_frame(s.INGEST_BATCH, ledger, ledger_props),
                                                        out_dir / "IngestBatch.csv")))
     for rel in s.DOMAIN_RELS:

@@ -1,15 +1,17 @@
 """Batched, exactly-once writes to Neo4j.
 
-Each batch is written in one transaction together with a ledger node (``(:IngestBatch {batch_id})`` for
-ingestion, ``(:ScoreBatch {batch_id})`` for the scoring job's write-back). The ledger's uniqueness constraint makes a batch land at most once: a rerun after a kill (of the process or of
-Neo4j) skips the batches that committed and writes the rest, and the graph ends exactly as an uninterrupted
-run leaves it.
+Each batch is written in one transaction together with its ledger entries: one ``(:ScoreBatch {batch_id})``
+per batch of the scoring job's write-back, and for ingestion one ``(:IngestBatch {batch_id})`` per *chunk*
+(a fixed slice of rows whose identity does not depend on the batch size; see :mod:`ingest.load`). The ledger's
+uniqueness constraint makes an entry land at most once: a rerun after a kill (of the process or of Neo4j)
+skips what committed and writes the rest, two runs at once cannot both commit the same entry, and the graph
+ends exactly as an uninterrupted run leaves it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import neo4j
@@ -69,6 +71,7 @@ class BatchWriter:
         self.ledger = ledger
         self._metadata = {"app": "ringwatch", "job": job, "run_id": run_id}
         self._record = q.record_batch(ledger)
+        self._record_chunks = q.record_chunks(ledger)
         self._committed = q.committed_batches(ledger)
 
     def ensure_constraints(self) -> None:
@@ -103,31 +106,66 @@ class BatchWriter:
             ValueError: ``batch`` does not hold ``kind``'s columns, all of one length.
         """
         n_rows = batch_length(kind, batch)
+        record = (self._record, {"batch_id": batch_id, "kind": kind.name, "rows": n_rows, "run_id": self.run_id})
+        return self._write(kind, batch, record, {"batch_id": batch_id}, batch_id, params)
+
+    def write_chunks(self, kind: q.WriteKind, batch: Columns, part_id: str,
+                     chunks: Sequence[Mapping[str, Any]]) -> bool:
+        """Write the rows of several ledger chunks of one content part, and a ledger entry per chunk, in one
+        transaction.
+
+        Args:
+            kind: the write.
+            batch: the chunks' rows, in chunk order, as :func:`columns`.
+            part_id: the content part the chunks belong to.
+            chunks: ``{"id", "index", "rows"}`` per chunk; their ``rows`` add up to the batch's length.
+
+        Returns:
+            True if written now; False if any of the chunks had already been committed (by an earlier or a
+            concurrent run): then nothing of this call is kept, and the caller writes the others again.
+
+        Raises:
+            GraphWriteError: as :meth:`write`.
+            ValueError: as :meth:`write`, or the chunks' rows do not add up to the batch's length.
+        """
+        n_rows = batch_length(kind, batch)
+        if sum(int(c["rows"]) for c in chunks) != n_rows:
+            raise ValueError(f"chunks of {kind.name} hold {sum(int(c['rows']) for c in chunks)} rows, batch {n_rows}")
+        ids = [str(c["id"]) for c in chunks]
+        record = (self._record_chunks, {"chunks": [dict(c) for c in chunks], "part_id": part_id, "kind": kind.name,
+                                        "run_id": self.run_id})
+        label = f"{ids[0]}…{ids[-1]}" if len(ids) > 1 else ids[0]
+        return self._write(kind, batch, record, {"part_id": part_id, "chunks": len(ids)}, label, None)
+
+    def _write(self, kind: q.WriteKind, batch: Columns, record: tuple[str, dict[str, Any]],
+               metadata: dict[str, Any], label: str, params: dict[str, Any] | None) -> bool:
+        n_rows = batch_length(kind, batch)
+        shown = label[:12]
 
         def work(tx: neo4j.ManagedTransaction) -> int:
-            tx.run(self._record, batch_id=batch_id, kind=kind.name, rows=n_rows, run_id=self.run_id).consume()
-            record = tx.run(kind.cypher, {**(params or {}), q.ROWS_PARAM: batch}).single()
-            written = int(record["written"]) if record else 0
+            tx.run(record[0], record[1]).consume()
+            result = tx.run(kind.cypher, {**(params or {}), q.ROWS_PARAM: batch}).single()
+            written = int(result["written"]) if result else 0
             if written != n_rows:
                 # Raised inside the transaction function, so the whole batch (and its ledger entry) rolls back.
                 raise GraphWriteError(
-                    f"{kind.name} batch {batch_id[:12]} matched {written} of {n_rows} rows: an endpoint node "
+                    f"{kind.name} batch {shown} matched {written} of {n_rows} rows: an endpoint node "
                     "is missing from the graph; nothing of this batch was kept"
                 )
             return written
 
-        unit = neo4j.unit_of_work(metadata={**self._metadata, "kind": kind.name, "batch_id": batch_id})(work)
+        unit = neo4j.unit_of_work(metadata={**self._metadata, "kind": kind.name, **metadata})(work)
         try:
             with self._driver.session(database=self._database) as session:
                 session.execute_write(unit)
         except ConstraintError as e:
-            if batch_id in str(e) or self.ledger.label in str(e):
+            if f"label `{self.ledger.label}`" in str(e):  # Neo4j's message names the label in backticks
                 return False
-            raise GraphWriteError(f"{kind.name} batch {batch_id[:12]}: constraint violated: {e.message}") from e
+            raise GraphWriteError(f"{kind.name} batch {shown}: constraint violated: {e.message}") from e
         except (ServiceUnavailable, SessionExpired) as e:
             raise GraphWriteError(f"Neo4j stopped answering while writing {kind.name}: {e}") from e
         except Neo4jError as e:
-            raise GraphWriteError(f"{kind.name} batch {batch_id[:12]} failed: {e.message}") from e
+            raise GraphWriteError(f"{kind.name} batch {shown} failed: {e.message}") from e
         return True
 
 

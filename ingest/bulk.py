@@ -2,8 +2,8 @@
 
 Only for an empty database on the server ringwatch manages (the importer needs the server stopped and
 writes the store files directly). Afterwards the constraints are created as online ingestion creates them,
-and the batch ledger is the one online ingestion would have written, so rerunning the folder online is a
-no-op and newer folders extend the graph as usual.
+and the ledger holds every chunk online ingestion would have written, so rerunning the folder online (with any
+batch size) is a no-op and newer folders extend the graph as usual.
 """
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ def bulk_load(run: PreparedRun, server: LocalNeo4j, driver: neo4j.Driver, databa
     import_dir = server.layout.import_dir / run_id
     ledger = pd.DataFrame(
         {
-            "batch_id": [b.batch_id for b in run.batches],
-            "kind": [b.kind for b in run.batches],
-            "rows": [b.stop - b.start for b in run.batches],
+            "batch_id": [c.chunk_id for c in run.chunks],
+            "kind": [run.parts[c.part].kind for c in run.chunks],
+            "part_id": [run.part_ids[c.part] for c in run.chunks],
+            "chunk": [c.index for c in run.chunks],
+            "rows": [c.rows for c in run.chunks],
             "run_id": run_id,
             "committed_at": int(time.time() * 1000),
         }

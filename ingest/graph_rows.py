@@ -7,12 +7,17 @@ Personal data is replaced by keyed hashes before anything leaves this module.
 Accounts referenced by events (or as referrers) but missing from this run's ``accounts`` table become
 *stub* accounts (``stub = true``) unless the graph already holds them; a later ``accounts`` row fills them
 in and clears the flag. Nothing is dropped for referencing an unknown account.
+
+The rows come as *parts*: what one input table contributes to one write kind (signups and logins both give
+``USED_DEVICE`` rows, as two parts). A part depends only on its table's accepted rows, which is what lets
+:mod:`ingest.load` give it an identity that no other folder, batch size or retry changes.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,6 +28,23 @@ from ingest.contract import TABLES_BY_NAME
 from ingest.privacy import Hasher, card_digits, email_domain, normalise_email, normalise_phone
 
 Tables = Mapping[str, pd.DataFrame]
+#: The source name of the stub-account part, which comes from every table's account references.
+REFERENCES = "account references"
+
+
+@dataclass(frozen=True)
+class GraphPart:
+    """The rows one input table contributes to one write kind: unique keys, sorted by them.
+
+    Attributes:
+        kind: the write kind's name (:data:`graph.queries.ingest.WRITES_BY_NAME`).
+        source: the input table (or :data:`REFERENCES`).
+        rows: the write's key columns then its properties.
+    """
+
+    kind: str
+    source: str
+    rows: pd.DataFrame
 
 
 def epoch_millis(values: pd.Series) -> pd.Series:
@@ -52,7 +74,17 @@ def build_graph_rows(tables: Tables, hasher: Hasher | None) -> dict[str, pd.Data
 
     Returns:
         One frame per write kind in :data:`graph.queries.ingest.WRITE_ORDER` that has rows; columns are the
-        write's key columns then its properties; rows sorted by key (stable batches across reruns).
+        write's key columns then its properties; rows sorted by key. It is what writing every part of
+        :func:`build_graph_parts` to an empty graph leaves there.
+
+    Raises:
+        ConfigurationError: personal data is present and no hasher was given.
+    """
+    return combine_parts(build_graph_parts(tables, hasher))
+
+
+def build_graph_parts(tables: Tables, hasher: Hasher | None) -> list[GraphPart]:
+    """The rows each table contributes to each write kind, in write order (then table order).
 
     Raises:
         ConfigurationError: personal data is present and no hasher was given.
@@ -63,48 +95,69 @@ def build_graph_rows(tables: Tables, hasher: Hasher | None) -> dict[str, pd.Data
             f"{', '.join(needed)} can only be ingested with a hash key: set RINGWATCH_HASH_KEY "
             "(at least 16 characters; keep it secret and stable, since it keys every card, email and phone)"
         )
-    out: dict[str, list[pd.DataFrame]] = {}
+    out: list[GraphPart] = []
 
-    def add(name: str, frame: pd.DataFrame) -> None:
-        if len(frame):
-            out.setdefault(name, []).append(frame)
+    def adder(source: str) -> Callable[[str, pd.DataFrame], None]:
+        def add(name: str, frame: pd.DataFrame) -> None:
+            if len(frame):
+                out.append(GraphPart(name, source, _finish_part(name, frame)))
+        return add
 
     accounts = tables.get("accounts")
     if accounts is not None and len(accounts):
-        _account_rows(accounts, hasher, add)
+        _account_rows(accounts, hasher, adder("accounts"))
     if (logins := tables.get("logins")) is not None and len(logins):
+        add = adder("logins")
         add("USED_DEVICE", _seen(logins, "account_id", "device_id", "ts").assign(signup=False))
         add("USED_IP", _seen(logins, "account_id", "ip", "ts").assign(signup=False))
-        last_agent = logins.sort_values("ts", kind="stable").drop_duplicates("device_id", keep="last")
-        add("Device", pd.DataFrame({"device_id": last_agent["device_id"], "user_agent": last_agent["user_agent"]}))
+        # The latest user agent seen on each device (a login without one does not erase it).
+        agent = logins.sort_values("ts", kind="stable").groupby("device_id", sort=False)["user_agent"].last()
+        add("Device", pd.DataFrame({"device_id": agent.index, "user_agent": agent.to_numpy()}))
         add("IP", _ip_rows(logins["ip"]))
     if (cards := tables.get("card_events")) is not None and len(cards):
-        _card_rows(cards, hasher, add)  # type: ignore[arg-type]
+        _card_rows(cards, hasher, adder("card_events"))  # type: ignore[arg-type]
     if (transfers := tables.get("transfers")) is not None and len(transfers):
-        add("TRANSFERRED_TO", _flow(transfers, "from_account_id", "to_account_id", "asset"))
+        adder("transfers")("TRANSFERRED_TO", _flow(transfers, "from_account_id", "to_account_id", "asset"))
     if (withdrawals := tables.get("withdrawals")) is not None and len(withdrawals):
+        add = adder("withdrawals")
         add("WITHDREW_TO", _flow(withdrawals, "account_id", "address", "asset"))
         add("Wallet", pd.DataFrame({"address": withdrawals["address"].unique()}))
     if (promos := tables.get("promo_redemptions")) is not None and len(promos):
+        add = adder("promo_redemptions")
         add("REDEEMED", _flow(promos, "account_id", "promo_code"))
         add("Promo", pd.DataFrame({"code": promos["promo_code"].unique()}))
     if (labels := tables.get("labels")) is not None and len(labels):
-        add("Account.label", _label_rows(labels))
-
-    stubs = _stub_rows(tables)
-    if len(stubs):
-        add("Account.stub", stubs)
-    return {w.name: _finish(w.name, out[w.name]) for w in WRITE_ORDER if w.name in out}
+        adder("labels")("Account.label", _label_rows(labels))
+    adder(REFERENCES)("Account.stub", _stub_rows(tables))
+    order = {w.name: i for i, w in enumerate(WRITE_ORDER)}
+    return sorted(out, key=lambda part: order[part.kind])  # stable: table order within a kind
 
 
-def _finish(name: str, frames: list[pd.DataFrame]) -> pd.DataFrame:
+def combine_parts(parts: list[GraphPart]) -> dict[str, pd.DataFrame]:
+    """One frame per write kind from its parts, merged by the write's rules (see :func:`build_graph_rows`)."""
+    by_kind: dict[str, list[pd.DataFrame]] = {}
+    for part in parts:
+        by_kind.setdefault(part.kind, []).append(part.rows)
+    out: dict[str, pd.DataFrame] = {}
+    for w in WRITE_ORDER:
+        frames = by_kind.get(w.name)
+        if not frames:
+            continue
+        if len(frames) == 1:
+            out[w.name] = frames[0]
+            continue
+        frame = pd.concat(frames, ignore_index=True)
+        if w.rel is not None:
+            frame = _combine_rel_parts(frame, w.keys)
+        else:
+            frame = frame.drop_duplicates(subset=list(w.keys), keep="last")
+        out[w.name] = frame.loc[:, list(w.columns)].sort_values(list(w.keys), kind="stable").reset_index(drop=True)
+    return out
+
+
+def _finish_part(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     write = WRITES_BY_NAME[name]
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if write.rel is not None and len(frames) > 1:
-        frame = _combine_rel_parts(frame, write.keys)
-    else:
-        frame = frame.drop_duplicates(subset=list(write.keys), keep="last")
-    frame = frame.loc[:, list(write.columns)]
+    frame = frame.drop_duplicates(subset=list(write.keys), keep="last").loc[:, list(write.columns)]
     return frame.sort_values(list(write.keys), kind="stable").reset_index(drop=True)
 
 
@@ -118,7 +171,7 @@ def _combine_rel_parts(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFra
     return frame.groupby(list(keys), as_index=False, sort=False).agg(agg)
 
 
-def _account_rows(accounts: pd.DataFrame, hasher: Hasher | None, add) -> None:
+def _account_rows(accounts: pd.DataFrame, hasher: Hasher | None, add: Callable[[str, pd.DataFrame], None]) -> None:
     created = epoch_millis(accounts["created_at"])
     email = normalise_email(accounts["email"])
     add(
@@ -184,7 +237,7 @@ def _flow(events: pd.DataFrame, src: str, dst: str, disc: str | None = None) -> 
     )
 
 
-def _card_rows(cards: pd.DataFrame, hasher: Hasher, add) -> None:
+def _card_rows(cards: pd.DataFrame, hasher: Hasher, add: Callable[[str, pd.DataFrame], None]) -> None:
     digits = card_digits(cards["card_number"])
     card_hash = hasher.digest_series("card", digits)
     kind = cards["event_type"]

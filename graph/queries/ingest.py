@@ -2,7 +2,8 @@
 
 Each :class:`WriteKind` names the rows it takes (key columns plus properties) and how a property merges
 into what is already in the graph, so that ingesting events in several runs gives the same totals as one
-run: counts and totals add, ``first_seen`` takes the earliest, ``last_seen`` the latest, flags OR together.
+run: counts and totals add, ``first_seen`` takes the earliest, ``last_seen`` the latest, flags OR together, and
+an optional value (a device's user agent) is only replaced by a present one.
 Times travel as epoch milliseconds (UTC) and are stored as Neo4j ``DATETIME``. A batch travels as one
 ``$rows`` parameter holding its columns (see :data:`ROWS_PARAM`).
 """
@@ -14,7 +15,7 @@ from typing import Final, Literal
 
 from graph import schema as s
 
-Rule = Literal["set", "sum", "min", "max", "or", "create"]
+Rule = Literal["set", "sum", "min", "max", "or", "create", "fill"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ def _assignment(var: str, p: Prop) -> str:
         return f"{target} = coalesce({target}, 0) + {new}"
     if p.rule == "or":
         return f"{target} = coalesce({target}, false) OR {new}"
+    if p.rule == "fill":  # a missing value (an accounts-only folder has no user agent) keeps the stored one
+        return f"{target} = coalesce({new}, {target})"
     if p.rule in ("min", "max"):
         op = "<" if p.rule == "min" else ">"
         return f"{target} = CASE WHEN {target} IS NULL OR {new} {op} {target} THEN {new} ELSE {target} END"
@@ -140,16 +143,21 @@ ACCOUNT_ROWS: Final = node_write(
 STUB_ACCOUNT_ROWS: Final = node_write("Account.stub", s.ACCOUNT, (Prop("stub", "create", "boolean"),))
 
 _LABEL_PROPS: Final = (Prop("known_label"), Prop("known_label_source"), Prop("known_label_at", "max", "datetime"))
+#: The account's write lock is taken (by setting a scratch property) *before* the stored label is read, so the
+#: comparison sees the latest committed label even when another run writes the same account at the same time;
+#: reading first and writing after would let an older label overwrite a newer one committed in between.
 ACCOUNT_LABELS: Final = WriteKind(
     "Account.label",
     f"{_unwind((s.ACCOUNT.key, *(p.name for p in _LABEL_PROPS)), _LABEL_PROPS)}\n"
     f"MATCH (n:{s.ACCOUNT.label} {{{s.ACCOUNT.key}: {_var(s.ACCOUNT.key)}}})\n"
+    "SET n.known_label_lock = true\n"
     "WITH n, in_known_label, in_known_label_source, in_known_label_at,\n"
     "     (n.known_label_at IS NULL OR in_known_label_at > n.known_label_at OR (in_known_label_at = n.known_label_at"
     " AND in_known_label + in_known_label_source > n.known_label + n.known_label_source)) AS newer\n"
     "SET n.known_label = CASE WHEN newer THEN in_known_label ELSE n.known_label END,\n"
     "    n.known_label_source = CASE WHEN newer THEN in_known_label_source ELSE n.known_label_source END,\n"
     "    n.known_label_at = CASE WHEN newer THEN in_known_label_at ELSE n.known_label_at END\n"
+    "REMOVE n.known_label_lock\n"
     "RETURN count(*) AS written",
     (s.ACCOUNT.key,),
     _LABEL_PROPS,
@@ -157,7 +165,7 @@ ACCOUNT_LABELS: Final = WriteKind(
 )
 
 IDENTIFIER_ROWS: Final = (
-    node_write("Device", s.DEVICE, (Prop("user_agent"),)),
+    node_write("Device", s.DEVICE, (Prop("user_agent", "fill"),)),
     node_write("IP", s.IP, (Prop("version", "set", "long"), Prop("prefix"))),
     node_write("Card", s.CARD, (Prop("bin"), Prop("last4"))),
     node_write("Email", s.EMAIL, (Prop("domain"),)),
@@ -215,6 +223,17 @@ def record_batch(ledger: s.NodeSpec = s.INGEST_BATCH) -> str:
     return (
         f"CREATE (b:{ledger.label} {{{ledger.key}: $batch_id}})\n"
         "SET b.kind = $kind, b.rows = $rows, b.run_id = $run_id, b.committed_at = datetime()"
+    )
+
+
+def record_chunks(ledger: s.NodeSpec = s.INGEST_BATCH) -> str:
+    """Create one ledger node per chunk of ``$chunks`` (``{id, index, rows}`` maps) of content part ``$part_id``;
+    fails on the uniqueness constraint when any of them already exists."""
+    return (
+        "UNWIND $chunks AS chunk\n"
+        f"CREATE (b:{ledger.label} {{{ledger.key}: chunk.id}})\n"
+        "SET b.kind = $kind, b.part_id = $part_id, b.chunk = chunk.index, b.rows = chunk.rows, b.run_id = $run_id,\n"
+        "    b.committed_at = datetime()"
     )
 
 
