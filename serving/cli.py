@@ -15,9 +15,10 @@ from typer.exceptions import TyperException
 
 from graph.errors import RingwatchError
 from graph.local_server import LocalNeo4j
+from graph.private_files import PRIVATE_UMASK
 from graph.settings import Settings, load_settings
 from serving.cli_support import open_graph
-from serving.console import console, err_console
+from serving.console import console, err_console, plain, safe
 
 app = typer.Typer(
     name="ringwatch",
@@ -36,7 +37,7 @@ def neo4j_start(timeout: Annotated[float, typer.Option(help="Seconds to wait for
     """Install (first run only) and start the local Neo4j server on 127.0.0.1."""
     settings = load_settings()
     _refuse_external(settings, "start")
-    server = LocalNeo4j.from_settings(settings, on_status=lambda m: console.print(f"[dim]{m}[/dim]"))
+    server = LocalNeo4j.from_settings(settings, on_status=lambda m: console.print(f"[dim]{safe(m)}[/dim]"))
     server.start(timeout=timeout)  # installs the jars first when needed
     _print_status(server)
 
@@ -46,13 +47,16 @@ def neo4j_stop() -> None:
     """Stop the local Neo4j server (clean shutdown)."""
     settings = load_settings()
     _refuse_external(settings, "stop")
-    LocalNeo4j.from_settings(settings).stop()
-    console.print("Neo4j stopped.")
+    if LocalNeo4j.from_settings(settings).stop():
+        console.print("Neo4j stopped.")
+    else:
+        console.print("Neo4j was not running; nothing to stop.")
 
 
 @neo4j_app.command("status")
 def neo4j_status() -> None:
-    """Say whether the local server runs, which version, where, and its password."""
+    """Say whether the local server runs (exit code 3 when it does not), which version, where, and where its
+    password is."""
     settings = load_settings()
     if settings.uses_external_server:
         from graph.queries.inspect import server_components
@@ -60,14 +64,15 @@ def neo4j_status() -> None:
         with open_graph(settings, start=False) as driver:
             records = server_components(driver)
         for r in records:
-            console.print(f"external server {settings.neo4j_uri}: {r['name']} {r['version']} ({r['edition']})")
+            console.print(f"external server {settings.neo4j_uri}: {r['name']} {r['version']} ({r['edition']})",
+                          markup=False, highlight=False)
         return
     _print_status(LocalNeo4j.from_settings(settings))
 
 
 def _print_status(server: LocalNeo4j) -> None:
     st = server.status()
-    console.print(st.describe(), highlight=False, markup=False)
+    console.print("\n".join(plain(line) for line in st.describe().splitlines()), highlight=False, markup=False)
     if not st.running:
         raise typer.Exit(3)
 
@@ -89,7 +94,8 @@ def generate(
 
     with console.status("generating…") as status:
         summary = generate_exchange(accounts, seed, out, fmt=fmt, progress=lambda m: status.update(m))
-    console.print(f"wrote {out} in {summary.seconds:.1f} s: " + ", ".join(f"{k} {v}" for k, v in summary.row_counts.items()))
+    console.print(f"wrote {safe(out)} in {summary.seconds:.1f} s: "
+                  + ", ".join(f"{k} {v}" for k, v in summary.row_counts.items()))
     console.print("planted rings: " + ", ".join(f"{k} {v}" for k, v in summary.rings.items()))
 
 
@@ -97,15 +103,17 @@ def generate(
 def ingest(
     folder: Annotated[Path, typer.Argument(help="Folder of exchange-event tables (.csv or .parquet).")],
     rejects: Annotated[Path | None, typer.Option(help="Where rejected rows and quality.json go.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Rows per write transaction.")] = 10_000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per write transaction (rounded up to whole "
+                                                        "100-row ledger chunks).")] = 10_000,
     bulk: Annotated[bool, typer.Option(help="First load of an empty local database with neo4j-admin import.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON (only it on standard "
+                                                         "output; progress and summary on standard error).")] = False,
 ) -> None:
     """Validate a folder of events and write it into the graph (idempotent, resumable)."""
     from serving.ingest_command import run_ingest
 
     settings = load_settings()
-    report = run_ingest(settings, folder, rejects, batch_size, bulk)
+    report = run_ingest(settings, folder, rejects, batch_size, bulk, out=err_console if as_json else console)
     if as_json:
         print(json.dumps(report, default=str))
 
@@ -162,11 +170,10 @@ def evaluate(
 
     settings = load_settings()
     if truth is not None and model is None and snapshot_dir is None:
-        import pandas as pd
-
+        from ingest.read import read_truth
         from serving.output_evaluation import evaluate_output
 
-        truth_frame = pd.read_csv(truth, dtype=str, keep_default_na=False)
+        truth_frame = read_truth(truth)
         with open_graph(settings) as driver:
             result = evaluate_output(driver, settings.neo4j_database, truth_frame, out)
     else:
@@ -242,8 +249,9 @@ def verdict(
     settings = load_settings()
     with open_graph(settings) as driver:
         result = record_verdict(driver, settings.neo4j_database, account_id, decision, note, by, threat)
-    console.print(f"recorded {decision} for {result['account_id']} (threat {result['threat']}, "
-                  f"label at the time {result['risk_label']}) at {result['at']}; the next `ringwatch train` uses it")
+    console.print(f"recorded {safe(decision)} for {safe(result['account_id'])} (threat {safe(result['threat'])}, "
+                  f"label at the time {safe(result['risk_label'])}) at {safe(result['at'])}; the next "
+                  "`ringwatch train` uses it")
 
 
 @app.command("query-pack")
@@ -259,7 +267,7 @@ def query_pack(
     out.mkdir(parents=True, exist_ok=True)
     for i, q in enumerate(PACK, 1):
         (out / f"{i:02d}-{q.name}.cypher").write_text(q.as_file(), encoding="utf-8")
-    console.print(f"wrote {len(PACK)} queries to {out}; drag them onto Neo4j Browser's Favorites drawer")
+    console.print(f"wrote {len(PACK)} queries to {safe(out)}; drag them onto Neo4j Browser's Favorites drawer")
 
 
 @app.command()
@@ -297,11 +305,16 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: readable errors and exit codes instead of tracebacks."""
+    """Entry point: readable errors and exit codes instead of tracebacks.
+
+    Files the commands create are owner-only (umask 077): reject files, snapshots, models, reports and the local
+    server's store all hold users' data.
+    """
+    os.umask(PRIVATE_UMASK)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except RingwatchError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e}")
+        err_console.print(f"[bold red]error:[/bold red] {safe(e)}")
         sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -319,14 +332,17 @@ def main() -> None:
         err_console.print("interrupted; rerun the same command to resume")
         sys.exit(130)
     except neo4j.exceptions.Neo4jError as e:
-        err_console.print(f"[bold red]Neo4j error:[/bold red] {e.message} ({e.code})")
+        err_console.print(f"[bold red]Neo4j error:[/bold red] {safe(e.message)} ({safe(e.code)})")
         sys.exit(1)
     except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired) as e:
-        err_console.print(f"[bold red]Neo4j unavailable:[/bold red] {e}")
+        err_console.print(f"[bold red]Neo4j unavailable:[/bold red] {safe(e)}")
         sys.exit(1)
     except Exception as e:  # a bug, not a user error: still one readable line, traceback on request
         if os.environ.get("RINGWATCH_DEBUG"):
             raise
-        err_console.print(f"[bold red]unexpected error[/bold red] ({type(e).__name__}): {e}\n"
+        err_console.print(f"[bold red]unexpected error[/bold red] ({type(e).__name__}): {safe(e)}\n"
                           "rerun with RINGWATCH_DEBUG=1 for the traceback, and please report it")
         sys.exit(2)
+    # Without standalone mode, click returns a command's exit code (typer.Exit) instead of exiting with it.
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,7 +1,9 @@
 """``ringwatch investigate ACCOUNT_ID``: why an account is flagged, and its ring, in the terminal.
 
 It runs the query pack's own questions (:mod:`graph.queries.investigator`), so what the terminal shows is
-what the same query shows in Neo4j Browser.
+what the same query shows in Neo4j Browser. Every value from the graph is shown as plain text (rich ``Text``,
+control characters escaped: :func:`serving.console.plain`), never parsed as markup: ids and fingerprints are
+attacker-chosen.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.text import Text
 from graph import schema as s
 from graph.errors import RingwatchError
 from graph.queries.investigator import RING_OF_ACCOUNT, WHY_FLAGGED
+from serving.console import plain
 
 
 class UnknownAccountError(RingwatchError):
@@ -42,9 +45,9 @@ def investigate(driver: neo4j.Driver, database: str, account_id: str) -> dict[st
 
 def render(view: dict[str, Any]) -> Group:
     """A rich renderable of :func:`investigate`'s result."""
-    label = view["label"] or "not scored"
+    label = plain(view["label"] or "not scored")
     style = "bold green" if label == s.CLEAR else ("dim" if view["label"] is None else "bold red")
-    head = Text.assemble(("account ", "bold"), (str(view["account_id"]), "bold cyan"), "  label ", (label, style))
+    head = Text.assemble(("account ", "bold"), (plain(view["account_id"]), "bold cyan"), "  label ", (label, style))
     if view["score"] is not None:
         head.append(f"  risk {view['score']:.3f}  (" + ", ".join(f"{t} {view[t]:.3f}" for t in s.THREATS) + ")")
     facts = [f"model {view['model_version']}, run {view['run_id']}" if view["run_id"] else "never scored"]
@@ -52,28 +55,28 @@ def render(view: dict[str, Any]) -> Group:
         facts.append(f"known label: {view['known_label']}")
     if view["verdict"]:
         facts.append(f"verdict: {view['verdict']}")
-    parts: list[Any] = [head, Text("; ".join(facts), style="dim")]
+    parts: list[Any] = [head, Text(plain("; ".join(facts)), style="dim")]
     reasons = view["reasons"] or []
     parts.append(Text("\nreasons (at scoring time):", style="bold"))
-    parts += [Text(f"  {i}. {r}") for i, r in enumerate(reasons, 1)] or [Text("  none stored")]
+    parts += [Text(f"  {i}. {plain(r)}") for i, r in enumerate(reasons, 1)] or [Text("  none stored")]
     shared = Table(title="shares now with risky accounts", title_justify="left", expand=False)
     for column in ("identifier", "users", "risky peers"):
         shared.add_column(column)
     for row in view["shared"][:15]:
         peers = row["risky_peers"]
-        shared.add_row(str(row["identifier"]), str(row["users"]),
-                       f"{len(peers)}: " + ", ".join(map(str, peers[:5])) + (" …" if len(peers) > 5 else ""))
+        shared.add_row(Text(plain(row["identifier"])), str(row["users"]),
+                       Text(f"{len(peers)}: " + ", ".join(map(plain, peers[:5])) + (" …" if len(peers) > 5 else "")))
     parts.append(shared if view["shared"] else Text("shares no identifier with a risky account", style="dim"))
     members = view["ring_members"]
     if members:
-        ring = Table(title=f"ring {members[0]['ring_id']} — {members[0]['kind']}, {members[0]['size']} members",
-                     title_justify="left")
+        ring = Table(title=Text(plain(f"ring {members[0]['ring_id']} — {members[0]['kind']}, "
+                                      f"{members[0]['size']} members")), title_justify="left")
         for column in ("member", "label", "score", "shares with other members", "transfer partners"):
             ring.add_column(column)
         for m in members:
             mark = "bold cyan" if m["member"] == view["account_id"] else ""
-            ring.add_row(Text(str(m["member"]), style=mark), str(m["label"]), f"{m['score']:.3f}",
-                         ", ".join(map(str, m["shares"][:4])) + (" …" if len(m["shares"]) > 4 else ""),
+            ring.add_row(Text(plain(m["member"]), style=mark), Text(plain(m["label"])), f"{m['score']:.3f}",
+                         Text(", ".join(map(plain, m["shares"][:4])) + (" …" if len(m["shares"]) > 4 else "")),
                          str(m["transfer_partners_in_ring"]))
         parts.append(ring)
     else:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from graph.settings import Settings
 from serving.cli_support import open_graph
-from serving.console import console
+from serving.console import console, safe
 from serving.rings import run_rings
 
 
@@ -22,14 +22,15 @@ def run_rings_command(settings: Settings, supernode_cap: int, min_size: int, qui
 
 
 def print_rings(summary: dict[str, Any], limit: int = 10) -> None:
-    table = Table(title=f"top rings of {summary['rings']:,} ({summary['rings_run_id']}, from {summary['scoring_run_id']})")
+    table = Table(title=f"top rings of {summary['rings']:,} ({safe(summary['rings_run_id'])}, from "
+                        f"{safe(summary['scoring_run_id'])})")
     for column in ("ring", "kind", "size", "score", "active", "evidence"):
         table.add_column(column, justify="right" if column in ("size", "score") else "left")
     for ring in summary["top"][:limit]:
         span = (f"{datetime.fromtimestamp(ring['first_seen'] / 1000, UTC):%Y-%m-%d} → "
                 f"{datetime.fromtimestamp(ring['last_seen'] / 1000, UTC):%Y-%m-%d}")
-        table.add_row(ring["ring_id"], ring["kind"], str(ring["size"]), f"{ring['score']:.3f}", span,
-                      ring["evidence"])
+        table.add_row(safe(ring["ring_id"]), safe(ring["kind"]), str(ring["size"]), f"{ring['score']:.3f}", span,
+                      safe(ring["evidence"]))  # evidence names shared identifiers: data, not markup
     console.print(table)
     console.print(f"{summary['flagged_accounts']:,} flagged accounts → {summary['rings']:,} rings "
                   f"({summary['ring_members']:,} members; {summary['kept_ids']} kept their id, {summary['new']} new, "
