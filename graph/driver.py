@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import neo4j
 from neo4j.exceptions import AuthError, ServiceUnavailable
 
@@ -9,6 +11,12 @@ from graph.errors import ConfigurationError, Neo4jServerError
 from graph.settings import Settings
 
 PASSWORD_FILE = "password"
+#: What to do about a refused password. Never "delete the data folder": that deletes the graph.
+WRONG_PASSWORD_ADVICE: Final[str] = (
+    "Set NEO4J_PASSWORD to the password the database was created with (a generated one is kept in the "
+    "`password` file of the server's home); if it is lost, reset it with Neo4j's admin-password recovery "
+    "procedure, which keeps the data"
+)
 
 
 def local_password(settings: Settings) -> str | None:
@@ -56,7 +64,10 @@ def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
             driver.verify_connectivity()
         except AuthError as e:
             driver.close()
-            raise Neo4jServerError(f"Neo4j at {uri} refused the credentials of user {settings.neo4j_username!r}") from e
+            advice = "check NEO4J_USERNAME and NEO4J_PASSWORD" if settings.uses_external_server else \
+                WRONG_PASSWORD_ADVICE
+            raise Neo4jServerError(f"Neo4j at {uri} refused the credentials of user {settings.neo4j_username!r}: "
+                                   f"{advice}") from e
         except (ServiceUnavailable, OSError) as e:
             driver.close()
             hint = "" if settings.uses_external_server else " (start it with `ringwatch neo4j start`)"

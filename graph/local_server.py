@@ -28,7 +28,7 @@ from typing import Final
 import psutil
 from neo4j.exceptions import AuthError, DriverError, Neo4jError
 
-from graph.driver import open_driver
+from graph.driver import WRONG_PASSWORD_ADVICE, open_driver
 from graph.errors import ConfigurationError, Neo4jServerError
 from graph.neo4j_conf import (
     FAST_SHUTDOWN_CONF,
@@ -45,6 +45,7 @@ from graph.neo4j_conf import (
     render_conf,
     write_atomic,
 )
+from graph.private_files import PRIVATE_UMASK, write_private
 from graph.settings import Settings
 
 SERVER_MAIN: Final[str] = "org.neo4j.server.CommunityEntryPoint"
@@ -66,16 +67,21 @@ class LocalServerStatus:
     password: str | None = field(repr=False)
 
     def describe(self) -> str:
-        """Return the status as a few ``name: value`` lines, password included."""
+        """Return the status as a few ``name: value`` lines: where the password is, never the password."""
         state = "running" if self.running else ("not answering" if self.pid else "stopped")
-        where = str(self.password_file) if self.password_file else "NEO4J_PASSWORD"
+        if self.password_file is None:
+            where = "from NEO4J_PASSWORD"
+        elif self.password is None:
+            where = f"not created yet (generated into {self.password_file} on first start)"
+        else:
+            where = f"in {self.password_file} (readable by you only)"
         return "\n".join([
             f"state:    {state}" + (f" (pid {self.pid})" if self.pid else ""),
             f"version:  Neo4j {self.version}" if self.version else "version:  unknown (not running)",
             f"bolt:     {self.bolt_uri}",
             f"browser:  {self.browser_url}",
             f"user:     {USERNAME}",
-            f"password: {self.password or '(not created yet)'}   [{where}]",
+            f"password: {where}",
             f"home:     {self.home}",
         ])
 
@@ -263,7 +269,7 @@ class LocalNeo4j:
             self.write_conf()
             password = self._ensure_password()
             if not (self.layout.data_dir / "databases" / "system").is_dir():
-                self._run_admin(["dbms", "set-initial-password", password], secrets_=(password,))
+                self._set_initial_password(password)
             started = time.monotonic()
             pid, log_offset = self._launch()
             self._say(f"Starting Neo4j {self.versions.neo4j} (pid {pid}) …")
@@ -344,16 +350,27 @@ class LocalNeo4j:
         env.pop("JAVA_OPTS", None)  # it would replace the server.jvm.additional flags of neo4j-admin's JVM
         return env
 
-    def _run_admin(self, args: list[str], *, heap: str | None = None, timeout: float | None = None,
-                   secrets_: Sequence[str] = ()) -> str:
+    def _set_initial_password(self, password: str) -> None:
+        """``neo4j-admin dbms set-initial-password``, the password passed in an owner-only argument file
+        (``@file``, expanded by the command's parser) so that it never shows in the process list."""
+        argfile = self.layout.run_dir / "initial-password.args"
+        escaped = password.replace("\\", "\\\\").replace('"', '\\"')
+        write_private(argfile, f'"{escaped}"\n')
+        try:
+            self._run_admin(["dbms", "set-initial-password", f"@{argfile}"])
+        finally:
+            argfile.unlink(missing_ok=True)
+
+    def _run_admin(self, args: list[str], *, heap: str | None = None, timeout: float | None = None) -> str:
         env = self._java_env()
         if heap is not None:
             env["HEAP_SIZE"] = heap
         cmd = [str(self._java()), "-Xmx128m", "-cp", f"{self.layout.lib_dir}/*", ADMIN_MAIN, *args]
-        shown = " ".join("***" if a in secrets_ else a for a in args)
+        shown = " ".join(args)
         try:
+            # umask 077: what the importer writes (the new store) is owner-only, like the server's own files.
             done = subprocess.run(cmd, cwd=self.home, env=env, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+                                  timeout=timeout, stdin=subprocess.DEVNULL, check=False, umask=PRIVATE_UMASK)
         except subprocess.TimeoutExpired as e:
             raise Neo4jServerError(f"neo4j-admin {shown} did not finish within {timeout} s") from e
         if done.returncode != 0:
@@ -369,7 +386,7 @@ class LocalNeo4j:
         if (self.layout.data_dir / "databases" / "system").is_dir():
             raise Neo4jServerError(
                 f"the Neo4j database in {self.layout.data_dir} already exists but {self.password_file} is "
-                "missing: set NEO4J_PASSWORD to its password, or delete that data folder to start afresh"
+                "missing: set NEO4J_PASSWORD to the password it was created with"
             )
         generated = secrets.token_hex(20)  # hex: never starts with "-", which neo4j-admin would read as an option
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -386,8 +403,10 @@ class LocalNeo4j:
             log.flush()
             offset = log.tell()
             # Own session: the server outlives the command that started it and ignores its Ctrl-C.
+            # umask 077: the store files, transaction logs and server logs it creates are owner-only.
             self._proc = subprocess.Popen(cmd, cwd=self.home, env=self._java_env(), stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                          umask=PRIVATE_UMASK)
         write_atomic(self.pid_file, f"{self._proc.pid}\n")
         return self._proc.pid, offset
 
@@ -403,8 +422,7 @@ class LocalNeo4j:
                 raise Neo4jServerError(
                     f"the local Neo4j in {self.home} refuses the password "
                     f"{'from NEO4J_PASSWORD' if self._given_password else f'in {self.password_file}'}: its "
-                    "database was created with another one. Use that one, or stop the server and delete "
-                    f"{self.layout.data_dir} to start afresh."
+                    f"database was created with another one. {WRONG_PASSWORD_ADVICE}"
                 ) from e
             except (Neo4jError, DriverError, OSError) as e:
                 last_error = f"{type(e).__name__}: {e}"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from graph.errors import Neo4jServerError
+from graph.private_files import private_dir
 
 StatusCallback = Callable[[str], None]
 """Receives one human-readable progress line (``rich.console.Console.print`` fits)."""
@@ -298,10 +299,12 @@ class ServerLayout:
         return self.home / "plugins"
 
     def make_dirs(self) -> None:
-        """Create the home's folders (idempotent)."""
+        """Create the home and its folders, owner-only (0700; idempotent, and existing ones are set to 0700):
+        the store, logs and import files hold users' data."""
+        private_dir(self.home)
         for folder in (self.conf_dir, self.data_dir, self.logs_dir, self.run_dir, self.import_dir,
                        self.plugins_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
 
 
 def render_conf(

@@ -92,7 +92,7 @@ def test_browser_is_served_and_points_at_this_bolt_port(server: LocalNeo4j) -> N
     assert json.loads(discovery)["bolt_direct"] == server.uri
 
 
-def test_status_reports_running_version_and_password(server: LocalNeo4j) -> None:
+def test_status_reports_running_version_and_where_the_password_is(server: LocalNeo4j) -> None:
     status = server.status()
     assert status.running is True
     assert status.version == server.versions.neo4j
@@ -102,8 +102,9 @@ def test_status_reports_running_version_and_password(server: LocalNeo4j) -> None
     assert status.browser_url == f"http://127.0.0.1:{server.http_port}/browser/"
     assert status.password == server.password()
     assert status.password_file == server.password_file
-    assert server.password() not in repr(status)  # only describe() shows it
-    assert server.password() in status.describe()
+    assert server.password() not in repr(status)
+    assert server.password() not in status.describe()  # where it is, not what it is
+    assert f"password: in {server.password_file}" in status.describe()
 
 
 def test_listens_on_loopback_only(server: LocalNeo4j) -> None:
