@@ -45,7 +45,7 @@ from graph.neo4j_conf import (
     render_conf,
     write_atomic,
 )
-from graph.private_files import PRIVATE_UMASK, write_private
+from graph.private_files import FILE_MODE, PRIVATE_UMASK, write_private
 from graph.settings import Settings
 
 SERVER_MAIN: Final[str] = "org.neo4j.server.CommunityEntryPoint"
@@ -398,7 +398,8 @@ class LocalNeo4j:
         cmd = [str(self._java()), f"-Xms{self.heap}", f"-Xmx{self.heap}", *JVM_FLAGS,
                "-cp", f"{self.layout.lib_dir}/*:{self.layout.plugins_dir}/*", SERVER_MAIN,
                f"--home-dir={self.home}", f"--config-dir={self.layout.conf_dir}", "--console-mode"]
-        with open(self.console_log, "ab") as log:
+        fd = os.open(self.console_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        with os.fdopen(fd, "ab") as log:
             log.write(f"\n==== ringwatch: starting Neo4j at {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
             log.flush()
             offset = log.tell()

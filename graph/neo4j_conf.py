@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from graph.errors import Neo4jServerError
-from graph.private_files import private_dir
+from graph.private_files import private_dir, write_private
 
 StatusCallback = Callable[[str], None]
 """Receives one human-readable progress line (``rich.console.Console.print`` fits)."""
@@ -377,7 +377,7 @@ def render_conf(
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -386,7 +386,8 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half of it."""
+    """Write ``text`` to ``path`` (mode 0600) through a temporary file and a rename, so readers never see half
+    of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    write_private(tmp, text)
     os.replace(tmp, path)

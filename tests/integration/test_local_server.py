@@ -10,6 +10,7 @@ import ipaddress
 import json
 import socket
 import stat
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -184,23 +185,48 @@ def test_stop_leaves_nothing_running_and_restart_keeps_the_password(server: Loca
     assert _return_one(server.uri, server.password()) == 1
 
 
+#: Quotes, backslash, spaces, a comment sign and an @: the argument file that carries it must keep it intact.
+GIVEN_PASSWORD = 'given "pass" \\ #42 @x'
+
+
 def test_built_from_settings_with_a_given_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bolt_port, http_port = free_ports(2)
     for key, value in {
         "RINGWATCH_DATA_DIR": str(tmp_path / "data"), "RINGWATCH_BOLT_PORT": str(bolt_port),
         "RINGWATCH_HTTP_PORT": str(http_port), "RINGWATCH_NEO4J_HEAP": "512m",
-        "RINGWATCH_NEO4J_PAGECACHE": "256m", "NEO4J_PASSWORD": "given-password-42",
+        "RINGWATCH_NEO4J_PAGECACHE": "256m", "NEO4J_PASSWORD": GIVEN_PASSWORD,
     }.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
     server = LocalNeo4j(settings, extra_conf=FAST_SHUTDOWN_CONF)
     assert (server.home, server.uri) == (settings.neo4j_home, settings.local_uri)
     assert (server.heap, server.pagecache) == ("512m", "256m")
+    command_lines: list[list[str]] = []
+    real_run = subprocess.run
+
+    def recording_run(cmd, *args, **kwargs):
+        command_lines.append([str(c) for c in cmd])
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", recording_run)
     try:
         status = server.start(timeout=240)
-        assert status.running and status.password_file is None and status.password == "given-password-42"
-        assert _return_one(settings.local_uri, "given-password-42") == 1
+        assert status.running and status.password_file is None and status.password == GIVEN_PASSWORD
+        assert _return_one(settings.local_uri, GIVEN_PASSWORD) == 1
         assert not server.password_file.exists()  # a password from the environment is never written down
+        assert not list(server.home.rglob("*.args"))  # nor is the argument file that carried it left behind
+        assert not [p for p in _processes_of(server.home) if GIVEN_PASSWORD in " ".join(p.cmdline())]
     finally:
         server.stop()
     assert not server.status().running
+    admin = [c for c in command_lines if "set-initial-password" in c]
+    assert len(admin) == 1 and not [a for a in admin[0] if "given" in a]  # never on a command line (`ps`)
+
+
+def test_store_logs_and_config_are_owner_only(server: LocalNeo4j) -> None:
+    assert server.status().running
+    loose = [(str(p.relative_to(server.home)), oct(stat.S_IMODE(p.stat().st_mode)))
+             for p in [server.home, *server.home.rglob("*")]
+             if not p.is_symlink() and stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert loose == []
+    assert (server.layout.data_dir / "databases" / "neo4j").is_dir()  # the store is among what was checked
