@@ -7,7 +7,9 @@ from the usual cache (``RINGWATCH_CACHE_DIR`` or ``~/.cache/ringwatch``), downlo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import neo4j
@@ -80,3 +82,35 @@ def wipe(driver: neo4j.Driver) -> None:
 @pytest.fixture()
 def hasher() -> Hasher:
     return Hasher(TEST_HASH_KEY)
+
+
+# Anything a terminal would act on: C0/C1 controls (but newline), DEL, bidirectional overrides.
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.fixture()
+def run_cli(capsys, monkeypatch) -> Callable[..., tuple[int, str, str]]:
+    """``ringwatch ARGS`` in this process: (exit code, stdout, stderr). Fails the test on a traceback or on a
+    control character reaching the terminal."""
+    from serving import cli
+
+    monkeypatch.setenv("COLUMNS", "200")
+    umask = os.umask(0o022)
+    os.umask(umask)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["ringwatch", *args])
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as e:
+            code = int(e.code or 0)
+        finally:
+            os.umask(umask)  # main() makes the process owner-only; give the test session its umask back
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err, err
+        found = RAW_CONTROL.search(out + err)
+        assert found is None, repr(found)
+        return code, out, err
+
+    return run

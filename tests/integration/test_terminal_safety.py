@@ -5,9 +5,6 @@ Also the exit codes and messages a user relies on (status, stop, bad truth file,
 from __future__ import annotations
 
 import json
-import os
-import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,6 @@ import pytest
 
 from gnn.build import risk_graph_from_neo4j
 from graph import schema as s
-from serving import cli
 from serving.score import plan_from_scores, write_scores
 from tests.conftest import wipe
 
@@ -26,34 +22,6 @@ MARKUP = "[/x]"
 ESCAPES = ("\x1b[2J", "\x1b]0;pwned\x07", "\u202e")  # clear screen, set window title, right-to-left override
 MEMBERS = ["acc[/x]", "acc\x1b[2J", "[bold red]acc[/]", "acc\x1b]0;pwned\x07", "acc\u202eevil"]
 FINGERPRINT = "fp[/x]\x1b[31m"
-# Anything a terminal would act on: C0/C1 controls (newline and the tab rich uses are fine), DEL, bidi overrides.
-RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-@pytest.fixture()
-def run_cli(capsys, monkeypatch):
-    """``ringwatch ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("COLUMNS", "200")
-    umask = os.umask(0o022)
-    os.umask(umask)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["ringwatch", *args])
-        code = 0
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        finally:
-            os.umask(umask)  # main() makes the process owner-only; give the test session its umask back
-        out, err = capsys.readouterr()
-        assert "Traceback" not in out + err, err
-        assert not RAW_CONTROL.search(out + err), repr(RAW_CONTROL.search(out + err))
-        return code, out, err
-
-    return run
-
-
 def write_hostile_folder(folder: Path) -> None:
     folder.mkdir(parents=True)
     n = len(MEMBERS)
