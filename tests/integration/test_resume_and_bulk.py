@@ -60,7 +60,7 @@ def test_killed_process_resumes_to_the_same_graph(exchange, reference, empty_gra
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = committed_batches(empty_graph)
-    total = len(prepare(exchange, _hasher(), BATCH).batches)
+    total = len(prepare(exchange, _hasher(), BATCH).chunks)
     assert 0 < partial < total, "the kill should land mid-run"
 
     rerun = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=300)
@@ -88,13 +88,13 @@ def test_neo4j_killed_mid_run_then_rerun_gives_the_same_graph(exchange, referenc
     worker.join(timeout=180)
     assert not worker.is_alive()
     assert errors and isinstance(errors[0], GraphWriteError), errors
-    assert "rerun the same command to resume" in str(errors[0])
+    assert "rerun the command (with any --batch-size) to resume" in str(errors[0])
 
     neo4j_server.start(timeout=300)
     partial = committed_batches(empty_graph)
-    assert 0 < partial < len(run.batches)
+    assert 0 < partial < len(run.chunks)
     written, skipped, _ = write_graph(run, BatchWriter(empty_graph, "neo4j", "resume"))
-    assert skipped == partial and written == len(run.batches) - partial
+    assert skipped == partial and written == len(run.chunks) - partial
     assert dump(empty_graph) == reference
 
 
@@ -105,7 +105,7 @@ def test_bulk_import_builds_the_online_graph(exchange, reference, empty_graph, n
         assert dump(fresh) == reference
         # The ledger came along: the same folder online is now a no-op.
         written, skipped, _ = write_graph(run, BatchWriter(fresh, "neo4j", "after-bulk"))
-        assert written == 0 and skipped == len(run.batches)
+        assert written == 0 and skipped == len(run.chunks)
 
 
 def test_bulk_handles_hostile_ids_like_online(empty_graph, neo4j_server, tmp_path):
