@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -281,6 +282,7 @@ def _ip_version(ip: str) -> int:
     return 6 if ":" in ip else 4
 
 
+@lru_cache(maxsize=1_000_000)  # signups and logins each give IP rows, mostly of the same addresses
 def ip_prefix(ip: str) -> str:
     """The network an address sits in for grouping: its /24 (IPv4) or /48 (IPv6)."""
     bits = 24 if ":" not in ip else 48
