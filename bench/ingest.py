@@ -174,8 +174,8 @@ def online_path(run: PreparedRun, home: Path, args: argparse.Namespace, progress
             counts = graph_counts(driver)
             if args.verify:
                 counts["dump"] = _dump(driver)  # type: ignore[assignment]
-        progress.say(f"online: {written} batches in {seconds:.1f}s")
-    return {"write_s": seconds, "batches_written": written, "batches_skipped": skipped, "counts": counts,
+        progress.say(f"online: {written} ledger chunks in {seconds:.1f}s")
+    return {"write_s": seconds, "chunks_written": written, "chunks_skipped": skipped, "counts": counts,
             "neo4j_peak_rss_mib": round(neo_rss.peak / 2**20), "store": store_size(server)}
 
 
@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
             "events_by_table": {n: int(v.read) for n, v in run.validations.items()},
             "graph_rows": int(rows),
             "batches": len(run.batches),
+            "chunks": len(run.chunks),
             "prepare_validate_s": round(prepare_s, 2),
         })
 
