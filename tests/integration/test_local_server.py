@@ -147,6 +147,16 @@ def test_start_is_idempotent(server: LocalNeo4j) -> None:
     assert twin.start().pid == pid
 
 
+def test_a_refused_password_gets_advice_that_keeps_the_data(server: LocalNeo4j) -> None:
+    twin = LocalNeo4j(home=server.home, cache_dir=server.cache_dir, bolt_port=server.bolt_port,
+                      http_port=server.http_port, heap="512m", pagecache="256m", password="not-the-password")
+    with pytest.raises(Neo4jServerError, match="refuses the password from NEO4J_PASSWORD") as caught:
+        twin.start(timeout=30)
+    assert "Set NEO4J_PASSWORD to the password the database was created with" in str(caught.value)
+    assert "delete" not in str(caught.value).lower()
+    assert server.status().running  # the running server was left alone
+
+
 def test_a_taken_port_is_reported(server: LocalNeo4j, tmp_path: Path) -> None:
     other = LocalNeo4j(home=tmp_path / "other", cache_dir=server.cache_dir, bolt_port=server.bolt_port,
                        http_port=server.http_port + 1 if server.http_port < 65535 else 1024,
