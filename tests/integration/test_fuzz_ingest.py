@@ -87,7 +87,8 @@ def corrupt_exchange(source: Path, target: Path, seed: int = SEED) -> Corruption
         frame = pd.read_csv(source / f"{contract.name}.csv", dtype=str, keep_default_na=False)
         if contract.name == "accounts":
             c.secret_words.update(frame["email"][frame["email"] != ""].str.split("@").str[0])
-            c.secret_digits.update(frame["phone"].str.replace(r"\D", "", regex=True).pipe(lambda s: s[s.str.len() >= 10]))
+            phones = frame["phone"].str.replace(r"\D", "", regex=True)
+            c.secret_digits.update(phones[phones.str.len() >= 10])
         if contract.name == "card_events":
             c.secret_digits.update(frame["card_number"].str.replace(r"\D", "", regex=True))
         cells = [(r, col) for r in range(len(frame)) for col in contract.columns]

@@ -82,7 +82,8 @@ def test_a_repeated_column_name_refuses_the_file(tmp_path):
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    (None, "does not exist"), ("", "is not a readable CSV file"), (b"\x89PNG\r\n\x1a\n\x00\x00", "is not a readable CSV file"),
+    (None, "does not exist"), ("", "is not a readable CSV file"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not a readable CSV file"),
     ("a,b\n1,2\n", "lacks column(s) account_id, label"),
 ])
 def test_a_bad_truth_file_is_a_clear_error(tmp_path, content, message):
