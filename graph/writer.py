@@ -107,7 +107,7 @@ class BatchWriter:
         """
         n_rows = batch_length(kind, batch)
         record = (self._record, {"batch_id": batch_id, "kind": kind.name, "rows": n_rows, "run_id": self.run_id})
-        return self._write(kind, batch, record, {"batch_id": batch_id}, batch_id, params)
+        return self._write(kind, batch, n_rows, record, {"batch_id": batch_id}, batch_id[:12], params)
 
     def write_chunks(self, kind: q.WriteKind, batch: Columns, part_id: str,
                      chunks: Sequence[Mapping[str, Any]]) -> bool:
@@ -131,16 +131,14 @@ class BatchWriter:
         n_rows = batch_length(kind, batch)
         if sum(int(c["rows"]) for c in chunks) != n_rows:
             raise ValueError(f"chunks of {kind.name} hold {sum(int(c['rows']) for c in chunks)} rows, batch {n_rows}")
-        ids = [str(c["id"]) for c in chunks]
         record = (self._record_chunks, {"chunks": [dict(c) for c in chunks], "part_id": part_id, "kind": kind.name,
                                         "run_id": self.run_id})
-        label = f"{ids[0]}…{ids[-1]}" if len(ids) > 1 else ids[0]
-        return self._write(kind, batch, record, {"part_id": part_id, "chunks": len(ids)}, label, None)
+        shown = f"{part_id[:12]} chunks {chunks[0]['index']}-{chunks[-1]['index']}"
+        return self._write(kind, batch, n_rows, record, {"part_id": part_id, "chunks": len(chunks)}, shown, None)
 
-    def _write(self, kind: q.WriteKind, batch: Columns, record: tuple[str, dict[str, Any]],
-               metadata: dict[str, Any], label: str, params: dict[str, Any] | None) -> bool:
-        n_rows = batch_length(kind, batch)
-        shown = label[:12]
+    def _write(self, kind: q.WriteKind, batch: Columns, n_rows: int, record: tuple[str, dict[str, Any]],
+               metadata: dict[str, Any], shown: str, params: dict[str, Any] | None) -> bool:
+        """One transaction: the ledger entries (``record``: query and parameters), then the rows."""
 
         def work(tx: neo4j.ManagedTransaction) -> int:
             tx.run(record[0], record[1]).consume()
