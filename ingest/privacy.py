@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from graph.errors import ConfigurationError
+from graph.private_files import private_dir, write_private
 
 _NON_DIGITS = re.compile(r"\D")
 _PHONE_KEEP = re.compile(r"[^\d+]")
@@ -143,8 +144,7 @@ def load_or_create_demo_key(path: Path) -> str:
     """The demo's local hash key: read from ``path``, or generated once and kept there (mode 0600)."""
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = secrets.token_urlsafe(32)
-    path.write_text(key + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    write_private(path, key + "\n")  # created 0600: never readable by others, not even for a moment
     return key
