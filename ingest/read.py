@@ -72,7 +72,7 @@ def read_table(table: TableFile) -> pd.DataFrame:
     except InputContractError:
         raise
     except Exception as e:  # pandas/pyarrow raise many types for a broken file
-        raise InputContractError(f"{path}: cannot read the file: {e}") from e
+        raise InputContractError(f"{path}: cannot read the file: {redact_text(str(e))}") from e
     missing = [c for c in contract.columns if c not in frame.columns]
     if missing:
         raise InputContractError(
@@ -138,7 +138,7 @@ def read_truth(path: Path) -> pd.DataFrame:
     try:
         truth = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise InputContractError(f"truth file {path} is not a readable CSV file: {e}") from e
+        raise InputContractError(f"truth file {path} is not a readable CSV file: {redact_text(str(e))}") from e
     missing = [c for c in TRUTH_COLUMNS[:2] if c not in truth.columns]
     if missing:
         raise InputContractError(f"truth file {path} lacks column(s) {', '.join(missing)}; expected "
