@@ -13,7 +13,7 @@ from gnn.export import DEFAULT_PAGE_SIZE, export_graph
 from gnn.snapshot import redact_uri, write_snapshot
 from graph.settings import Settings
 from serving.cli_support import open_graph
-from serving.console import console, progress_bar
+from serving.console import console, progress_bar, safe
 
 
 def graph_source(settings: Settings) -> str:
@@ -77,5 +77,5 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for rel_type, n in summary["edges"].items():
         table.add_row(rel_type, str(n), "")
     console.print(table)
-    console.print(f"source {summary['source']}; content hash {summary['content_hash'][:16]}…; "
+    console.print(f"source {safe(summary['source'])}; content hash {summary['content_hash'][:16]}…; "
                   f"reference time {summary['reference_time']}; {summary['labelled_accounts']} labelled accounts")

@@ -18,7 +18,7 @@ from gnn.snapshot import read_snapshot
 from gnn.tracking import champion_model_dir
 from gnn.train import TrainConfig
 from ingest.read import read_truth
-from serving.console import console
+from serving.console import console, safe
 from serving.snapshot_command import run_snapshot
 
 
@@ -63,7 +63,7 @@ def _print_training(summary: dict[str, Any]) -> None:
         verdict = "promoted to [bold]champion[/bold]" if tracking["promoted"] else "not better than the champion"
         console.print(f"registered ringwatch-risk version {tracking['version']} (MLflow run {tracking['run_id']}): "
                       f"{verdict}")
-    console.print(f"model folder: {summary['model_dir']}")
+    console.print(f"model folder: {safe(summary['model_dir'])}")
 
 
 def resolve_model(settings: Settings, model: str) -> tuple[RiskModel, str, Path]:
@@ -107,4 +107,4 @@ def print_evaluation(result: dict[str, Any]) -> None:
                       f"(≥{rings['share_required']:.0%} of members flagged in one detected ring) → recall "
                       f"{rings['recall']:.3f} ({kinds}); {rings['detected']} detected, purity {rings['purity']:.2f}")
     for f in result.get("files", []):
-        console.print(f"wrote {f}")
+        console.print(f"wrote {safe(f)}")
