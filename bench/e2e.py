@@ -246,7 +246,7 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
 
             with meter.phase("rings") as st:
                 progress.say("rings")
-                rings = run_rings_command(settings, supernode_cap=100, min_size=3, quiet=True)
+                rings = run_rings_command(settings, quiet=True)
                 st.update({k: rings[k] for k in ("flagged_accounts", "shared_identifiers", "rings", "ring_members")})
                 st["by_kind"] = rings["by_kind"]
             stages["rings"] = st

@@ -2,8 +2,11 @@
 
 ``fit`` trains the GraphSAGE model and the graph-boosting baseline on the same time split, calibrates each
 on the validation accounts (Platt scaling) and, **per threat**, ships whichever of GNN, baseline or their
-average scores best on validation (AUPRC). ``decision_function`` returns calibrated scores per threat;
-``predict`` the label whose calibrated threshold (best F1 on validation) an account crosses, else ``clear``.
+average scores best on validation (AUPRC). The calibrated score is then corrected for partial labels
+(:mod:`gnn.thresholds`: the probability of fraud, not of being labelled fraud), and the thresholds come
+from the model's :class:`~gnn.thresholds.ThresholdPolicy` (by default a target account false-positive rate
+estimated on the validation accounts). ``decision_function`` returns the corrected probabilities per threat;
+``predict`` the label whose threshold an account crosses by the widest margin, else ``clear``.
 """
 
 from __future__ import annotations
@@ -18,18 +21,24 @@ import pandas as pd
 import torch
 
 from graph.errors import RingwatchError
-from graph.schema import ACCOUNT, CLEAR, THREATS
+from graph.schema import ACCOUNT, BENIGN, CLEAR, THREATS
 from gnn.baseline import GraphBoostBaseline, neighbourhood_features
-from gnn.graph_data import RiskGraph
-from gnn.metrics import PlattCalibrator, best_f1_threshold, threat_metrics
+from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
+from gnn.metrics import PlattCalibrator, threat_metrics
 from gnn.model import RiskSAGE
 from gnn.normalize import FeatureScaler
 from gnn.split import TimeSplit
+from gnn.thresholds import PUCalibrator, ThresholdPolicy, benign_weights, budget_flags, fpr_level, labels_at
 from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training, standardised
 
 SOURCES = ("gnn", "baseline", "ensemble")
 #: The threshold of a threat the model has no labelled example of: above every calibrated score.
 NEVER_FLAG = 1.01
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
 
 
 class ModelError(RingwatchError):
@@ -44,9 +53,12 @@ class RiskModel:
         use_baseline: also train the baseline (needed for the per-threat choice).
     """
 
-    def __init__(self, config: TrainConfig | None = None, use_baseline: bool = True) -> None:
+    def __init__(self, config: TrainConfig | None = None, use_baseline: bool = True,
+                 policy: ThresholdPolicy | None = None) -> None:
         self.config = config or TrainConfig()
         self.use_baseline = use_baseline
+        self.policy = policy or ThresholdPolicy()
+        self.pu: dict[str, PUCalibrator] = {}
         self.gnn: RiskSAGE | None = None
         self.scaler: FeatureScaler | None = None
         self.baseline: GraphBoostBaseline | None = None
@@ -89,22 +101,20 @@ class RiskModel:
             self.baseline.fit(features, td.targets.numpy(), train, weights, td.val)
             raw["baseline"] = self.baseline.decision_function(features)
         self._calibrate_and_choose(raw, td.targets.numpy(), td.val, td.train_labelled)
+        self._set_thresholds(raw, graph.labels, td.val)
         return self
 
     def _calibrate_and_choose(self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray,
                               train_labelled: np.ndarray) -> None:
-        """Per threat: calibrate each source, choose the best, set the threshold — on validation accounts.
+        """Per threat: calibrate each source, choose the best, estimate the label frequency — on validation.
 
         A threat without a positive among the validation accounts (a small exchange, a rare threat — labels
-        come in bursts) is calibrated, and its best-F1 threshold chosen, on the labelled training accounts
-        *together with* the validation accounts: the positives are in-sample (their scores flattered), but
-        the validation negatives are not, so the threshold still keeps false positives down where it can be
-        checked; the GNN is shipped for it, since in-sample the boosted trees memorise their positives and
-        would always look best. (Tried and dropped: training accounts alone gave thresholds so high that a bot-farm model
-        with AUROC 0.92 flagged nothing; flagging the known share of accounts flagged households as promo
-        rings when the model was weak; a fixed 0.5 on raw logits flagged 6 % of accounts on a small exchange.)
-        ``validation[threat]["fitted_on"]`` says which. With no positive anywhere, the threshold is above every
-        score: the model flags nothing it cannot back with a single example.
+        come in bursts) is calibrated on the labelled training accounts *together with* the validation
+        accounts: the positives are in-sample (their scores flattered, so the label frequency comes out high
+        and the corrected probabilities low — the cautious side), the validation negatives are not; the GNN
+        is shipped for it, since in-sample the boosted trees memorise their positives and would always look
+        best. ``validation[threat]["fitted_on"]`` says which. With no positive anywhere, the threshold is
+        above every score: the model flags nothing it cannot back with a single example.
         """
         self.validation = {}
         for i, threat in enumerate(THREATS):
@@ -123,13 +133,38 @@ class RiskModel:
                 best = "gnn"  # in-sample, boosted trees memorise their training positives and would always win
             self.calibrators[threat] = cal
             self.choice[threat] = best
+            self.pu[threat] = PUCalibrator.fit(y, _logit(probs[best]))
             if not y.any():
-                fitted_on, threshold = "nothing (no labelled positive): never flags", NEVER_FLAG
-            else:
-                threshold = best_f1_threshold(y, probs[best])
-            self.thresholds[threat] = threshold
-            self.validation[threat] = {"auprc": scores, "chosen": best, "threshold": self.thresholds[threat],
-                                       "fitted_on": fitted_on}
+                fitted_on = "nothing (no labelled positive): never flags"
+            self.validation[threat] = {"auprc": scores, "chosen": best, "fitted_on": fitted_on,
+                                       "label_frequency": self.pu[threat].frequency,
+                                       "labelled_positives": int(y.sum())}
+
+    def _set_thresholds(self, raw: dict[str, np.ndarray], labels: np.ndarray, val: np.ndarray) -> None:
+        """Thresholds of the model's policy on the validation accounts (see :mod:`gnn.thresholds`)."""
+        self.thresholds = self.policy_thresholds(self.calibrate({k: v[val] for k, v in raw.items()}),
+                                                 labels[val], self.policy if self.policy.kind == "fpr" else
+                                                 ThresholdPolicy())
+        for threat in THREATS:
+            self.validation[threat]["threshold"] = self.thresholds[threat]
+
+    def policy_thresholds(self, probs: np.ndarray, labels: np.ndarray, policy: ThresholdPolicy) -> dict[str, float]:
+        """Per-threat thresholds of an ``fpr`` policy on accounts with corrected probabilities ``probs``.
+
+        Args:
+            probs: ``[n, n_threats]`` corrected probabilities of the accounts the rate is estimated on.
+            labels: their known-label codes (:data:`gnn.graph_data.LABEL_CODES`, -1 unlabelled).
+            policy: an ``fpr`` policy.
+
+        A threat the model has no labelled example of never flags.
+        """
+        usable = [self.validation.get(t, {}).get("labelled_positives", 1) > 0 for t in THREATS]
+        probs = np.where(usable, probs, 0.0)
+        known_benign = labels == LABEL_CODES[BENIGN]
+        weight = benign_weights(probs, known_benign, labels == UNLABELLED)
+        share = float(policy.fpr_target) / max(sum(usable), 1)
+        return {t: (fpr_level(probs[:, i], weight, known_benign, share) if ok else NEVER_FLAG)
+                for i, (t, ok) in enumerate(zip(THREATS, usable))}
 
     @staticmethod
     def _source_probs(cal: dict[str, PlattCalibrator], raw: dict[str, np.ndarray], rows: np.ndarray | slice,
@@ -175,21 +210,42 @@ class RiskModel:
         return self.baseline.decision_function(features)
 
     def calibrate(self, raw: dict[str, np.ndarray]) -> np.ndarray:
-        """Calibrated scores ``[n, n_threats]`` from raw scores of any ``n`` accounts (see :meth:`raw_scores`)."""
+        """Probabilities of fraud ``[n, n_threats]`` from raw scores of any ``n`` accounts (see :meth:`raw_scores`):
+        Platt-calibrated, then corrected for partial labels (:class:`gnn.thresholds.PUCalibrator`)."""
         n = len(raw["gnn"])
         out = np.zeros((n, len(THREATS)), dtype=np.float64)
         for i, threat in enumerate(THREATS):
-            out[:, i] = self._source_probs(self.calibrators[threat], raw, slice(None), i, self.choice[threat])
+            g = self._source_probs(self.calibrators[threat], raw, slice(None), i, self.choice[threat])
+            out[:, i] = self.pu[threat](_logit(g)) if threat in self.pu else g
         return out
 
     def predict(self, graph: RiskGraph, scores: np.ndarray | None = None) -> np.ndarray:
         """Per account, the threat whose threshold it crosses by the widest margin, else ``clear``."""
         scores = self.decision_function(graph) if scores is None else scores
-        thresholds = np.array([self.thresholds[t] for t in THREATS])
-        margin = scores / np.maximum(thresholds, 1e-9)
-        best = margin.argmax(axis=1)
-        labels = np.array(THREATS, dtype=object)[best]
-        return np.where(margin.max(axis=1) >= 1.0, labels, CLEAR)
+        return labels_at(scores, self.thresholds)
+
+    def decide(self, graph: RiskGraph, scores: np.ndarray, policy: ThresholdPolicy | None = None
+               ) -> tuple[np.ndarray, dict[str, float], ThresholdPolicy]:
+        """Labels and thresholds for ``graph``'s accounts under ``policy`` (None: the model's own thresholds).
+
+        An ``fpr`` policy re-estimates the level on this graph's accounts the model did not train on (created
+        after its training period); a ``budget`` flags exactly ``min(budget, accounts)`` accounts, the
+        highest probabilities first (see :mod:`gnn.thresholds`).
+
+        Returns:
+            ``(labels [N_account], thresholds per threat, the policy applied)``.
+        """
+        if policy is None:
+            return self.predict(graph, scores), dict(self.thresholds), self.policy
+        if policy.kind == "budget":
+            top = scores.max(axis=1)
+            flags = budget_flags(top, int(policy.budget or 0))
+            labels = np.where(flags, np.array(THREATS, dtype=object)[scores.argmax(axis=1)], CLEAR)
+            level = float(top[flags].min()) if flags.any() else NEVER_FLAG
+            return labels, {t: level for t in THREATS}, policy
+        unseen = graph.created_at >= (self.split.train_end if self.split else 0)
+        thresholds = self.policy_thresholds(scores[unseen], graph.labels[unseen], policy)
+        return labels_at(scores, thresholds), thresholds, policy
 
     def score_frame(self, graph: RiskGraph) -> pd.DataFrame:
         """``account_id``, one column per threat, and ``label``, for every account."""
@@ -215,6 +271,8 @@ class RiskModel:
             "calibrators": {t: {s: c.state() for s, c in cals.items()} for t, cals in self.calibrators.items()},
             "choice": self.choice,
             "thresholds": self.thresholds,
+            "pu": {t: c.state() for t, c in self.pu.items()},
+            "policy": self.policy.as_dict(),
             "split": self.split.as_dict() if self.split else None,
             "validation": self.validation,
             "history": self.history,
@@ -250,6 +308,8 @@ class RiskModel:
         model.calibrators = {t: {s: PlattCalibrator(**v) for s, v in cals.items()}
                              for t, cals in spec["calibrators"].items()}
         model.choice, model.thresholds = spec["choice"], spec["thresholds"]
+        model.pu = {t: PUCalibrator(**v) for t, v in spec.get("pu", {}).items()}  # older models: uncorrected
+        model.policy = ThresholdPolicy(**spec["policy"]) if "policy" in spec else ThresholdPolicy()
         model.split = TimeSplit(**spec["split"]) if spec["split"] else None
         model.validation, model.history, model.trained_on = spec["validation"], spec["history"], spec["trained_on"]
         if spec["use_baseline"]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def recall_at_k(y: np.ndarray, score: np.ndarray, k: int | None = None) -> float:
@@ -37,15 +37,6 @@ def threat_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[s
     out["recall"] = float((flagged & y).sum() / y.sum()) if y.any() else float("nan")
     out["fpr"] = float((flagged & ~y).sum() / (~y).sum()) if (~y).any() else float("nan")
     return out
-
-
-def best_f1_threshold(y: np.ndarray, score: np.ndarray) -> float:
-    """The score threshold that maximises F1 (0.5 when there is nothing to choose from)."""
-    if not y.any() or y.all():
-        return 0.5
-    precision, recall, thresholds = precision_recall_curve(y, score)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
 class PlattCalibrator:

@@ -139,12 +139,17 @@ def risk_property(threat: str) -> str:
     return f"risk_{threat}"
 
 
-#: Account properties written by the scoring job (the ``prev_`` ones keep the run before, for audit).
+#: Account properties written by the scoring job (the ``prev_`` ones keep the run before, for audit) and,
+#: for the ring members it flags, by ring grouping (``risk_flagged_by``, ``risk_rings_run_id``).
 RISK_PROPERTIES: Final = (
     *(f"risk_{t}" for t in THREATS),
     "risk_score", "risk_label", "risk_reasons", "risk_model_version", "risk_run_id", "risk_scored_at",
+    "risk_flagged_by", "risk_rings_run_id",
     "prev_risk_score", "prev_risk_label", "prev_risk_run_id",
 )
+#: ``risk_flagged_by``: the account's label comes from its own score, or from the ring it is a member of.
+FLAGGED_BY_SCORE: Final = "score"
+FLAGGED_BY_RING: Final = "ring"
 #: Account properties written by ``ringwatch verdict`` (the latest verdict; the history is in Verdict nodes).
 VERDICT_PROPERTIES: Final = ("verdict", "verdict_threat", "verdict_at", "verdict_note", "verdict_by")
 

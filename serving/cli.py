@@ -19,6 +19,7 @@ from graph.private_files import PRIVATE_UMASK
 from graph.settings import Settings, load_settings
 from serving.cli_support import open_graph
 from serving.console import console, err_console, plain, safe
+from serving.ring_grouping import GroupingPolicy
 
 app = typer.Typer(
     name="ringwatch",
@@ -194,26 +195,41 @@ def score(
                                                             "run.")] = False,
     ray_actors: Annotated[int, typer.Option(min=0, help="Score with this many Ray Data actors (local Ray, or "
                                                         "RAY_ADDRESS); 0 scores in this process.")] = 0,
+    fpr_target: Annotated[float | None, typer.Option(min=0.0, max=1.0, min_open=True, max_open=True,
+                                                     help="Thresholds for this target account false-positive "
+                                                          "rate (e.g. 0.01), instead of the model's.")] = None,
+    budget: Annotated[int | None, typer.Option(min=0, help="Flag exactly this many accounts, the riskiest "
+                                                           "(a review budget), instead of the model's "
+                                                           "thresholds.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Score every account and write scores, labels and reasons back (resumes an unfinished run)."""
+    from gnn.thresholds import ThresholdPolicy
     from serving.score_command import run_score
 
-    summary = run_score(load_settings(), model, since, batch_size, new_run, quiet=as_json, ray_actors=ray_actors)
+    try:
+        policy = ThresholdPolicy.from_options(fpr_target, budget)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    summary = run_score(load_settings(), model, since, batch_size, new_run, quiet=as_json, ray_actors=ray_actors,
+                        policy=policy)
     if as_json:
         print(json.dumps(summary, default=str))
 
 
 @app.command()
 def rings(
-    supernode_cap: Annotated[int, typer.Option(min=2, help="Identifiers used by more accounts link nobody.")] = 100,
-    min_size: Annotated[int, typer.Option(min=2, help="Smallest group that is a ring.")] = 3,
+    min_size: Annotated[int, typer.Option(min=2, help="Smallest group that is a ring.")] = GroupingPolicy.min_size,
+    admit_share: Annotated[float, typer.Option(min=0.0, max=1.0, min_open=True,
+                                               help="An account under its threshold is a candidate ring member "
+                                                    "from this share of the threshold.")] = GroupingPolicy.admit_share,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Group flagged accounts into rings through shared identifiers and money; write Ring nodes."""
+    """Group risky accounts into rings through shared identifiers and money; flag ring members; write Rings."""
     from serving.rings_command import run_rings_command
 
-    summary = run_rings_command(load_settings(), supernode_cap, min_size, quiet=as_json)
+    policy = GroupingPolicy(admit_share=admit_share, min_size=min_size)
+    summary = run_rings_command(load_settings(), policy, quiet=as_json)
     if as_json:
         print(json.dumps(summary, default=str))
 

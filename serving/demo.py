@@ -110,9 +110,13 @@ def _print_summary(settings: Settings, out: Path, counts: dict[str, int], ingest
         f"[bold]model[/bold]: {training['model_dir']} ({training.get('model_version', 'untracked')}); "
         f"MLflow store: {tracking_uri(settings)}",
         f"[bold]scoring run[/bold] {scoring['run_id']}: {scoring['written']:,} accounts written, "
-        f"{scoring['flagged']:,} flagged; [bold]rings[/bold]: {rings['rings']} ({rings['ring_members']} members)",
+        f"{scoring['flagged']:,} flagged ({scoring['policy']}); [bold]rings[/bold]: {rings['rings']} "
+        f"({rings['ring_members']} members, {rings['admitted']} flagged as ring members)",
         f"[bold]against the truth[/bold] ({out / 'evaluation' / 'metrics.json'}): ring recall {r['recall']:.2f} "
-        f"({r['recovered']}/{r['planted']} planted rings), account FPR {evaluation['overall']['account_fpr']:.4f}",
+        f"({r['recovered']}/{r['planted']} planted rings; "
+        + ", ".join(f"{k} {v['recovered']}/{v['planted']}" for k, v in r["by_kind"].items())
+        + f"; with no labelled member {r['unlabelled_rings']['recovered']}/{r['unlabelled_rings']['planted']}), "
+        f"account FPR {evaluation['overall']['account_fpr']:.4f}",
         "[bold]stage seconds[/bold]: " + ", ".join(f"{k} {v}" for k, v in timings.items()),
     ]
     if not settings.uses_external_server:

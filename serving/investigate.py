@@ -51,6 +51,11 @@ def render(view: dict[str, Any]) -> Group:
     if view["score"] is not None:
         head.append(f"  risk {view['score']:.3f}  (" + ", ".join(f"{t} {view[t]:.3f}" for t in s.THREATS) + ")")
     facts = [f"model {view['model_version']}, run {view['run_id']}" if view["run_id"] else "never scored"]
+    if view.get("flagged_by") == s.FLAGGED_BY_RING and view["label"] != s.CLEAR:
+        facts.append("flagged as a member of its ring (its own score is under the threshold)")
+    if view.get("policy"):
+        facts.append(f"thresholds: {view['policy']} (" + ", ".join(
+            f"{t} {view[f'threshold_{t}']:.3f}" for t in s.THREATS if view.get(f"threshold_{t}") is not None) + ")")
     if view["known_label"]:
         facts.append(f"known label: {view['known_label']}")
     if view["verdict"]:

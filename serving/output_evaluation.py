@@ -6,10 +6,12 @@ they were not used in training: created at or after the scoring run's ``train_en
 and present in the truth file.
 
 Per threat: AUROC, AUPRC, Recall@K, precision/recall/FPR at the written labels' thresholds (issue B's
-shape). Overall: the account false-positive rate of the written labels (flagged, but benign in truth).
-Rings: a planted ring is *recovered* when at least :data:`RING_RECALL_SHARE` of its members are flagged and
-sit in one detected ring; ``recall`` is the share recovered (all planted rings, then per kind). A detected
-ring is *pure* when most of its members come from one planted ring.
+shape). Overall: the account false-positive rate of the written labels (flagged, but benign in truth) —
+ring members flagged by ring grouping included. Rings: a planted ring is *recovered* when at least
+:data:`RING_RECALL_SHARE` of its members are flagged and sit in one detected ring; ``recall`` is the share
+recovered (all planted rings, then per kind, then the rings none of whose members carries a fraud label in
+the graph — the rings only the graph can find). A detected ring is *pure* when most of its members come
+from one planted ring.
 """
 
 from __future__ import annotations
@@ -43,23 +45,32 @@ def read_scored_accounts(driver: neo4j.Driver, database: str) -> pd.DataFrame:
                 break
             frames.append(pd.DataFrame([dict(r) for r in records]))
             after = records[-1]["account_id"]
-    columns = ["account_id", "created_at", "label", *s.THREATS, "run_id"]
+    columns = ["account_id", "created_at", "label", *s.THREATS, "run_id", "known_label"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def ring_recall(truth: pd.DataFrame, flagged: set[str], rings: dict[str, list[str]],
-                share: float = RING_RECALL_SHARE) -> dict[str, Any]:
-    """Planted rings recovered by the detected ``rings`` (see the module docstring)."""
+                share: float = RING_RECALL_SHARE, labelled: set[str] | None = None) -> dict[str, Any]:
+    """Planted rings recovered by the detected ``rings`` (see the module docstring).
+
+    Args:
+        labelled: accounts carrying a fraud label in the graph; with it, ``unlabelled_rings`` counts the planted
+            rings none of whose members is labelled, and how many of them were recovered.
+    """
     planted = truth[truth["ring_id"].fillna("") != ""].groupby("ring_id")
     ring_of: dict[str, str] = {a: rid for rid, members in rings.items() for a in members}
     recovered: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
+    unlabelled = {"planted": 0, "recovered": 0}
     for _, members in planted:
         kind = str(members["label"].iloc[0])
         kinds[kind] += 1
         in_ring = Counter(ring_of[a] for a in members["account_id"] if a in flagged and a in ring_of)
-        if in_ring and in_ring.most_common(1)[0][1] >= share * len(members):
-            recovered[kind] += 1
+        found = bool(in_ring) and in_ring.most_common(1)[0][1] >= share * len(members)
+        recovered[kind] += found
+        if labelled is not None and not labelled.intersection(members["account_id"]):
+            unlabelled["planted"] += 1
+            unlabelled["recovered"] += found
     planted_of = dict(zip(truth["account_id"], truth["ring_id"].fillna("")))
     pure = sum(1 for members in rings.values()
                if (c := Counter(planted_of.get(a, "") for a in members).most_common(1)) and c[0][0]
@@ -74,6 +85,8 @@ def ring_recall(truth: pd.DataFrame, flagged: set[str], rings: dict[str, list[st
         "by_kind": {k: {"planted": n, "recovered": recovered[k], "recall": recovered[k] / n} for k, n in kinds.items()},
         "pure_detected": pure,
         "purity": pure / len(rings) if rings else float("nan"),
+        **({"unlabelled_rings": {**unlabelled, "recall": unlabelled["recovered"] / unlabelled["planted"]
+                                 if unlabelled["planted"] else float("nan")}} if labelled is not None else {}),
     }
 
 
@@ -112,7 +125,8 @@ def evaluate_output(driver: neo4j.Driver, database: str, truth: pd.DataFrame,
     result["scoring_run"] = run["run_id"]
     result["unscored_accounts"] = int((~scored).sum())
     flagged_ids = set(merged.loc[flagged, "account_id"])
-    result["rings"] = ring_recall(truth, flagged_ids, ring_membership(driver, database))
+    labelled = set(accounts.loc[accounts["known_label"].isin(s.THREATS), "account_id"])
+    result["rings"] = ring_recall(truth, flagged_ids, ring_membership(driver, database), labelled=labelled)
     if out_dir is not None:
         result["files"] = [str(f) for f in save_report(result, scores, targets, evaluated, out_dir)]
     return result

@@ -9,7 +9,7 @@ import neo4j
 
 from graph import schema as s
 from graph.queries import report as q
-from serving.rings import SharedIdentifier
+from serving.ring_grouping import SharedIdentifier
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from rich.table import Table
 from graph.settings import Settings
 from serving.cli_support import open_graph
 from serving.console import console, safe
+from serving.ring_grouping import GroupingPolicy
 from serving.rings import run_rings
 
 
-def run_rings_command(settings: Settings, supernode_cap: int, min_size: int, quiet: bool = False) -> dict[str, Any]:
-    with open_graph(settings) as driver, console.status("grouping flagged accounts into rings…"):
-        summary = run_rings(driver, settings.neo4j_database, supernode_cap, min_size)
+def run_rings_command(settings: Settings, policy: GroupingPolicy | None = None, quiet: bool = False) -> dict[str, Any]:
+    with open_graph(settings) as driver, console.status("grouping risky accounts into rings…"):
+        summary = run_rings(driver, settings.neo4j_database, policy)
     if not quiet:
         print_rings(summary)
     return summary
@@ -32,6 +33,7 @@ def print_rings(summary: dict[str, Any], limit: int = 10) -> None:
         table.add_row(safe(ring["ring_id"]), safe(ring["kind"]), str(ring["size"]), f"{ring['score']:.3f}", span,
                       safe(ring["evidence"]))  # evidence names shared identifiers: data, not markup
     console.print(table)
-    console.print(f"{summary['flagged_accounts']:,} flagged accounts → {summary['rings']:,} rings "
-                  f"({summary['ring_members']:,} members; {summary['kept_ids']} kept their id, {summary['new']} new, "
+    console.print(f"{summary['candidates']:,} candidates ({summary['flagged_accounts']:,} flagged on their own score) "
+                  f"→ {summary['rings']:,} rings ({summary['ring_members']:,} members, {summary['admitted']:,} of them "
+                  f"flagged as ring members; {summary['kept_ids']} kept their id, {summary['new']} new, "
                   f"{summary['retired']} retired) in {summary['seconds']} s")

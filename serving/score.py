@@ -46,6 +46,7 @@ from graph.queries import scoring as q
 from graph.writer import BatchWriter, columns, split
 from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
+from gnn.thresholds import ThresholdPolicy
 from serving.reasons import SHARED_RELS, SUPERNODE_CAP, account_reasons, incidence
 
 Progress = Callable[[str, int, int], None]
@@ -71,13 +72,17 @@ class ScoringRun:
     content_hash: str
     since_ms: int | None
     accounts_in_graph: int
+    policy: dict[str, Any] | None = None  # the ThresholdPolicy applied (None in plans saved before policies)
 
     def props(self) -> dict[str, Any]:
         """Properties of the ``ScoringRun`` node."""
+        policy = ThresholdPolicy(**self.policy) if self.policy else None
         return {
             "model_version": self.model_version, "batch_size": self.batch_size, "graph_hash": self.content_hash,
             "since": self.since_ms, "accounts_in_graph": self.accounts_in_graph, "train_end": self.train_end,
             **{f"threshold_{t}": float(v) for t, v in self.thresholds.items()},
+            "policy": policy.describe() if policy else None,
+            "fpr_target": policy.fpr_target if policy else None, "budget": policy.budget if policy else None,
         }
 
 
@@ -193,7 +198,8 @@ def write_scores(driver: neo4j.Driver, database: str, run: ScoringRun, frame: pd
     ranges = list(split(len(frame), run.batch_size))
     ids = [batch_id(run.run_id, i) for i in range(len(ranges))]
     done = writer.committed(ids)
-    params = {"run_id": run.run_id, "model_version": run.model_version, "scored_at": run.scored_at_ms}
+    params = {"run_id": run.run_id, "model_version": run.model_version, "scored_at": run.scored_at_ms,
+              "by_score": s.FLAGGED_BY_SCORE}
     written = 0
     for i, ((lo, hi), bid) in enumerate(zip(ranges, ids)):
         if bid not in done:
@@ -223,21 +229,28 @@ def latest_completed_run(driver: neo4j.Driver, database: str) -> dict[str, Any] 
 
 def plan_run(model: RiskModel, graph: RiskGraph, model_version: str, *, run_id: str | None = None,
              since_ms: int | None = None, touched: list[str] | None = None,
-             batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[ScoringRun, pd.DataFrame]:
-    """Score ``graph`` with ``model`` and fix what the run will write (``touched``: accounts changed since
-    ``since_ms``; their neighbourhood within the model's layers is rescored)."""
-    scores = model.decision_function(graph)
-    labels = model.predict(graph, scores)
+             batch_size: int = DEFAULT_BATCH_SIZE, policy: ThresholdPolicy | None = None,
+             scores: np.ndarray | None = None) -> tuple[ScoringRun, pd.DataFrame]:
+    """Score ``graph`` with ``model`` and fix what the run will write.
+
+    Args:
+        touched: accounts changed since ``since_ms``; their neighbourhood within the model's layers is written.
+        policy: thresholds policy (``--fpr-target`` / ``--budget``); None keeps the model's thresholds.
+        scores: scores already computed (Ray Data actors); None scores here.
+    """
+    scores = model.decision_function(graph) if scores is None else scores
+    labels, thresholds, applied = model.decide(graph, scores, policy)
     split = model.split
-    return plan_from_scores(graph, scores, labels, model_version, thresholds=model.thresholds,
+    return plan_from_scores(graph, scores, labels, model_version, thresholds=thresholds,
                             train_end=int(split.train_end) if split else None, run_id=run_id, since_ms=since_ms,
-                            touched=touched, hops=model.config.num_layers, batch_size=batch_size)
+                            touched=touched, hops=model.config.num_layers, batch_size=batch_size, policy=applied)
 
 
 def plan_from_scores(graph: RiskGraph, scores: np.ndarray, labels: np.ndarray, model_version: str, *,
                      thresholds: dict[str, float], train_end: int | None, run_id: str | None = None,
                      since_ms: int | None = None, touched: list[str] | None = None, hops: int = 2,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[ScoringRun, pd.DataFrame]:
+                     batch_size: int = DEFAULT_BATCH_SIZE, policy: ThresholdPolicy | None = None
+                     ) -> tuple[ScoringRun, pd.DataFrame]:
     """A run's plan from scores already computed (any scorer: the GNN, a rule, a notebook's model)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -256,5 +269,6 @@ def plan_from_scores(graph: RiskGraph, scores: np.ndarray, labels: np.ndarray, m
         content_hash=graph.content_hash,
         since_ms=since_ms,
         accounts_in_graph=graph.num_accounts,
+        policy=policy.as_dict() if policy else None,
     )
     return run, frame

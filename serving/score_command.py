@@ -16,6 +16,7 @@ from gnn.batch_inference import main as score_with_ray_data
 from gnn.build import build_risk_graph
 from gnn.export import export_graph
 from gnn.snapshot import write_snapshot
+from gnn.thresholds import ThresholdPolicy
 from serving.cli_support import open_graph
 from serving.console import console, progress_bar
 from serving.score import (
@@ -23,7 +24,6 @@ from serving.score import (
     ScoringError,
     load_plan,
     new_run_id,
-    plan_from_scores,
     plan_run,
     save_plan,
     touched_since,
@@ -50,11 +50,12 @@ def parse_since(value: str) -> int:
 
 def run_score(settings: Settings, model: str = "champion", since: str | None = None,
               batch_size: int = DEFAULT_BATCH_SIZE, new_run: bool = False, quiet: bool = False,
-              ray_actors: int = 0) -> dict[str, Any]:
+              ray_actors: int = 0, policy: ThresholdPolicy | None = None) -> dict[str, Any]:
     """Resume the newest unfinished run (unless ``new_run``), else score the graph afresh and write it back.
 
     ``ray_actors`` > 0 scores with that many Ray Data actors (:mod:`gnn.batch_inference`) instead of in this
     process; the exported graph is then saved as a snapshot in the run's folder for the actors to read.
+    ``policy`` (``--fpr-target`` / ``--budget``) replaces the model's thresholds for this run.
 
     Returns:
         A summary: run id, whether it resumed, counts, seconds per step.
@@ -89,16 +90,10 @@ def run_score(settings: Settings, model: str = "champion", since: str | None = N
                 console.print(f"{len(touched):,} accounts have events since {since}")
             step = time.perf_counter()
             with console.status(f"scoring {graph.num_accounts:,} accounts…"):
-                if snapshot is None:
-                    run, frame = plan_run(risk_model, graph, version, run_id=run_id, since_ms=since_ms,
-                                          touched=touched, batch_size=batch_size)
-                else:
-                    scores = score_with_ray_data(model_dir, snapshot, graph.num_accounts,
-                                                 InferenceConfig(actors=ray_actors))
-                    run, frame = plan_from_scores(
-                        graph, scores, risk_model.predict(graph, scores), version, thresholds=risk_model.thresholds,
-                        train_end=int(risk_model.split.train_end) if risk_model.split else None, run_id=run_id,
-                        since_ms=since_ms, touched=touched, hops=risk_model.config.num_layers, batch_size=batch_size)
+                scores = None if snapshot is None else score_with_ray_data(
+                    model_dir, snapshot, graph.num_accounts, InferenceConfig(actors=ray_actors))
+                run, frame = plan_run(risk_model, graph, version, run_id=run_id, since_ms=since_ms,
+                                      touched=touched, batch_size=batch_size, policy=policy, scores=scores)
             timings["score"] = time.perf_counter() - step
             save_plan(scoring_dir(settings) / run.run_id, run, frame)
             resumed = False
@@ -107,6 +102,7 @@ def run_score(settings: Settings, model: str = "champion", since: str | None = N
             outcome = write_scores(driver, database, run, frame, progress)
         timings["write"] = time.perf_counter() - step
     summary = {"run_id": run.run_id, "model_version": run.model_version, "resumed": resumed,
+               "policy": run.props()["policy"], "thresholds": run.thresholds,
                "accounts": len(frame), "labels": frame["label"].value_counts().to_dict(), **outcome,
                "plan": str(scoring_dir(settings) / run.run_id), "seconds": {k: round(v, 2) for k, v in timings.items()}}
     if not quiet:
@@ -124,3 +120,6 @@ def _print(summary: dict[str, Any]) -> None:
     console.print(f"wrote {summary['written']:,} accounts in {summary['batches']} batches "
                   f"({summary['written_now']} now, {summary['already_committed']} already committed); "
                   f"{summary['label_changes']:,} labels changed since the previous run; plan in {summary['plan']}")
+    if summary.get("policy"):
+        console.print(f"thresholds: {summary['policy']} → " + ", ".join(
+            f"{t} {v:.3f}" for t, v in summary["thresholds"].items()))

@@ -106,5 +106,8 @@ def print_evaluation(result: dict[str, Any]) -> None:
         console.print(f"rings: {rings['recovered']} of {rings['planted']} planted rings recovered "
                       f"(≥{rings['share_required']:.0%} of members flagged in one detected ring) → recall "
                       f"{rings['recall']:.3f} ({kinds}); {rings['detected']} detected, purity {rings['purity']:.2f}")
+        if "unlabelled_rings" in rings:
+            u = rings["unlabelled_rings"]
+            console.print(f"rings with no labelled member: {u['recovered']} found / {u['planted']} planted")
     for f in result.get("files", []):
         console.print(f"wrote {safe(f)}")

@@ -56,10 +56,13 @@ WHY_FLAGGED: Final = PackQuery(
     f"       {{identifier: labels(n)[0] + ' ' + {_KEY}, users: COUNT {{ (n)<--() }}, risky_peers: risky_peers}}"
     " END) AS shared\n"
     f"OPTIONAL MATCH (a)-[:{s.MEMBER_OF.type}]->(r:{RING.label} {{status: 'active'}})\n"
+    f"OPTIONAL MATCH (run:{s.SCORING_RUN.label} {{{s.SCORING_RUN.key}: a.risk_run_id}})\n"
     f"RETURN a.{A.key} AS account_id, a.risk_label AS label, a.risk_score AS score,\n"
     + "".join(f"       a.{s.risk_property(t)} AS {t},\n" for t in s.THREATS)
     + "       a.risk_reasons AS reasons, a.risk_model_version AS model_version, a.risk_run_id AS run_id,\n"
-    "       a.known_label AS known_label, a.verdict AS verdict, r.ring_id AS ring_id, r.kind AS ring_kind,\n"
+    "       a.risk_flagged_by AS flagged_by, run.policy AS policy,\n"
+    + "".join(f"       run.threshold_{t} AS threshold_{t},\n" for t in s.THREATS)
+    + "       a.known_label AS known_label, a.verdict AS verdict, r.ring_id AS ring_id, r.kind AS ring_kind,\n"
     "       shared"
 )
 

@@ -12,11 +12,16 @@ WITH a, n, collect(DISTINCT b.account_id) AS risky_peers
 WITH a, collect(CASE WHEN n IS NULL THEN null ELSE
        {identifier: labels(n)[0] + ' ' + coalesce(n.device_id, n.card_hash, n.ip, n.email_hash, n.phone_hash, n.address, n.code), users: COUNT { (n)<--() }, risky_peers: risky_peers} END) AS shared
 OPTIONAL MATCH (a)-[:MEMBER_OF]->(r:Ring {status: 'active'})
+OPTIONAL MATCH (run:ScoringRun {run_id: a.risk_run_id})
 RETURN a.account_id AS account_id, a.risk_label AS label, a.risk_score AS score,
        a.risk_collusion AS collusion,
        a.risk_promo_abuse AS promo_abuse,
        a.risk_bot_farm AS bot_farm,
        a.risk_reasons AS reasons, a.risk_model_version AS model_version, a.risk_run_id AS run_id,
+       a.risk_flagged_by AS flagged_by, run.policy AS policy,
+       run.threshold_collusion AS threshold_collusion,
+       run.threshold_promo_abuse AS threshold_promo_abuse,
+       run.threshold_bot_farm AS threshold_bot_farm,
        a.known_label AS known_label, a.verdict AS verdict, r.ring_id AS ring_id, r.kind AS ring_kind,
        shared;
 

@@ -1,9 +1,11 @@
-"""Cypher for ring grouping: read the flagged accounts and what ties them; write ``Ring`` nodes and memberships.
+"""Cypher for ring grouping: read the candidates and what ties them; write ``Ring`` nodes, memberships and
+the ring members a grouping flags.
 
-Only flagged accounts (``risk_label`` other than ``clear``) are read, so grouping costs what the flagged
-set costs, not the whole graph. An identifier is returned only when at least two flagged accounts use it
-and no more than ``$cap`` accounts use it in all (the super-node rule of :mod:`serving.reasons`); its user
-count comes from the node's degree, which Neo4j keeps without reading relationships.
+Only candidates (flagged, known fraud, or with an elevated score; see ``serving.ring_links``) are read, so
+grouping costs what that set costs, not the whole graph. An identifier is returned when two or more
+candidates use it and they are at least ``$min_share`` of its users (a carrier NAT's address or a campaign
+code is used mostly by others); its user count comes from the node's degree, which Neo4j keeps without
+reading relationships.
 """
 
 from __future__ import annotations
@@ -18,50 +20,88 @@ LINK_RELS: Final = (s.USED_DEVICE, s.USED_CARD, s.USED_IP, s.WITHDREW_TO, s.HAS_
 #: Account → account relationships that tie ring members together.
 MONEY_RELS: Final = (s.TRANSFERRED_TO, s.REFERRED)
 
-_FLAGGED = "a.risk_label IS NOT NULL AND a.risk_label <> $clear"
+#: Every reason ring grouping adds starts with this, so a regrouping can take it back off.
+RING_REASON_PREFIX: Final = "member of ring "
 
-#: Every flagged account with its scores and activity span (epoch ms).
-FLAGGED_ACCOUNTS: Final = (
-    f"MATCH (a:{A.label}) WHERE {_FLAGGED}\n"
+_SCORE_FLAGGED = f"a.risk_label <> $clear AND coalesce(a.risk_flagged_by, $by_score) = $by_score"
+_ELEVATED = " OR ".join(f"a.{s.risk_property(t)} >= $floors.{s.risk_property(t)}" for t in s.THREATS)
+
+#: Ring grouping's candidates (see ``serving.ring_links``): flagged on their own score, known fraud, or with a
+#: threat score at least its floor (``$floors``: ``risk_<threat>`` → score). ``label`` is the account's own
+#: label: an account flagged by an earlier grouping counts as ``clear`` here. ``$by_score``:
+#: :data:`graph.schema.FLAGGED_BY_SCORE` (``risk_flagged_by``, written by the scoring job).
+CANDIDATE_ACCOUNTS: Final = (
+    f"MATCH (a:{A.label}) WHERE a.risk_label IS NOT NULL\n"
+    f"  AND (({_SCORE_FLAGGED}) OR a.known_label IN $threats OR a.verdict = $confirmed OR {_ELEVATED})\n"
     "OPTIONAL MATCH (a)-[r]->() WHERE r.last_seen IS NOT NULL\n"
-    f"WITH a, min(r.first_seen) AS first_seen, max(r.last_seen) AS last_seen\n"
-    f"RETURN a.{A.key} AS account_id, a.risk_label AS label, a.risk_score AS score,\n"
-    "       a.known_label AS known_label, a.verdict AS verdict, a.risk_run_id AS run_id,\n"
+    "WITH a, min(r.first_seen) AS first_seen, max(r.last_seen) AS last_seen\n"
+    f"RETURN a.{A.key} AS account_id,\n"
+    f"       CASE WHEN {_SCORE_FLAGGED} THEN a.risk_label ELSE $clear END AS label, a.risk_score AS score,\n"
+    + "".join(f"       a.{s.risk_property(t)} AS {t},\n" for t in s.THREATS)
+    + "       a.known_label AS known_label, a.verdict AS verdict, a.risk_run_id AS run_id,\n"
     "       coalesce(first_seen, a.created_at).epochMillis AS first_seen,\n"
-    "       coalesce(last_seen, a.created_at).epochMillis AS last_seen"
+    "       coalesce(last_seen, a.created_at).epochMillis AS last_seen\n"
+    f"ORDER BY account_id"
 )
 
 
+def _users(rel: s.RelSpec) -> str:
+    # Distinct accounts: a wallet withdrawn to in two assets has two relationships from one account.
+    if rel.discriminator:
+        return f"COUNT {{ MATCH (b:{A.label})-[:{rel.type}]->(n) RETURN DISTINCT b }}"
+    return f"COUNT {{ (n)<-[:{rel.type}]-() }}"
+
+
 def shared_identifiers(rel: s.RelSpec) -> str:
-    """Identifiers of ``rel``'s target label shared by two or more flagged accounts, with their user counts."""
+    """Identifiers of ``rel``'s target label used by two or more of the candidates ``$ids``, with their user
+    counts, kept when candidates are at least ``$min_share`` of their users."""
     n = rel.target
     return (
-        f"MATCH (a:{A.label})-[:{rel.type}]->(n:{n.label}) WHERE {_FLAGGED}\n"
+        f"MATCH (a:{A.label})-[:{rel.type}]->(n:{n.label}) WHERE a.{A.key} IN $ids\n"
         f"WITH n, collect(DISTINCT a.{A.key}) AS members WHERE size(members) >= 2\n"
-        f"WITH n, members, COUNT {{ (n)<-[:{rel.type}]-() }} AS users WHERE users <= $cap\n"
+        f"WITH n, members, {_users(rel)} AS users WHERE size(members) >= $min_share * users\n"
         f"RETURN '{n.label}' AS label, n.{n.key} AS key, members, users"
     )
 
 
-#: Label of the derived identifier "network block" (an IPv4 /24 or IPv6 /64, ``IP.prefix``).
+#: Label of the derived identifier "network block" (an IPv4 /24 or IPv6 /48, ``IP.prefix``).
 IP_BLOCK: Final = "IPBlock"
 
-#: Network blocks that two or more flagged accounts used, with the number of accounts that used the block.
+#: Network blocks two or more candidates used, with the number of accounts that used the block (same rule).
 #: Bot farms sign up from many hosts of a few blocks, so no single IP ties them, the block does.
 SHARED_IP_BLOCKS: Final = (
-    f"MATCH (a:{A.label})-[:{s.USED_IP.type}]->(ip:{s.IP.label}) WHERE {_FLAGGED} AND ip.prefix IS NOT NULL\n"
+    f"MATCH (a:{A.label})-[:{s.USED_IP.type}]->(ip:{s.IP.label}) WHERE a.{A.key} IN $ids AND ip.prefix IS NOT NULL\n"
     f"WITH ip.prefix AS prefix, collect(DISTINCT a.{A.key}) AS members WHERE size(members) >= 2\n"
     f"CALL (prefix) {{ MATCH (b:{A.label})-[:{s.USED_IP.type}]->(:{s.IP.label} {{prefix: prefix}})\n"
     "                 RETURN count(DISTINCT b) AS users }\n"
-    f"WITH prefix, members, users WHERE users <= $cap\n"
+    "WITH prefix, members, users WHERE size(members) >= $min_share * users\n"
     f"RETURN '{IP_BLOCK}' AS label, prefix AS key, members, users"
 )
 
-#: Transfers and referrals between two flagged accounts.
+#: Transfers (one per direction and asset) and referrals between two candidates.
 MONEY_LINKS: Final = (
     f"MATCH (a:{A.label})-[r:{'|'.join(m.type for m in MONEY_RELS)}]->(b:{A.label})\n"
-    f"WHERE {_FLAGGED} AND b.risk_label IS NOT NULL AND b.risk_label <> $clear AND a <> b\n"
-    f"RETURN a.{A.key} AS src, b.{A.key} AS dst, type(r) AS type, coalesce(r.count, 1) AS count"
+    f"WHERE a.{A.key} IN $ids AND b.{A.key} IN $ids AND a <> b\n"
+    f"RETURN a.{A.key} AS src, b.{A.key} AS dst, type(r) AS type, coalesce(r.count, 1) AS count\n"
+    "ORDER BY src, dst, type"
+)
+
+#: Flag ring members that were not flagged on their own score (``$members``: ``{account_id, label,
+#: reason}``); an earlier ring reason is replaced.
+FLAG_RING_MEMBERS: Final = (
+    "UNWIND $members AS m\n"
+    f"MATCH (a:{A.label} {{{A.key}: m.account_id}})\n"
+    "SET a.risk_label = m.label, a.risk_flagged_by = $by_ring, a.risk_rings_run_id = $rings_run_id,\n"
+    "    a.risk_reasons = [m.reason] + [x IN coalesce(a.risk_reasons, []) WHERE NOT x STARTS WITH $prefix]\n"
+    "RETURN count(a) AS flagged"
+)
+
+#: After a grouping: accounts an earlier grouping flagged and this one did not go back to ``clear``.
+UNFLAG_STALE_MEMBERS: Final = (
+    f"MATCH (a:{A.label}) WHERE a.risk_flagged_by = $by_ring AND a.risk_rings_run_id <> $rings_run_id\n"
+    "SET a.risk_label = $clear, a.risk_flagged_by = $by_score,\n"
+    "    a.risk_reasons = [x IN coalesce(a.risk_reasons, []) WHERE NOT x STARTS WITH $prefix]\n"
+    "RETURN count(a) AS unflagged"
 )
 
 #: The rings of the last grouping, for keeping ids stable.

@@ -33,6 +33,7 @@ def _score_write() -> WriteKind:
         "    a.prev_risk_run_id = CASE WHEN replay THEN a.prev_risk_run_id ELSE a.risk_run_id END\n"
         f"SET {threat_sets},\n"
         f"    a.risk_score = {rows}.score[i], a.risk_label = {rows}.label[i], a.risk_reasons = {rows}.reasons[i],\n"
+        "    a.risk_flagged_by = $by_score, a.risk_rings_run_id = null,\n"
         "    a.risk_model_version = $model_version, a.risk_run_id = $run_id,\n"
         "    a.risk_scored_at = datetime({epochMillis: $scored_at})\n"
         "RETURN count(*) AS written"
@@ -42,7 +43,7 @@ def _score_write() -> WriteKind:
 
 
 #: The write-back: parameters ``$rows`` (columns of :data:`SCORE_COLUMNS`), ``$run_id``, ``$model_version``,
-#: ``$scored_at`` (epoch ms).
+#: ``$scored_at`` (epoch ms), ``$by_score`` (:data:`graph.schema.FLAGGED_BY_SCORE`).
 WRITE_SCORES: Final = _score_write()
 
 START_RUN: Final = (
@@ -93,7 +94,7 @@ SCORED_ACCOUNTS_PAGE: Final = (
     f"WITH a ORDER BY a.{A.key} LIMIT $batch\n"
     f"RETURN a.{A.key} AS account_id, a.created_at.epochMillis AS created_at, a.risk_label AS label,\n"
     + ",\n".join(f"       a.{s.risk_property(t)} AS {t}" for t in s.THREATS)
-    + ",\n       a.risk_run_id AS run_id"
+    + ",\n       a.risk_run_id AS run_id, a.known_label AS known_label"
 )
 
 #: Benchmark baseline (bench/score.py): the same rows as :data:`WRITE_SCORES` written plainly — row maps, no

@@ -20,7 +20,8 @@ from serving.cli import app
 from serving.report import ReportError, build_report, render_report
 from serving.ring_picture import draw_ring
 from serving.ring_view import MoneyLink, RingMember, RingView
-from serving.rings import SharedIdentifier, run_rings
+from serving.ring_grouping import SharedIdentifier
+from serving.rings import run_rings
 from serving.score import write_scores
 from tests.conftest import connect, wipe
 from tests.scored_graph import scored_exchange

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from torch_geometric.data import HeteroData
 
@@ -11,54 +12,125 @@ from graph import schema as s
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
 from serving.output_evaluation import ring_recall
 from serving.reasons import account_reasons
-from serving.rings import SharedIdentifier, detect_rings, group, link_graph, member_ring_id, stable_ids
+from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier, find_groups
+from serving.rings import detect_rings, member_ring_id, stable_ids
 from serving.score import neighbourhood
-
-
-def _accounts(ids: list[str], labels: list[str] | None = None) -> pd.DataFrame:
-    n = len(ids)
-    return pd.DataFrame({"account_id": ids, "label": labels or [s.COLLUSION] * n, "score": np.linspace(0.9, 0.6, n),
-                         "known_label": [None] * n, "verdict": [None] * n, "run_id": ["r"] * n,
-                         "first_seen": np.arange(n) * 1000, "last_seen": np.arange(n) * 1000 + 5000})
-
 
 NO_MONEY = pd.DataFrame(columns=["src", "dst", "type", "count"])
 
 
-def test_two_rings_through_devices_and_transfers_and_a_pair_is_no_ring():
-    ids = ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "c1", "c2"]
+def _candidates(margins: dict[str, float], shared: list[SharedIdentifier], money: pd.DataFrame = NO_MONEY,
+                threat: str = s.COLLUSION) -> RingCandidates:
+    """Candidates with the given margins (score over threshold; >= 1 is flagged on its own score)."""
+    ids = sorted(margins)
+    margin = np.array([margins[i] for i in ids])
+    frame = pd.DataFrame({"account_id": ids, "label": np.where(margin >= 1, threat, s.CLEAR),
+                          "score": margin * 0.3, **{t: margin * 0.3 * (t == threat) for t in s.THREATS},
+                          "margin": margin, "seed": margin >= 1, "known_label": None, "verdict": None,
+                          "run_id": "r", "first_seen": np.arange(len(ids)) * 1000,
+                          "last_seen": np.arange(len(ids)) * 1000 + 5000})
+    return RingCandidates(frame, shared, money)
+
+
+def _transfers(pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame({"src": [a for a, _ in pairs], "dst": [b for _, b in pairs],
+                         "type": [s.TRANSFERRED_TO.type] * len(pairs), "count": [2] * len(pairs)})
+
+
+def test_rings_through_devices_and_money_and_a_pair_is_no_ring():
+    flagged = {a: 1.5 for a in ("a1", "a2", "a3", "a4", "b1", "b2", "b3", "c1", "c2")}
     shared = [SharedIdentifier("Device", "d1", ("a1", "a2", "a3"), 3),
               SharedIdentifier("Card", "k1", ("b1", "b2"), 2),
               SharedIdentifier("Device", "d2", ("c1", "c2"), 2)]
-    money = pd.DataFrame({"src": ["a3", "b2"], "dst": ["a4", "b3"], "type": [s.TRANSFERRED_TO.type] * 2,
-                          "count": [4, 2]})
-    rings = detect_rings(_accounts(ids), shared, money, previous={})
-    members = sorted(r.members for r in rings)
-    assert members == [["a1", "a2", "a3", "a4"], ["b1", "b2", "b3"]]  # c1–c2 is a pair: below the minimum
-    a_ring = next(r for r in rings if "a1" in r.members)
-    assert a_ring.size == 4 and a_ring.internal_transfers == 4 and a_ring.shared == {"Device": 1}
-    assert a_ring.first_seen == 0 and a_ring.last_seen == 3000 + 5000
-    assert "1 device" in a_ring.evidence and "4 transfers" in a_ring.evidence
-    assert a_ring.ring_id == member_ring_id(["a4", "a3", "a2", "a1"])
+    money = _transfers([("a3", "a4"), ("b2", "b3"), ("b3", "b2")])
+    rings = detect_rings(_candidates(flagged, shared, money), previous={})
+    assert sorted(r.members for r in rings) == [["a1", "a2", "a3", "a4"], ["b1", "b2", "b3"]]  # c1–c2: a pair
+    b_ring = next(r for r in rings if "b1" in r.members)
+    assert b_ring.internal_transfers == 4 and b_ring.shared == {"Card": 1} and b_ring.admitted == []
+    assert "1 card" in b_ring.evidence and "4 transfers" in b_ring.evidence
+    assert b_ring.ring_id == member_ring_id(["b3", "b2", "b1"])
 
 
 def test_kind_is_the_threat_with_the_largest_summed_score():
-    ids = ["x1", "x2", "x3"]
-    acc = _accounts(ids, [s.BOT_FARM, s.BOT_FARM, s.PROMO_ABUSE])
-    acc["score"] = [0.3, 0.3, 0.9]
-    rings = detect_rings(acc, [SharedIdentifier("IP", "ip", tuple(ids), 3)], NO_MONEY, previous={})
-    assert rings[0].kind == s.PROMO_ABUSE
-    assert abs(rings[0].score - 0.5) < 1e-9
+    c = _candidates({"x1": 1.2, "x2": 1.2, "x3": 1.2}, [SharedIdentifier("Device", "d", ("x1", "x2", "x3"), 3)])
+    c.accounts[s.BOT_FARM] = [0.3, 0.3, 0.1]
+    c.accounts[s.PROMO_ABUSE] = [0.0, 0.0, 0.9]
+    c.accounts[s.COLLUSION] = 0.0
+    assert detect_rings(c, previous={})[0].kind == s.PROMO_ABUSE
 
 
-def test_large_components_are_split_by_louvain():
-    # Two 8-cliques joined by one weak link form one component; above split_above it splits in two.
-    left, right = [f"l{i}" for i in range(8)], [f"r{i}" for i in range(8)]
-    shared = [SharedIdentifier("Device", "dl", tuple(left), 8), SharedIdentifier("Device", "dr", tuple(right), 8),
-              SharedIdentifier("IP", "bridge", ("l0", "r0"), 90)]
-    g = link_graph(_accounts(left + right), shared, NO_MONEY)
-    assert len(group(g, split_above=100)) == 1
-    assert sorted(map(sorted, group(g, split_above=10))) == [sorted(left), sorted(right)]
+def test_a_ring_member_under_its_threshold_joins_and_an_innocent_household_does_not():
+    # r0–r3, flagged on their own scores, cash out to one wallet; r4 is camouflaged — its score is 40 % of
+    # its threshold — and tied to the ring only by the device it signs up from, shared with r2. h1 and h2
+    # live with r0 and share one device with it (four users); their scores are ordinary but elevated enough
+    # to be candidates (15 % and 12 % of the threshold).
+    margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2, "r4": 0.4, "h1": 0.15, "h2": 0.12}
+    shared = [SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4),
+              SharedIdentifier("Device", "dr", ("r2", "r4"), 2),
+              SharedIdentifier("Device", "dh", ("h1", "h2", "r0"), 4)]
+    rings = detect_rings(_candidates(margins, shared), previous={})
+    assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "r4"]]
+    assert rings[0].admitted == ["r4"] and "1 admitted as members" in rings[0].evidence
+    # The same household device used by r0 and the two alone (no other tie): still no ring, and h1, h2 never
+    # join r0's ring however the ring grows.
+    groups = find_groups(_candidates({"r0": 1.4, "h1": 0.15, "h2": 0.12}, [shared[2]]))
+    assert not any(g.is_ring for g in groups)
+    # Without the device r4 shares, r4 stays out: a score under the threshold alone never flags.
+    rings = detect_rings(_candidates(margins, [shared[0], shared[2]]), previous={})
+    assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
+
+
+def _farm(prefix: str, size: int, elevated_share: float = 0.3) -> tuple[dict[str, float], list[SharedIdentifier]]:
+    """A bot farm: members sign up from a few /24 blocks and a few emulator devices (12 members each) that
+    cut across the blocks; a share of members is only elevated (margin 0.5), the rest flagged."""
+    members = [f"{prefix}{i:03d}" for i in range(size)]
+    margins = {m: (0.5 if i % 10 < 10 * elevated_share else 1.3) for i, m in enumerate(members)}
+    blocks = max(1, size // 100)
+    shared = [SharedIdentifier("IPBlock", f"{prefix}-block{b}", tuple(members[b::blocks]),
+                               len(members[b::blocks]) + 5) for b in range(blocks)]
+    chunks = [members[i : i + 12] for i in range(0, size, 12)]
+    shared += [SharedIdentifier("Device", f"{prefix}-dev{d}", tuple(c), len(c)) for d, c in enumerate(chunks)]
+    return margins, shared
+
+
+@pytest.mark.parametrize("size", [20, 80, 200, 300])
+def test_a_bot_farm_stays_one_ring(size):
+    margins, shared = _farm("f", size)
+    rings = detect_rings(_candidates(margins, shared, threat=s.BOT_FARM), previous={})
+    assert [r.size for r in rings] == [size]
+    assert rings[0].kind == s.BOT_FARM and len(rings[0].admitted) == sum(m < 1 for m in margins.values())
+
+
+def test_a_large_component_is_split_between_rings_not_inside_a_farm():
+    # A 300-account farm and a 20-account collusion ring, bridged by one device a farm member and a ring member
+    # share: one component of 320 accounts, above split_above, so Louvain splits it — at the bridge.
+    margins, shared = _farm("f", 300)
+    ring = [f"c{i:02d}" for i in range(20)]
+    margins.update({m: 1.2 for m in ring})
+    shared += [SharedIdentifier("Wallet", f"w{i}", tuple(ring[i::4]), 5) for i in range(4)]
+    shared += [SharedIdentifier("Device", "bridge", ("f000", "c00"), 2)]
+    money = _transfers(list(zip(ring, ring[1:] + ring[:1])))
+    policy = GroupingPolicy(split_above=310)
+    groups = [g for g in find_groups(_candidates(margins, shared, money), policy) if g.is_ring]
+    assert sorted(len(g.members) for g in groups) == [20, 300]
+    assert {m for g in groups if len(g.members) == 20 for m in g.members} == set(ring)
+    assert len(find_groups(_candidates(margins, shared, money), GroupingPolicy())) == 1  # under the bound: whole
+
+
+def test_identifiers_mostly_used_by_others_tie_nobody():
+    # A carrier-NAT address used by 600 accounts, 8 of them flagged: weight 8/600, no tie; the same 8 on a
+    # /24 block of 10 users: a farm.
+    flagged = {f"n{i}": 1.2 for i in range(8)}
+    nat = [SharedIdentifier("IP", "100.64.0.1", tuple(flagged), 600)]
+    assert not any(g.is_ring for g in find_groups(_candidates(flagged, nat)))
+    block = [SharedIdentifier("IPBlock", "10.9.8.0/24", tuple(flagged), 10)]
+    assert [g.members for g in find_groups(_candidates(flagged, block)) if g.is_ring] == [sorted(flagged)]
+
+
+def test_grouping_policy_checks_its_arguments():
+    for bad in ({"min_share": 1.5}, {"admit_share": -0.1}, {"min_size": 0}, {"money_weight": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GroupingPolicy(**bad)
 
 
 def test_ring_ids_survive_small_membership_changes_and_stay_unique():

@@ -1,0 +1,214 @@
+"""Ring grouping: risky accounts and what ties them → groups → a decision per group.
+
+The input (:class:`RingCandidates`, read from Neo4j by :func:`serving.ring_links.read_candidates` or built in
+memory by :func:`serving.ring_links.candidates_from_graph`) holds the *candidates* — accounts flagged by the
+scoring run, accounts known to be fraud (a fraud label or a confirmed verdict), and accounts whose score is
+elevated but under the threshold — with the identifiers two or more of them share and the money between them.
+
+**Weights, not a hard super-node cut.** An identifier (device, card, IP, IP network block, wallet, email,
+phone, promo code) ties its candidate users with weight ``share / log2(1 + users)``, where ``share`` is the
+share of its users that are candidates. A carrier-NAT address or a campaign code is used mostly by ordinary
+accounts (a small share) and ties almost nothing, whatever its size; a bot farm's network block or emulator
+device is used mostly by risky accounts and ties them however many they are. Identifiers whose share is
+under :data:`GroupingPolicy.min_share` tie nobody. A transfer or a referral between two candidates weighs 1.
+
+**Groups.**
+
+1. *Seeds* — flagged and known-fraud candidates — are joined into groups through identifiers two or more of
+   them share and through money (connected components).
+2. *Admission*: an elevated candidate joins the group it is most strongly tied to when the weight of its
+   ties to the group's members (each identifier counted once, however many members use it) is at least
+   ``admit_weight``; admitted accounts can anchor others in a second round. This is how a camouflaged ring
+   member whose own score stays under the threshold is found, while an innocent household member, whose
+   score is not elevated, is not a candidate to begin with.
+3. *Split*: a group larger than ``split_above`` — larger than any ring one investigator reviews as one — is
+   cut where it hangs together by at most ``split_cut`` ties (its (``split_cut`` + 1)-edge-connected
+   components; by default its bridges, found in linear time — larger cuts cost a max-flow per account):
+   two rings that one pair of accounts happens to tie come apart, while a farm, whose members are tied many
+   times over, stays whole. (Louvain alone, tried first, cut a 300-account
+   farm into its three network blocks.) A part still larger than ``split_above`` is split by Louvain
+   community detection (networkx, fixed seed).
+4. *Decision*: a group is a ring when it has at least ``min_size`` members and ``min_seeds`` seeds (one seed
+   with its neighbours is what an innocent household with one false positive looks like). Its admitted
+   members are then flagged as "member of ring R".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class SharedIdentifier:
+    """An identifier that two or more candidates use.
+
+    Attributes:
+        label: node label (``Device`` …) or ``IPBlock`` for a network block.
+        key: the node's business key (a block's CIDR).
+        members: the candidates that use it.
+        users: every account that uses it, candidate or not.
+    """
+
+    label: str
+    key: str
+    members: tuple[str, ...]
+    users: int
+
+    @property
+    def share(self) -> float:
+        """Share of its users that are candidates."""
+        return len(self.members) / max(self.users, len(self.members), 1)
+
+    def weight(self, margin: dict[str, float]) -> float:
+        """How strongly it ties its candidate users: their margins summed over all its users (see the module
+        docstring)."""
+        return sum(margin[m] for m in self.members) / max(self.users, len(self.members), 1)
+
+
+@dataclass
+class RingCandidates:
+    """What ring grouping reads.
+
+    Attributes:
+        accounts: one row per candidate: ``account_id``, ``label`` (risk label), ``score``, one column per
+            threat score, ``seed`` (flagged or known fraud), ``known_label``, ``verdict``, ``run_id``,
+            ``first_seen`` / ``last_seen`` (epoch ms).
+        shared: identifiers used by two or more candidates.
+        money: transfers and referrals between candidates: ``src``, ``dst``, ``type``, ``count``.
+    """
+
+    accounts: pd.DataFrame
+    shared: list[SharedIdentifier]
+    money: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class GroupingPolicy:
+    """The knobs of grouping (see the module docstring); the defaults are the measured choice (README)."""
+
+    admit_share: float = 0.1
+    min_share: float = 0.2
+    money_weight: float = 0.3
+    link_min: float = 0.3
+    admit_tie: float = 0.2
+    split_above: int = 400
+    split_cut: int = 1
+    min_size: int = 3
+    min_mass: float = 3.0
+    min_mean: float = 0.3
+    louvain_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("admit_share", "min_share", "min_mean"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("split_above", "split_cut", "min_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("money_weight", "link_min", "admit_tie", "min_mass"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class Group:
+    """A group of candidates, its score mass, and whether it is a ring.
+
+    Attributes:
+        members: account ids, sorted.
+        seeds: the members flagged on their own score or known to be fraud.
+        mass: the sum of the members' margins (score over threshold, at most 1; 1 for a seed).
+        is_ring: the group's decision (see the module docstring).
+    """
+
+    members: list[str]
+    seeds: list[str]
+    mass: float
+    is_ring: bool = False
+
+    @property
+    def admitted(self) -> list[str]:
+        """Members that are not seeds: flagged because they are in the ring."""
+        seeds = set(self.seeds)
+        return [m for m in self.members if m not in seeds]
+
+
+def margins_of(candidates: RingCandidates) -> dict[str, float]:
+    """Each candidate's margin for grouping: its score over its threshold, at most 1; 1 for a seed."""
+    accounts = candidates.accounts
+    seed = accounts["seed"].astype(bool).to_numpy()
+    margin = np.minimum(accounts["margin"].to_numpy(dtype=np.float64, na_value=0.0), 1.0)
+    return dict(zip(accounts["account_id"], np.where(seed, 1.0, margin)))
+
+
+def link_weights(candidates: RingCandidates, policy: GroupingPolicy) -> dict[tuple[str, str], float]:
+    """Weight of every tied pair of candidates (``a < b``): identifiers they share plus money between them."""
+    margin = margins_of(candidates)
+    weights: dict[tuple[str, str], float] = defaultdict(float)
+    for ident in candidates.shared:
+        if ident.share < policy.min_share or len(ident.members) < 2:
+            continue
+        w = ident.weight(margin)
+        members = sorted(ident.members)
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                weights[(a, b)] += w
+    money = candidates.money
+    for a, b in zip(money["src"], money["dst"]):
+        if a != b:  # each relationship counts: a transfer per direction and asset, a referral
+            weights[(min(a, b), max(a, b))] += policy.money_weight
+    return dict(weights)
+
+
+def _split(graph: nx.Graph, component: set[str], policy: GroupingPolicy) -> list[set[str]]:
+    """A component, or its parts when it is larger than ``split_above`` (see the module docstring)."""
+    if len(component) <= policy.split_above:
+        return [component]
+    parts: list[set[str]] = []
+    for part in nx.k_edge_components(graph.subgraph(component), k=policy.split_cut + 1):
+        if len(part) > policy.split_above:
+            parts += [set(p) for p in nx.community.louvain_communities(graph.subgraph(part), weight="weight",
+                                                                        seed=policy.louvain_seed)]
+        else:
+            parts.append(set(part))
+    return parts
+
+
+def find_groups(candidates: RingCandidates, policy: GroupingPolicy | None = None) -> list[Group]:
+    """Groups of candidates and a ring decision for each, largest first (see the module docstring)."""
+    policy = policy or GroupingPolicy()
+    accounts = candidates.accounts
+    ids = accounts["account_id"].tolist()
+    seed = dict(zip(ids, accounts["seed"].astype(bool)))
+    margin = margins_of(candidates)
+    weights = link_weights(candidates, policy)
+    graph = nx.Graph()
+    graph.add_nodes_from(ids)
+    graph.add_weighted_edges_from((a, b, w) for (a, b), w in weights.items()
+                                  if w >= policy.link_min and w * min(margin[a], margin[b]) >= policy.admit_tie)
+    out: list[Group] = []
+    for component in nx.connected_components(graph):
+        for part in _split(graph, component, policy):
+            members = sorted(part)
+            mass = float(sum(margin[m] for m in members))
+            group = Group(members, [m for m in members if seed[m]], mass)
+            group.is_ring = (len(members) >= policy.min_size and mass >= policy.min_mass
+                             and mass >= policy.min_mean * len(members))
+            out.append(group)
+    return sorted(out, key=lambda g: (-len(g.members), g.members[0]))
+
+
+def member_weights(members: list[str], shared: list[SharedIdentifier]) -> dict[str, int]:
+    """Identifiers per kind that two or more of ``members`` share (a ring's evidence)."""
+    member_set = set(members)
+    kinds: dict[str, int] = defaultdict(int)
+    for ident in shared:
+        if len(member_set.intersection(ident.members)) >= 2:
+            kinds[ident.label] += 1
+    return dict(kinds)

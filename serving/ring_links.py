@@ -1,0 +1,135 @@
+"""The input of ring grouping — candidates and what ties them — read from Neo4j, or built from a graph in memory.
+
+Candidates are the accounts ring grouping considers (see :mod:`serving.ring_grouping`): *seeds* — flagged by
+the scoring run on their own score, or known fraud (a fraud label, a confirmed verdict) — and *elevated*
+accounts, whose score for some threat is at least that threat's floor (a share of its threshold, see
+:func:`candidate_floors`). Accounts flagged by an earlier ring grouping, not by their score, are elevated
+candidates again, never seeds, so a grouping never feeds on its own output.
+
+:func:`read_candidates` reads them with the Cypher of :mod:`graph.queries.rings`; :func:`candidates_from_graph`
+computes the same from a :class:`~gnn.graph_data.RiskGraph` and the scores, for benchmarks and notebooks
+(an integration test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import neo4j
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graph import schema as s
+from graph.queries import rings as q
+from gnn.graph_data import RiskGraph
+from ingest.graph_rows import ip_prefix
+from serving.reasons import incidence
+from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier
+
+ACCOUNT_COLUMNS = ["account_id", "label", "score", *s.THREATS, "margin", "seed", "known_label", "verdict", "run_id",
+                   "first_seen", "last_seen"]
+
+
+def candidate_floors(thresholds: Mapping[str, float], policy: GroupingPolicy) -> dict[str, float]:
+    """Per threat, the score from which an account is an elevated candidate (``admit_share`` × threshold)."""
+    return {t: float(thresholds[t]) * policy.admit_share for t in s.THREATS}
+
+
+def margins(scores: pd.DataFrame, thresholds: Mapping[str, float]) -> np.ndarray:
+    """Per account, its largest score over the threat's threshold (>= 1: flagged on its own score)."""
+    return np.max(np.stack([scores[t].to_numpy(dtype=np.float64, na_value=0.0) / max(float(thresholds[t]), 1e-9)
+                            for t in s.THREATS], axis=1), axis=1)
+
+
+def _known_fraud(known_label: pd.Series, verdict: pd.Series) -> np.ndarray:
+    return (known_label.isin(s.THREATS) | (verdict == s.CONFIRMED)).to_numpy()
+
+
+def read_candidates(driver: neo4j.Driver, database: str, thresholds: Mapping[str, float],
+                    policy: GroupingPolicy | None = None) -> RingCandidates:
+    """Candidates, the identifiers two or more of them share and the money among them, from Neo4j.
+
+    Args:
+        thresholds: the scoring run's per-threat thresholds.
+        policy: grouping knobs (``admit_share`` sets the candidates' floor, ``min_share`` filters identifiers).
+    """
+    policy = policy or GroupingPolicy()
+    read = {"database_": database, "routing_": neo4j.RoutingControl.READ}
+    floors = {s.risk_property(t): v for t, v in candidate_floors(thresholds, policy).items()}
+    records, _, _ = driver.execute_query(q.CANDIDATE_ACCOUNTS, clear=s.CLEAR, threats=list(s.THREATS),
+                                         confirmed=s.CONFIRMED, floors=floors, by_score=q.BY_SCORE, **read)
+    accounts = pd.DataFrame([dict(r) for r in records],
+                            columns=[c for c in ACCOUNT_COLUMNS if c not in ("seed", "margin")])
+    accounts.insert(len(s.THREATS) + 3, "margin", margins(accounts, thresholds))
+    accounts.insert(len(s.THREATS) + 4, "seed",
+                    (accounts["label"] != s.CLEAR).to_numpy() | _known_fraud(accounts["known_label"], accounts["verdict"]))
+    ids = accounts["account_id"].tolist()
+    shared: list[SharedIdentifier] = []
+    for cypher in [*(q.shared_identifiers(rel) for rel in q.LINK_RELS), q.SHARED_IP_BLOCKS]:
+        records, _, _ = driver.execute_query(cypher, ids=ids, min_share=policy.min_share, **read)
+        shared += [SharedIdentifier(r["label"], str(r["key"]), tuple(sorted(r["members"])), int(r["users"]))
+                   for r in records]
+    records, _, _ = driver.execute_query(q.MONEY_LINKS, ids=ids, **read)
+    money = pd.DataFrame([dict(r) for r in records], columns=["src", "dst", "type", "count"])
+    return RingCandidates(accounts.sort_values("account_id", ignore_index=True), sorted(shared, key=_order), money)
+
+
+def _order(ident: SharedIdentifier) -> tuple[str, str]:
+    return ident.label, ident.key
+
+
+def candidates_from_graph(graph: RiskGraph, plan: pd.DataFrame, thresholds: Mapping[str, float],
+                          policy: GroupingPolicy | None = None) -> RingCandidates:
+    """What :func:`read_candidates` would read after ``plan`` was written to the graph ``graph`` came from.
+
+    Args:
+        graph: the scored graph.
+        plan: the scoring run's rows for every account, in ``graph``'s account order (``account_id``, one
+            column per threat, ``score``, ``label``; see :func:`serving.score.score_rows`).
+        thresholds: the run's per-threat thresholds.
+        policy: grouping knobs (as for :func:`read_candidates`).
+    """
+    policy = policy or GroupingPolicy()
+    ids = graph.ids[s.ACCOUNT.label]
+    if len(plan) != len(ids) or (plan[s.ACCOUNT.key].to_numpy() != ids).any():
+        raise ValueError("plan rows must be every account of the graph, in the graph's order")
+    names = np.array([None, *s.THREATS], dtype=object)  # label codes: -1 unlabelled, 0 benign, 1.. threats
+    known = pd.Series(np.where(graph.labels > 0, names[np.clip(graph.labels, 0, None)], None))
+    known[graph.labels == 0] = s.BENIGN
+    seed = (plan["label"] != s.CLEAR).to_numpy() | (graph.labels > 0)
+    floors = candidate_floors(thresholds, policy)
+    elevated = np.zeros(len(ids), dtype=bool)
+    for t in s.THREATS:
+        elevated |= plan[t].to_numpy() >= floors[t]
+    margin = margins(plan, thresholds)
+    chosen = seed | elevated
+    created = graph.created_at.astype(np.int64) * 1000
+    accounts = pd.DataFrame({
+        "account_id": ids[chosen], "label": plan["label"].to_numpy()[chosen], "score": plan["score"].to_numpy()[chosen],
+        **{t: plan[t].to_numpy()[chosen] for t in s.THREATS}, "margin": margin[chosen], "seed": seed[chosen],
+        "known_label": known.to_numpy()[chosen], "verdict": None, "run_id": None,
+        "first_seen": created[chosen], "last_seen": created[chosen]})
+    matrices = [(rel.target.label, graph.ids[rel.target.label], incidence(graph, rel).tocsc()) for rel in q.LINK_RELS]
+    blocks, block_of = np.unique(np.array([ip_prefix(ip) for ip in graph.ids[s.IP.label]], dtype=object),
+                                 return_inverse=True)
+    to_block = sp.csr_matrix((np.ones(len(block_of)), (np.arange(len(block_of)), block_of)),
+                             shape=(len(block_of), len(blocks)))
+    by_block = (incidence(graph, s.USED_IP) @ to_block).tocsc()
+    by_block.data[:] = 1
+    matrices.append((q.IP_BLOCK, blocks, by_block))
+    shared = []
+    for label, keys, inc in matrices:
+        users = np.asarray(inc.sum(axis=0)).ravel()
+        sub = inc[chosen]
+        count = np.asarray(sub.sum(axis=0)).ravel()
+        for n in np.flatnonzero((count >= 2) & (count >= policy.min_share * users)):
+            members = tuple(sorted(ids[chosen][sub[:, n].nonzero()[0]]))
+            shared.append(SharedIdentifier(label, str(keys[n]), members, int(users[n])))
+    money = []
+    for rel in q.MONEY_RELS:
+        ei = graph.data[rel.edge_type].edge_index.numpy()
+        keep = chosen[ei[0]] & chosen[ei[1]] & (ei[0] != ei[1])
+        money.append(pd.DataFrame({"src": ids[ei[0][keep]], "dst": ids[ei[1][keep]], "type": rel.type, "count": 1}))
+    return RingCandidates(accounts.sort_values("account_id", ignore_index=True), sorted(shared, key=_order),
+                          pd.concat(money, ignore_index=True))
