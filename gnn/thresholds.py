@@ -13,8 +13,13 @@ which the scoring job writes as ``risk_<threat>``. Fitting ``c`` with the curve 
 *e1* (the mean Platt ``g`` of the labelled positives, then ``g / c``) assumes a curve that a Platt sigmoid
 cannot draw (flat at ``c`` where accounts are surely fraud) and came out at 0.21 for a true 0.3 on a
 simulated exchange, and at a twentieth of the truth on weak models, flagging 2–5 % of benign accounts. The
-joint fit recovers 0.30 there; on weak signals ``c`` is poorly identified, but the fitted curve still
-matches the data, and a false-positive target chosen on it holds (``tests/unit/test_thresholds.py``).
+joint fit recovers 0.30 there. On a weak signal the likelihood cannot tell "few fraud accounts, most
+labelled" from "many fraud accounts, few labelled" (``c`` → 0 with every probability near 1 fits as well as
+``c = 1``, and flagged a whole 6,000-account exchange in a test run), so the fit carries a weak prior for
+fewer fraud accounts (:data:`PREVALENCE_PENALTY` per account): on weak signals ``c`` stays at 1 — no
+correction, the cautious side — while strong signals still recover it (0.31 for 0.3;
+``tests/unit/test_thresholds.py``). With fewer than :data:`MIN_PU_POSITIVES` labelled positives among the
+validation accounts there is nothing to fit ``c`` on, and the scores stay as calibrated.
 
 **Threshold policies** (one is recorded with the model, shown by ``investigate`` and the report):
 
@@ -47,6 +52,11 @@ DEFAULT_FPR_TARGET = 0.01
 KNOWN_BENIGN_Z = 1.645
 #: Smallest label frequency reported (the fit's lower bound is σ(-7) ≈ 1e-3).
 MIN_LABEL_FREQUENCY = 1e-3
+#: Per account, the cost of calling it fraud in the PU fit: a weak prior for the explanation with fewer fraud
+#: accounts when the data cannot tell them apart (see :class:`PUCalibrator`).
+PREVALENCE_PENALTY = 0.02
+#: Fewer labelled positives than this and the fit is not attempted: the scores stay as calibrated (c = 1).
+MIN_PU_POSITIVES = 20
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,7 @@ class PUCalibrator:
 
         y = np.asarray(labelled, dtype=np.float64)
         z = np.asarray(z, dtype=np.float64)
-        if not y.any() or y.all():
+        if y.sum() < MIN_PU_POSITIVES or y.all():
             return cls()
 
         def loss(theta: np.ndarray) -> float:
@@ -125,7 +135,8 @@ class PUCalibrator:
             u = a * z + b
             log_p = log_c - np.logaddexp(0.0, -u)  # log(c σ(u))
             log_q = np.log1p(-np.exp(np.minimum(log_p, -1e-12)))  # log(1 - c σ(u))
-            return float(-(y * log_p + (1 - y) * log_q).sum())
+            fraud = np.exp(-np.logaddexp(0.0, -u)).sum()
+            return float(-(y * log_p + (1 - y) * log_q).sum() + PREVALENCE_PENALTY * fraud)
 
         best = None
         for t0 in (6.0, 0.0, -2.0):  # start from c ≈ 1 (Platt), ½ and ⅛; keep the best likelihood

@@ -195,7 +195,7 @@ def score(
                                                             "run.")] = False,
     ray_actors: Annotated[int, typer.Option(min=0, help="Score with this many Ray Data actors (local Ray, or "
                                                         "RAY_ADDRESS); 0 scores in this process.")] = 0,
-    fpr_target: Annotated[float | None, typer.Option(min=0.0, max=1.0, min_open=True, max_open=True,
+    fpr_target: Annotated[float | None, typer.Option(min=0.0, max=1.0,
                                                      help="Thresholds for this target account false-positive "
                                                           "rate (e.g. 0.01), instead of the model's.")] = None,
     budget: Annotated[int | None, typer.Option(min=0, help="Flag exactly this many accounts, the riskiest "
@@ -220,7 +220,7 @@ def score(
 @app.command()
 def rings(
     min_size: Annotated[int, typer.Option(min=2, help="Smallest group that is a ring.")] = GroupingPolicy.min_size,
-    admit_share: Annotated[float, typer.Option(min=0.0, max=1.0, min_open=True,
+    admit_share: Annotated[float, typer.Option(min=0.0, max=1.0,
                                                help="An account under its threshold is a candidate ring member "
                                                     "from this share of the threshold.")] = GroupingPolicy.admit_share,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -228,7 +228,10 @@ def rings(
     """Group risky accounts into rings through shared identifiers and money; flag ring members; write Rings."""
     from serving.rings_command import run_rings_command
 
-    policy = GroupingPolicy(admit_share=admit_share, min_size=min_size)
+    try:
+        policy = GroupingPolicy(admit_share=admit_share, min_size=min_size)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     summary = run_rings_command(load_settings(), policy, quiet=as_json)
     if as_json:
         print(json.dumps(summary, default=str))

@@ -93,6 +93,7 @@ class GroupingPolicy:
     """The knobs of grouping (see the module docstring); the defaults are the measured choice (README)."""
 
     admit_share: float = 0.1
+    elevated_share: float = 0.1
     min_share: float = 0.2
     money_weight: float = 0.3
     link_min: float = 0.3
@@ -105,7 +106,7 @@ class GroupingPolicy:
     louvain_seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("admit_share", "min_share", "min_mean"):
+        for name in ("admit_share", "elevated_share", "min_share", "min_mean"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("split_above", "split_cut", "min_size"):

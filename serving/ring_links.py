@@ -31,9 +31,19 @@ ACCOUNT_COLUMNS = ["account_id", "label", "score", *s.THREATS, "margin", "seed",
                    "first_seen", "last_seen"]
 
 
-def candidate_floors(thresholds: Mapping[str, float], policy: GroupingPolicy) -> dict[str, float]:
-    """Per threat, the score from which an account is an elevated candidate (``admit_share`` × threshold)."""
-    return {t: float(thresholds[t]) * policy.admit_share for t in s.THREATS}
+def candidate_floors(thresholds: Mapping[str, float], policy: GroupingPolicy, margin_quantile: float
+                     ) -> dict[str, float]:
+    """Per threat, the score from which an account is an elevated candidate: ``admit_share`` of the threshold,
+    and never below ``margin_quantile`` of it — the margin only ``elevated_share`` of all accounts exceed (a
+    model whose scores are nearly flat would otherwise make every account a candidate)."""
+    return {t: float(thresholds[t]) * max(policy.admit_share, margin_quantile) for t in s.THREATS}
+
+
+def margin_quantile(all_margins: np.ndarray, policy: GroupingPolicy) -> float:
+    """The margin that only ``elevated_share`` of accounts exceed (nearest rank, as Cypher's percentileDisc)."""
+    if len(all_margins) == 0:
+        return 0.0
+    return float(np.quantile(all_margins, 1.0 - policy.elevated_share, method="inverted_cdf"))
 
 
 def margins(scores: pd.DataFrame, thresholds: Mapping[str, float]) -> np.ndarray:
@@ -56,9 +66,13 @@ def read_candidates(driver: neo4j.Driver, database: str, thresholds: Mapping[str
     """
     policy = policy or GroupingPolicy()
     read = {"database_": database, "routing_": neo4j.RoutingControl.READ}
-    floors = {s.risk_property(t): v for t, v in candidate_floors(thresholds, policy).items()}
+    by_property = {s.risk_property(t): float(thresholds[t]) for t in s.THREATS}
+    records, _, _ = driver.execute_query(q.MARGIN_QUANTILE, thresholds=by_property, q=1.0 - policy.elevated_share,
+                                         **read)
+    quantile = float(records[0]["floor"] or 0.0) if records else 0.0
+    floors = {s.risk_property(t): v for t, v in candidate_floors(thresholds, policy, quantile).items()}
     records, _, _ = driver.execute_query(q.CANDIDATE_ACCOUNTS, clear=s.CLEAR, threats=list(s.THREATS),
-                                         confirmed=s.CONFIRMED, floors=floors, by_score=q.BY_SCORE, **read)
+                                         confirmed=s.CONFIRMED, floors=floors, by_score=s.FLAGGED_BY_SCORE, **read)
     accounts = pd.DataFrame([dict(r) for r in records],
                             columns=[c for c in ACCOUNT_COLUMNS if c not in ("seed", "margin")])
     accounts.insert(len(s.THREATS) + 3, "margin", margins(accounts, thresholds))
@@ -98,11 +112,11 @@ def candidates_from_graph(graph: RiskGraph, plan: pd.DataFrame, thresholds: Mapp
     known = pd.Series(np.where(graph.labels > 0, names[np.clip(graph.labels, 0, None)], None))
     known[graph.labels == 0] = s.BENIGN
     seed = (plan["label"] != s.CLEAR).to_numpy() | (graph.labels > 0)
-    floors = candidate_floors(thresholds, policy)
+    margin = margins(plan, thresholds)
+    floors = candidate_floors(thresholds, policy, margin_quantile(margin, policy))
     elevated = np.zeros(len(ids), dtype=bool)
     for t in s.THREATS:
         elevated |= plan[t].to_numpy() >= floors[t]
-    margin = margins(plan, thresholds)
     chosen = seed | elevated
     created = graph.created_at.astype(np.int64) * 1000
     accounts = pd.DataFrame({

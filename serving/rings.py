@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import neo4j
+import numpy as np
+import pandas as pd
 from graph import schema as s
 from graph.queries import rings as q
 from graph.queries import scoring as qs
@@ -110,7 +112,10 @@ def describe(members: list[str], admitted: list[str], mass: float, candidates: R
              ring_id: str) -> DetectedRing:
     """A ring's kind, score, span and evidence from its members (see the module docstring)."""
     rows = candidates.accounts.set_index("account_id").loc[members]
-    kind = str(rows[list(s.THREATS)].astype(float).fillna(0.0).sum().idxmax())
+    # A member without a threat's score (written by hand, or by an older job) counts its score for its label.
+    by_label = pd.DataFrame({t: np.where(rows["label"] == t, rows["score"].astype(float), 0.0) for t in s.THREATS},
+                            index=rows.index)
+    kind = str(rows[list(s.THREATS)].astype(float).fillna(by_label).sum().idxmax())
     member_set = set(members)
     kinds: Counter[str] = Counter()
     for ident in candidates.shared:

@@ -45,6 +45,16 @@ CANDIDATE_ACCOUNTS: Final = (
 )
 
 
+#: The ``$q`` quantile of the accounts' margins (largest threat score over its threshold; ``$thresholds``:
+#: ``risk_<threat>`` → threshold), nearest-rank: no more than a share ``1 - $q`` of accounts lies above it.
+MARGIN_QUANTILE: Final = (
+    f"MATCH (a:{A.label}) WHERE a.risk_score IS NOT NULL\n"
+    "WITH reduce(m = 0.0, t IN keys($thresholds) | CASE WHEN coalesce(a[t], 0.0) / $thresholds[t] > m\n"
+    "     THEN coalesce(a[t], 0.0) / $thresholds[t] ELSE m END) AS margin\n"
+    "RETURN percentileDisc(margin, $q) AS floor, count(*) AS accounts"
+)
+
+
 def _users(rel: s.RelSpec) -> str:
     # Distinct accounts: a wallet withdrawn to in two assets has two relationships from one account.
     if rel.discriminator:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import neo4j
+import pandas as pd
 
 from graph import schema as s
+from serving.ring_grouping import GroupingPolicy
+from serving.ring_links import candidates_from_graph, read_candidates
 from serving.rings import ring_membership, run_rings
+from serving.score import write_scores
+from tests.scored_graph import scored_exchange
 
 DB = "neo4j"
 
@@ -65,3 +70,46 @@ def test_rings_follow_shared_identifiers_blocks_and_money_not_super_nodes(empty_
     records, _, _ = driver.execute_query("MATCH (r:Ring) RETURN r.ring_id AS id, r.first_seen AS fs, "
                                          "r.last_detected AS ld, r.status AS status", database_=DB)
     assert all(r["status"] == "active" and r["fs"] is not None for r in records)
+
+
+def _frame(candidates):
+    accounts = candidates.accounts.drop(columns=["run_id", "verdict", "first_seen", "last_seen"])
+    return accounts.assign(known_label=accounts["known_label"].where(accounts["known_label"].notna(), None))
+
+
+def test_candidates_read_by_cypher_equal_those_built_in_memory_and_ring_members_get_flagged(empty_graph, driver,
+                                                                                           tmp_path):
+    exchange = scored_exchange(driver, tmp_path)
+    write_scores(driver, DB, exchange.run, exchange.plan)
+    thresholds = exchange.run.thresholds
+    policy = GroupingPolicy()
+    from_neo4j = read_candidates(driver, DB, thresholds, policy)
+    in_memory = candidates_from_graph(exchange.graph, exchange.plan, thresholds, policy)
+    pd.testing.assert_frame_equal(_frame(from_neo4j), _frame(in_memory), check_dtype=False)
+    assert from_neo4j.shared == in_memory.shared and len(from_neo4j.shared) > 20
+    assert {i.label for i in from_neo4j.shared} >= {"Device", "IP", "IPBlock"}
+    money = ["src", "dst", "type"]
+    pd.testing.assert_frame_equal(from_neo4j.money[money].sort_values(money, ignore_index=True),
+                                  in_memory.money[money].sort_values(money, ignore_index=True))
+
+    summary = run_rings(driver, DB, policy)
+    assert summary["rings"] > 0 and summary["admitted"] > 0
+    records, _, _ = driver.execute_query(
+        "MATCH (a:Account)-[:MEMBER_OF]->(r:Ring {status: 'active'}) RETURN a.account_id AS id, a.risk_label AS "
+        "label, a.risk_flagged_by AS by, a.risk_reasons AS reasons, r.ring_id AS ring, r.kind AS kind", database_=DB)
+    members = pd.DataFrame([dict(r) for r in records])
+    admitted = members[members["by"] == s.FLAGGED_BY_RING]
+    assert len(admitted) == summary["admitted"]
+    assert (admitted["label"] == admitted["kind"]).all()
+    bad = [(r, ring) for r, ring in zip(admitted["reasons"], admitted["ring"]) if not r[0].startswith(f"member of ring {ring} ")]
+    assert not bad, bad[:3]
+    own = exchange.plan.set_index("account_id")["label"]
+    assert (own[admitted["id"]] == s.CLEAR).all()  # only accounts their own score left clear are admitted
+
+    # A regrouping that finds no ring takes the flags back, reasons included.
+    assert run_rings(driver, DB, GroupingPolicy(min_size=100_000))["unflagged"] == len(admitted)
+    records, _, _ = driver.execute_query(
+        "MATCH (a:Account) WHERE a.account_id IN $ids RETURN a.risk_label AS label, a.risk_flagged_by AS by, "
+        "a.risk_reasons AS reasons", ids=admitted["id"].tolist(), database_=DB)
+    assert all(r["label"] == s.CLEAR and r["by"] == s.FLAGGED_BY_SCORE for r in records)
+    assert not any(x.startswith("member of ring") for r in records for x in (r["reasons"] or []))

@@ -18,6 +18,7 @@ from gnn.evaluation import evaluate_model
 from gnn.graph_data import RiskGraph
 from gnn.model import RiskSAGE
 from gnn.split import TimeSplit
+from gnn.thresholds import ThresholdPolicy
 from gnn.train import TrainConfig
 from ingest.load import prepare
 from ingest.privacy import Hasher
@@ -101,3 +102,21 @@ def test_sklearn_surface_and_round_trip(graph_and_truth, trained, tmp_path):
     loaded = RiskModel.load(trained.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.decision_function(graph), scores, rtol=1e-5, atol=1e-6)
     assert loaded.choice == trained.choice and loaded.split == trained.split
+
+
+def test_decisions_follow_the_policy(graph_and_truth, trained):
+    graph, _ = graph_and_truth
+    scores = trained.decision_function(graph)
+    labels, thresholds, policy = trained.decide(graph, scores)  # the model's own thresholds
+    assert policy == trained.policy and thresholds == trained.thresholds
+    assert (labels == trained.predict(graph, scores)).all()
+    labels, _, _ = trained.decide(graph, scores, ThresholdPolicy(kind="budget", fpr_target=None, budget=25))
+    assert (labels != CLEAR).sum() == 25
+    top = np.argsort(-scores.max(axis=1), kind="stable")[:25]
+    assert (labels[top] == np.array(THREATS, dtype=object)[scores[top].argmax(axis=1)]).all()
+    loose, t_loose, _ = trained.decide(graph, scores, ThresholdPolicy(fpr_target=0.05))
+    tight, t_tight, _ = trained.decide(graph, scores, ThresholdPolicy(fpr_target=0.001))
+    assert (tight != CLEAR).sum() < (loose != CLEAR).sum()
+    assert all(t_tight[t] >= t_loose[t] for t in THREATS)
+    assert {t: trained.pu[t].frequency for t in THREATS} == {t: trained.validation[t]["label_frequency"]
+                                                             for t in THREATS}

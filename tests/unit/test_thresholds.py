@@ -55,16 +55,19 @@ def test_pu_correction_brings_the_calibration_closer_to_the_truth():
 
 @pytest.mark.parametrize("gap", [0.8, 1.5])
 def test_fpr_target_holds_for_weak_models_too(gap):
-    # A signal too weak to show where fraud is certain: the label frequency is then poorly identified, but
-    # the fitted curve stays consistent with the data, and so does the false-positive rate it is chosen for.
+    # A signal too weak to show where fraud is certain: the label frequency is not identified, the fit stays
+    # uncorrected (c = 1: the cautious side), and the false-positive target holds.
     ex = _exchange(gap=gap)
-    p = PUCalibrator.fit(ex["labelled"], ex["x"])(ex["x"])[:, None]
+    pu = PUCalibrator.fit(ex["labelled"], ex["x"])
+    assert pu.frequency > 0.9
+    p = pu(ex["x"])[:, None]
     unlabelled = ~ex["labelled"] & ~ex["known_benign"]
     level = fpr_level(p[:, 0], benign_weights(p, ex["known_benign"], unlabelled), ex["known_benign"], 0.01)
     flagged = p[:, 0] >= level
     assert (flagged & ~ex["fraud"]).sum() / (~ex["fraud"]).sum() <= 0.013
-    assert PUCalibrator.fit(np.zeros(5, bool), np.arange(5.0)).state() == {"coef": 1.0, "intercept": 0.0,
-                                                                           "frequency": 1.0}
+    identity = {"coef": 1.0, "intercept": 0.0, "frequency": 1.0}
+    assert PUCalibrator.fit(np.zeros(5, bool), np.arange(5.0)).state() == identity
+    assert PUCalibrator.fit(ex["labelled"] & (np.cumsum(ex["labelled"]) <= 10), ex["x"]).state() == identity
 
 
 def _probabilities(ex: dict[str, np.ndarray]) -> np.ndarray:
