@@ -22,10 +22,10 @@ under :data:`GroupingPolicy.min_share` tie nobody. A transfer or a referral betw
    member whose own score stays under the threshold is found, while an innocent household member, whose
    score is not elevated, is not a candidate to begin with.
 3. *Split*: a group larger than ``split_above`` — larger than any ring one investigator reviews as one — is
-   cut where it hangs together by at most ``split_cut`` ties (its (``split_cut`` + 1)-edge-connected
-   components; by default its bridges, found in linear time — larger cuts cost a max-flow per account):
-   two rings that one pair of accounts happens to tie come apart, while a farm, whose members are tied many
-   times over, stays whole. (Louvain alone, tried first, cut a 300-account
+   cut at its *joining bridges* — single ties with at least ``split_side`` accounts on each side (found in
+   linear time from the bridge tree): two rings that one pair of accounts happens to tie come apart, while a
+   farm, whose members are tied many times over, stays whole, and so does a ring tied in a chain (cutting
+   every bridge, tried first, cut chains of transfers into single accounts). (Louvain alone, tried first, cut a 300-account
    farm into its three network blocks.) A part still larger than ``split_above`` is split by Louvain
    community detection (networkx, fixed seed).
 4. *Decision*: a group is a ring when it has at least ``min_size`` members and ``min_seeds`` seeds (one seed
@@ -99,7 +99,7 @@ class GroupingPolicy:
     link_min: float = 0.3
     admit_tie: float = 0.2
     split_above: int = 400
-    split_cut: int = 1
+    split_side: int = 10
     min_size: int = 3
     min_mass: float = 3.0
     min_mean: float = 0.3
@@ -109,7 +109,7 @@ class GroupingPolicy:
         for name in ("admit_share", "elevated_share", "min_share", "min_mean"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("split_above", "split_cut", "min_size"):
+        for name in ("split_above", "split_side", "min_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("money_weight", "link_min", "admit_tie", "min_mass"):
@@ -171,14 +171,46 @@ def _split(graph: nx.Graph, component: set[str], policy: GroupingPolicy) -> list
     """A component, or its parts when it is larger than ``split_above`` (see the module docstring)."""
     if len(component) <= policy.split_above:
         return [component]
+    sub = nx.Graph(graph.subgraph(component))
+    sub.remove_edges_from(_joining_bridges(sub, policy.split_side))
     parts: list[set[str]] = []
-    for part in nx.k_edge_components(graph.subgraph(component), k=policy.split_cut + 1):
+    for part in nx.connected_components(sub):
         if len(part) > policy.split_above:
-            parts += [set(p) for p in nx.community.louvain_communities(graph.subgraph(part), weight="weight",
+            parts += [set(p) for p in nx.community.louvain_communities(sub.subgraph(part), weight="weight",
                                                                         seed=policy.louvain_seed)]
         else:
             parts.append(set(part))
     return parts
+
+
+def _joining_bridges(graph: nx.Graph, side: int) -> list[tuple[str, str]]:
+    """Bridges (ties whose removal disconnects the graph) with at least ``side`` accounts on each side."""
+    bridges = list(nx.bridges(graph))
+    if not bridges:
+        return []
+    # The bridge tree: 2-edge-connected blocks as nodes, weighted by size, joined by the bridges.
+    core = nx.Graph(graph)
+    core.remove_edges_from(bridges)
+    block_of = {a: i for i, comp in enumerate(nx.connected_components(core)) for a in comp}
+    size = defaultdict(int)
+    for a, i in block_of.items():
+        size[i] += 1
+    tree = nx.Graph()
+    tree.add_nodes_from(size)
+    tree.add_edges_from((block_of[u], block_of[v], {"bridge": (u, v)}) for u, v in bridges)
+    total = len(block_of)
+    root = next(iter(size))
+    parent = dict(nx.bfs_predecessors(tree, root))
+    below = dict(size)
+    for node in reversed(list(nx.dfs_preorder_nodes(tree, root))):  # children before their parents
+        if node in parent:
+            below[parent[node]] += below[node]
+    cut = []
+    for u, v, data in tree.edges(data=True):
+        child = u if parent.get(u) == v else v
+        if min(below[child], total - below[child]) >= side:
+            cut.append(data["bridge"])
+    return cut
 
 
 def find_groups(candidates: RingCandidates, policy: GroupingPolicy | None = None) -> list[Group]:

@@ -194,3 +194,15 @@ def test_since_neighbourhood_follows_small_identifiers_and_money_not_super_nodes
     assert sorted(neighbourhood(g, np.array([1]), hops=1, supernode_cap=5)) == [0, 1, 2]
     assert sorted(neighbourhood(g, np.array([1]), hops=2, supernode_cap=5)) == [0, 1, 2, 5]  # then the transfer
     assert sorted(neighbourhood(g, np.array([3]), hops=1, supernode_cap=10)) == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_ring_tied_in_a_chain_is_not_cut_apart_when_a_large_component_is_split():
+    # Twelve colluders tied only by a chain of transfers (every tie a bridge), hanging off a 300-account farm
+    # by one transfer: the split cuts the joining bridge (12 | 300 accounts), not the chain's own.
+    margins, shared = _farm("f", 300)
+    chain = [f"c{i:02d}" for i in range(12)]
+    margins.update({m: 1.2 for m in chain})
+    money = _transfers(list(zip(chain, chain[1:])) + [("c11", "f000")])
+    groups = [g for g in find_groups(_candidates(margins, shared, money), GroupingPolicy(split_above=305))
+              if g.is_ring]
+    assert sorted(len(g.members) for g in groups) == [12, 300]
