@@ -1,43 +1,45 @@
 """Ring grouping: risky accounts and what ties them → groups → a decision per group.
 
 The input (:class:`RingCandidates`, read from Neo4j by :func:`serving.ring_links.read_candidates` or built in
-memory by :func:`serving.ring_links.candidates_from_graph`) holds the *candidates* — accounts flagged by the
-scoring run, accounts known to be fraud (a fraud label or a confirmed verdict), and accounts whose score is
-elevated but under the threshold — with the identifiers two or more of them share and the money between them.
+memory by :func:`serving.ring_links.candidates_from_graph`) holds the *candidates* — *seeds* (accounts flagged
+by the scoring run on their own score, or known to be fraud: a fraud label, a confirmed verdict) and
+*elevated* accounts, whose score is under the threshold but not far — with the identifiers two or more of
+them share and the money between them. Each candidate has a *margin*: its largest threat score over that
+threat's threshold, at most 1; a seed's is 1.
 
 **Weights, not a hard super-node cut.** An identifier (device, card, IP, IP network block, wallet, email,
-phone, promo code) ties its candidate users with weight ``share / log2(1 + users)``, where ``share`` is the
-share of its users that are candidates. A carrier-NAT address or a campaign code is used mostly by ordinary
-accounts (a small share) and ties almost nothing, whatever its size; a bot farm's network block or emulator
-device is used mostly by risky accounts and ties them however many they are. Identifiers whose share is
-under :data:`GroupingPolicy.min_share` tie nobody. A transfer or a referral between two candidates weighs 1.
+phone, promo code) ties each pair of its candidate users with weight ``Σ margins of its candidates / all its
+users``. A carrier-NAT address or a campaign code is used mostly by ordinary accounts and ties almost
+nothing, whatever its size; a bot farm's network block or emulator device is used mostly by risky accounts
+and ties them however many they are. Identifiers where candidates are under ``min_share`` of the users tie
+nobody. Each transfer relationship (per direction and asset) or referral between two candidates adds
+``money_weight``; a pair's weight is the sum of everything it shares.
 
 **Groups.**
 
-1. *Seeds* — flagged and known-fraud candidates — are joined into groups through identifiers two or more of
-   them share and through money (connected components).
-2. *Admission*: an elevated candidate joins the group it is most strongly tied to when the weight of its
-   ties to the group's members (each identifier counted once, however many members use it) is at least
-   ``admit_weight``; admitted accounts can anchor others in a second round. This is how a camouflaged ring
-   member whose own score stays under the threshold is found, while an innocent household member, whose
-   score is not elevated, is not a candidate to begin with.
+1. *Ties*: a pair is tied when its weight is at least ``link_min`` and, weighed by the smaller of the two
+   margins, at least ``admit_tie``: an elevated account's ties count in proportion to its own score. This is
+   how a camouflaged ring member whose score stays under the threshold joins through the one device it
+   shares with the ring, while an innocent household member with an ordinary score does not join through
+   the family device.
+2. *Components* of the tied pairs are the groups.
 3. *Split*: a group larger than ``split_above`` — larger than any ring one investigator reviews as one — is
-   cut at its *joining bridges* — single ties with at least ``split_side`` accounts on each side (found in
+   cut at its *joining bridges*, single ties with at least ``split_side`` accounts on each side (found in
    linear time from the bridge tree): two rings that one pair of accounts happens to tie come apart, while a
-   farm, whose members are tied many times over, stays whole, and so does a ring tied in a chain (cutting
-   every bridge, tried first, cut chains of transfers into single accounts). (Louvain alone, tried first, cut a 300-account
-   farm into its three network blocks.) A part still larger than ``split_above`` is split by Louvain
-   community detection (networkx, fixed seed).
-4. *Decision*: a group is a ring when it has at least ``min_size`` members and ``min_seeds`` seeds (one seed
-   with its neighbours is what an innocent household with one false positive looks like). Its admitted
-   members are then flagged as "member of ring R".
+   farm, whose members are tied many times over, stays whole, and so does a ring tied in a chain. A part
+   still larger than ``split_above`` is split by Louvain community detection (networkx, fixed seed).
+   (Louvain alone, tried first, cut a 300-account farm into its three network blocks; cutting every bridge
+   cut chains of transfers into single accounts.)
+4. *Decision*: a group is a ring when it has at least ``min_size`` members, ``min_seeds`` seeds (one seed
+   with its neighbours is what an innocent household with one false positive looks like) and a score mass —
+   the sum of its members' margins — of at least ``min_mass`` and ``min_mean`` per member. Its members that
+   are not seeds are then flagged as "member of ring R" (:mod:`serving.rings`).
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
@@ -101,6 +103,7 @@ class GroupingPolicy:
     split_above: int = 400
     split_side: int = 10
     min_size: int = 3
+    min_seeds: int = 2
     min_mass: float = 3.0
     min_mean: float = 0.3
     louvain_seed: int = 0
@@ -109,7 +112,7 @@ class GroupingPolicy:
         for name in ("admit_share", "elevated_share", "min_share", "min_mean"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("split_above", "split_side", "min_size"):
+        for name in ("split_above", "split_side", "min_size", "min_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("money_weight", "link_min", "admit_tie", "min_mass"):
@@ -231,17 +234,7 @@ def find_groups(candidates: RingCandidates, policy: GroupingPolicy | None = None
             members = sorted(part)
             mass = float(sum(margin[m] for m in members))
             group = Group(members, [m for m in members if seed[m]], mass)
-            group.is_ring = (len(members) >= policy.min_size and mass >= policy.min_mass
-                             and mass >= policy.min_mean * len(members))
+            group.is_ring = (len(members) >= policy.min_size and len(group.seeds) >= policy.min_seeds
+                             and mass >= policy.min_mass and mass >= policy.min_mean * len(members))
             out.append(group)
     return sorted(out, key=lambda g: (-len(g.members), g.members[0]))
-
-
-def member_weights(members: list[str], shared: list[SharedIdentifier]) -> dict[str, int]:
-    """Identifiers per kind that two or more of ``members`` share (a ring's evidence)."""
-    member_set = set(members)
-    kinds: dict[str, int] = defaultdict(int)
-    for ident in shared:
-        if len(member_set.intersection(ident.members)) >= 2:
-            kinds[ident.label] += 1
-    return dict(kinds)
