@@ -95,7 +95,11 @@ def _run_section(run: dict[str, Any] | None, rings: list[RingView], total: int) 
     seconds = (finished - started) / 1000 if started is not None and finished is not None else None
     facts = [("scoring run", _e(run.get("run_id"))), ("model version", _e(run.get("model_version"))),
              ("accounts scored", _num(run.get("written", run.get("accounts")))),
-             ("flagged", _num(run.get("flagged"))), ("label changes", _num(run.get("label_changes"))),
+             ("flagged on their own score", _num(run.get("flagged"))),
+             ("flagged as ring members", _num(run.get("ring_admitted"))),
+             ("thresholds", _e(f"{run.get('policy') or 'the model’s'}: " + ", ".join(
+                 f"{t} {run[f'threshold_{t}']:.3f}" for t in s.THREATS if run.get(f"threshold_{t}") is not None))),
+             ("label changes", _num(run.get("label_changes"))),
              ("rings", _num(run.get("rings", total))), ("finished", _time(run.get("finished_at"))),
              ("run time", "—" if seconds is None else f"{seconds:,.1f} s")]
     out = '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
