@@ -107,7 +107,7 @@ class BatchWriter:
         """
         n_rows = batch_length(kind, batch)
         record = (self._record, {"batch_id": batch_id, "kind": kind.name, "rows": n_rows, "run_id": self.run_id})
-        return self._write(kind, batch, n_rows, record, {"batch_id": batch_id}, batch_id[:12], params)
+        return self._write(kind, batch, n_rows, record, [batch_id], {"batch_id": batch_id}, batch_id[:12], params)
 
     def write_chunks(self, kind: q.WriteKind, batch: Columns, part_id: str,
                      chunks: Sequence[Mapping[str, Any]]) -> bool:
@@ -134,11 +134,13 @@ class BatchWriter:
         record = (self._record_chunks, {"chunks": [dict(c) for c in chunks], "part_id": part_id, "kind": kind.name,
                                         "run_id": self.run_id})
         shown = f"{part_id[:12]} chunks {chunks[0]['index']}-{chunks[-1]['index']}"
-        return self._write(kind, batch, n_rows, record, {"part_id": part_id, "chunks": len(chunks)}, shown, None)
+        return self._write(kind, batch, n_rows, record, [str(c["id"]) for c in chunks],
+                           {"part_id": part_id, "chunks": len(chunks)}, shown, None)
 
     def _write(self, kind: q.WriteKind, batch: Columns, n_rows: int, record: tuple[str, dict[str, Any]],
-               metadata: dict[str, Any], shown: str, params: dict[str, Any] | None) -> bool:
-        """One transaction: the ledger entries (``record``: query and parameters), then the rows."""
+               ledger_ids: list[str], metadata: dict[str, Any], shown: str, params: dict[str, Any] | None) -> bool:
+        """One transaction: the ledger entries (``record``: query and parameters, ``ledger_ids`` the entries'
+        ids), then the rows."""
 
         def work(tx: neo4j.ManagedTransaction) -> int:
             tx.run(record[0], record[1]).consume()
@@ -157,7 +159,9 @@ class BatchWriter:
             with self._driver.session(database=self._database) as session:
                 session.execute_write(unit)
         except ConstraintError as e:
-            if f"label `{self.ledger.label}`" in str(e):  # Neo4j's message names the label in backticks
+            # Which constraint failed is read from the ledger, not from the error's text: when one of this
+            # transaction's entries is committed now, another run (or an earlier attempt) wrote it first.
+            if self.committed(ledger_ids):
                 return False
             raise GraphWriteError(f"{kind.name} batch {shown}: constraint violated: {e.message}") from e
         except (ServiceUnavailable, SessionExpired) as e:
