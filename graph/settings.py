@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,14 @@ class Settings(BaseSettings):
         RINGWATCH_DATA_DIR / RINGWATCH_CACHE_DIR: local state (server data, password, demo key) and
             downloads (Neo4j jars). Default ``./.ringwatch/data`` and ``~/.cache/ringwatch``.
         RINGWATCH_BOLT_PORT / RINGWATCH_HTTP_PORT: ports of the local server (7687 / 7474).
+        MLFLOW_TRACKING_URI: the MLflow tracking server and registry; default a SQLite store under the data
+            folder.
+        RAY_ADDRESS: a Ray cluster to train and score on; default a local Ray started for the run.
+        RINGWATCH_DEBUG: ``1`` shows the traceback of an unexpected error (and debug lines in the log).
+        RINGWATCH_LOG_LEVEL: the least severe log records shown on standard error (default ``WARNING``; the
+            log file under the data folder always keeps ``INFO`` and above).
+
+    No other module reads these variables from the environment: everything gets them from here.
     """
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -46,6 +54,24 @@ class Settings(BaseSettings):
     http_port: int = Field(default=7474, ge=1, le=65535, validation_alias="RINGWATCH_HTTP_PORT")
     neo4j_heap: str = Field(default="2g", validation_alias="RINGWATCH_NEO4J_HEAP")
     neo4j_pagecache: str = Field(default="2g", validation_alias="RINGWATCH_NEO4J_PAGECACHE")
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
+    debug: bool = Field(default=False, validation_alias="RINGWATCH_DEBUG")
+    log_level: str = Field(default="WARNING", validation_alias="RINGWATCH_LOG_LEVEL")
+
+    @field_validator("debug", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """``RINGWATCH_DEBUG=`` (set but empty) means off, as an unset variable does."""
+        return False if value is None or (isinstance(value, str) and not value.strip()) else value
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"RINGWATCH_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+        return level
 
     @property
     def uses_external_server(self) -> bool:
@@ -59,7 +85,13 @@ class Settings(BaseSettings):
 
     @property
     def local_uri(self) -> str:
+        """The local server's Bolt address."""
         return f"bolt://127.0.0.1:{self.bolt_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        """Folder of the rotating JSON-lines log (``ringwatch.jsonl``)."""
+        return self.data_dir.resolve() / "logs"
 
 
 def load_settings() -> Settings:
