@@ -1,13 +1,14 @@
 # ringwatch — the two commands of the README, and what they need.
 #   make demo   set up, start Neo4j, run the end-to-end job on a generated exchange
-#   make test   set up, run the whole test suite (it starts and stops its own throwaway Neo4j)
+#   make test   set up, lint (ruff), type-check (mypy), then run the whole test suite (it starts and stops its own
+#               throwaway Neo4j)
 
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: setup demo test unit neo4j-start neo4j-stop neo4j-status bench clean
+.PHONY: setup demo test lint types unit integration neo4j-start neo4j-stop neo4j-status bench clean
 
 setup: $(STAMP)
 
@@ -22,11 +23,22 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/ringwatch demo $(DEMO_ARGS)
 
-test: setup
+# The README's test command: lint, formatting and types first (they fail in seconds), then every test.
+test: lint types
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: setup
+	$(BIN)/mypy
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 neo4j-start: setup
 	$(BIN)/ringwatch neo4j start
@@ -39,4 +51,4 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

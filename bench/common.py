@@ -68,8 +68,9 @@ class PhaseMeter:
         interval: seconds between samples.
     """
 
-    def __init__(self, neo4j_pid_file: Path | None = None, interval: float = 0.25,
-                 min_available_mib: float = MIN_AVAILABLE_MIB) -> None:
+    def __init__(
+        self, neo4j_pid_file: Path | None = None, interval: float = 0.25, min_available_mib: float = MIN_AVAILABLE_MIB
+    ) -> None:
         self.neo4j_pid_file = neo4j_pid_file
         self.interval = interval
         self.min_available_mib = min_available_mib
@@ -110,8 +111,12 @@ class PhaseMeter:
         server_rss = _rss(server) if server is not None else 0
         if server is not None and server not in children:
             jvm += server_rss  # a server started by someone else's process tree
-        return {"python_mib": me / MIB, "python_tree_mib": tree / MIB, "jvm_mib": jvm / MIB,
-                "neo4j_server_mib": server_rss / MIB}
+        return {
+            "python_mib": me / MIB,
+            "python_tree_mib": tree / MIB,
+            "jvm_mib": jvm / MIB,
+            "neo4j_server_mib": server_rss / MIB,
+        }
 
     def _record(self) -> None:
         now = self.sample()
@@ -145,8 +150,10 @@ class PhaseMeter:
         except psutil.Error:
             pass
         biggest = max(helpers, key=_rss, default=None)
-        note = (f"memory watchdog: {available:.0f} MiB available (< {self.min_available_mib:.0f}) during "
-                f"phase {phase!r}; this process {_rss(self._me) / MIB:.0f} MiB")
+        note = (
+            f"memory watchdog: {available:.0f} MiB available (< {self.min_available_mib:.0f}) during "
+            f"phase {phase!r}; this process {_rss(self._me) / MIB:.0f} MiB"
+        )
         if biggest is not None and _rss(biggest) > 1024 * MIB and _rss(biggest) > _rss(self._me) / 2:
             self.tripped = f"{note}; killed helper pid {biggest.pid} ({_rss(biggest) / MIB:.0f} MiB)"
             print(f"[bench] {self.tripped}", file=sys.stderr, flush=True)
@@ -155,8 +162,11 @@ class PhaseMeter:
             return
         self.tripped = f"{note}; stopping Neo4j and exiting"
         print(f"[bench] {self.tripped}", file=sys.stderr, flush=True)
-        print(json.dumps({"watchdog": self.tripped, "phases": self.phases, "peak_mib": self.peaks()}, default=str),
-              file=sys.stderr, flush=True)
+        print(
+            json.dumps({"watchdog": self.tripped, "phases": self.phases, "peak_mib": self.peaks()}, default=str),
+            file=sys.stderr,
+            flush=True,
+        )
         server = self.neo4j_process()
         if server is not None:
             with contextlib.suppress(psutil.Error):
@@ -196,15 +206,20 @@ class PhaseMeter:
             server_after = self.neo4j_process()
             neo_cpu1, py_cpu1 = _cpu(server_after), _cpu(self._me)
             same_server = server is not None and server_after is not None and server.pid == server_after.pid
-            record.update({
-                "seconds": round(seconds, 2),
-                "python_cpu_s": round(py_cpu1 - py_cpu0, 2) if py_cpu0 is not None and py_cpu1 is not None else None,
-                # None when the server restarted inside the phase (the bulk loader): its CPU is not comparable.
-                "neo4j_cpu_s": round(neo_cpu1 - neo_cpu0, 2) if same_server and neo_cpu0 is not None
-                and neo_cpu1 is not None else None,
-                "peak_mib": {k: round(v) for k, v in peaks.items()},
-                "python_start_mib": round(start["python_mib"]),
-            })
+            record.update(
+                {
+                    "seconds": round(seconds, 2),
+                    "python_cpu_s": round(py_cpu1 - py_cpu0, 2)
+                    if py_cpu0 is not None and py_cpu1 is not None
+                    else None,
+                    # None when the server restarted inside the phase (the bulk loader): its CPU is not comparable.
+                    "neo4j_cpu_s": round(neo_cpu1 - neo_cpu0, 2)
+                    if same_server and neo_cpu0 is not None and neo_cpu1 is not None
+                    else None,
+                    "peak_mib": {k: round(v) for k, v in peaks.items()},
+                    "python_start_mib": round(start["python_mib"]),
+                }
+            )
             self.phases[name] = record
 
     def peaks(self) -> dict[str, int]:
@@ -343,8 +358,10 @@ def layerwise_predict_logits(model: Any, data: Any, device: Any, chunk: int = IN
                 new[t] = out
             h = new
         acc = h[ACCOUNT.label]
-        logits = [model.head(torch.cat([h0[lo : lo + chunk], acc[lo : lo + chunk]], dim=-1)).cpu()
-                  for lo in chunks(acc.shape[0])]
+        logits = [
+            model.head(torch.cat([h0[lo : lo + chunk], acc[lo : lo + chunk]], dim=-1)).cpu()
+            for lo in chunks(acc.shape[0])
+        ]
     return torch.cat(logits).numpy()
 
 

@@ -57,7 +57,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     PhaseMeter,
     finite,
     layerwise_inference,
@@ -65,8 +65,8 @@ from bench.common import (  # noqa: E402
     release_memory,
     timed_calls,
 )
-from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size  # noqa: E402
-from graph.settings import Settings  # noqa: E402
+from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size
+from graph.settings import Settings
 
 AIM_SECONDS = 15 * 60
 REPO = str(Path(__file__).resolve().parents[1])
@@ -100,8 +100,12 @@ def start_ray_with_layerwise(marks: Path) -> None:
     _MARKS = str(marks)
     marks.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": _layerwise_in_ray_worker})
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"worker_process_setup_hook": _layerwise_in_ray_worker},
+    )
 
 
 STAGES = ("generate", "ingest", "snapshot", "train", "score", "rings")
@@ -109,8 +113,13 @@ STAGES = ("generate", "ingest", "snapshot", "train", "score", "rings")
 
 def bench_settings(uri: str, password: str, data_dir: Path) -> Settings:
     """Settings for this bench's server and data folder only (never the default ones)."""
-    return Settings(NEO4J_URI=uri, NEO4J_PASSWORD=password, NEO4J_DATABASE=DATABASE, RINGWATCH_DATA_DIR=data_dir,
-                    RINGWATCH_HASH_KEY=BENCH_HASH_KEY)
+    return Settings(
+        NEO4J_URI=uri,
+        NEO4J_PASSWORD=password,
+        NEO4J_DATABASE=DATABASE,
+        RINGWATCH_DATA_DIR=data_dir,
+        RINGWATCH_HASH_KEY=BENCH_HASH_KEY,
+    )
 
 
 def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, Any]:
@@ -137,13 +146,23 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
     def inference() -> Any:
         return layerwise_inference() if layerwise else contextlib.nullcontext()
 
-    report: dict[str, Any] = {"accounts_requested": args.accounts, "seed": args.seed, "epochs": args.epochs,
-                              "gnn_inference": args.inference, "trainer": args.trainer,
-                              "free_neo4j_during_train": args.free_neo4j_during_train,
-                              "heap": args.heap, "pagecache": args.pagecache, "load_average_start": load_average()}
+    report: dict[str, Any] = {
+        "accounts_requested": args.accounts,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "gnn_inference": args.inference,
+        "trainer": args.trainer,
+        "free_neo4j_during_train": args.free_neo4j_during_train,
+        "heap": args.heap,
+        "pagecache": args.pagecache,
+        "load_average_start": load_average(),
+    }
     stages: dict[str, dict[str, Any]] = {}
-    with server_in(base / "neo4j", args.heap, args.pagecache, progress) as server, \
-            PhaseMeter(server.pid_file) as meter, contextlib.redirect_stdout(sys.stderr):
+    with (
+        server_in(base / "neo4j", args.heap, args.pagecache, progress) as server,
+        PhaseMeter(server.pid_file) as meter,
+        contextlib.redirect_stdout(sys.stderr),
+    ):
         settings = bench_settings(server.uri, server.password(), data_dir)
 
         try:
@@ -187,22 +206,31 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                 progress.say(f"train: {args.trainer}, {args.epochs} epochs")
                 config = TrainConfig(epochs=args.epochs, seed=args.seed)
                 # max_failures=0: a worker the memory watchdog ended should fail the run, not start again.
-                ray_config = (RayConfig(num_workers=args.workers, storage_path=data_dir / "ray", max_failures=0)
-                              if args.trainer == "ray" else None)
+                ray_config = (
+                    RayConfig(num_workers=args.workers, storage_path=data_dir / "ray", max_failures=0)
+                    if args.trainer == "ray"
+                    else None
+                )
                 if layerwise and ray_config is not None:
                     start_ray_with_layerwise(base / "layerwise-workers")
                 calls: dict[str, float] = {}
-                with inference(), timed_calls(calls, [
-                    (serving.train_command, "read_snapshot", "read_snapshot"),
-                    (gnn.training_job, "fit_with_ray", "ray_train_fit"),
-                    (gnn.estimator.RiskModel, "finish", "finish_total"),
-                    (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
-                    (gnn.estimator, "neighbourhood_features", "baseline_features"),
-                    (gnn.baseline.GraphBoostBaseline, "fit", "baseline_fit"),
-                    (gnn.estimator.RiskModel, "save", "save_model"),
-                    (gnn.training_job, "evaluate_model", "evaluate_test_split"),
-                    (gnn.training_job, "log_training_run", "mlflow_tracking"),
-                ]):
+                with (
+                    inference(),
+                    timed_calls(
+                        calls,
+                        [
+                            (serving.train_command, "read_snapshot", "read_snapshot"),
+                            (gnn.training_job, "fit_with_ray", "ray_train_fit"),
+                            (gnn.estimator.RiskModel, "finish", "finish_total"),
+                            (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                            (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                            (gnn.baseline.GraphBoostBaseline, "fit", "baseline_fit"),
+                            (gnn.estimator.RiskModel, "save", "save_model"),
+                            (gnn.training_job, "evaluate_model", "evaluate_test_split"),
+                            (gnn.training_job, "log_training_run", "mlflow_tracking"),
+                        ],
+                    ),
+                ):
                     trained = run_train(settings, snapshot, config, ray_config, quiet=True)
                 st["calls_s"] = calls
                 if layerwise and ray_config is not None:
@@ -229,12 +257,18 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
             with meter.phase("score") as st:
                 progress.say("score")
                 calls = {}
-                with inference(), timed_calls(calls, [
-                    (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
-                    (gnn.estimator, "neighbourhood_features", "baseline_features"),
-                    (serving.score, "account_reasons", "reasons"),
-                    (serving.score_command, "save_plan", "save_plan"),
-                ]):
+                with (
+                    inference(),
+                    timed_calls(
+                        calls,
+                        [
+                            (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                            (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                            (serving.score, "account_reasons", "reasons"),
+                            (serving.score_command, "save_plan", "save_plan"),
+                        ],
+                    ),
+                ):
                     scored = run_score(settings, model=trained["model_dir"], quiet=True)
                 st["calls_s"] = calls
                 st["steps_s"] = scored["seconds"]
@@ -252,8 +286,12 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
             stages["rings"] = st
         except Exception as e:  # noqa: BLE001 — report what ran, and where and why it stopped
             failed = next((n for n in STAGES if n not in stages), "?")
-            report["failed"] = {"stage": failed, "error": f"{type(e).__name__}: {e}"[:1000], "watchdog": meter.tripped,
-                                "seconds_in_stage": meter.phases.get(failed, {}).get("seconds")}
+            report["failed"] = {
+                "stage": failed,
+                "error": f"{type(e).__name__}: {e}"[:1000],
+                "watchdog": meter.tripped,
+                "seconds_in_stage": meter.phases.get(failed, {}).get("seconds"),
+            }
             progress.say(f"stage {failed} failed: {report['failed']['error'][:300]}")
         report["store"] = store_size(server)
         report["peak_mib"] = meter.peaks()
@@ -280,14 +318,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (Ray Train)")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers")
-    parser.add_argument("--inference", default="product", choices=["product", "layerwise"],
-                        help="full-graph GNN passes as shipped, or the bench's layer-wise pass in their place "
-                             "(driver and Ray workers; see bench/common.py)")
-    parser.add_argument("--trainer", default="ray", choices=["ray", "plain"],
-                        help="Ray Train (1 worker, as the CLI default) or plain PyTorch in this process (--no-ray)")
-    parser.add_argument("--free-neo4j-during-train", action="store_true",
-                        help="stop the (idle) server while training and start it again after, outside the stage "
-                             "timings (both reported): for a machine whose memory cannot hold both")
+    parser.add_argument(
+        "--inference",
+        default="product",
+        choices=["product", "layerwise"],
+        help="full-graph GNN passes as shipped, or the bench's layer-wise pass in their place "
+        "(driver and Ray workers; see bench/common.py)",
+    )
+    parser.add_argument(
+        "--trainer",
+        default="ray",
+        choices=["ray", "plain"],
+        help="Ray Train (1 worker, as the CLI default) or plain PyTorch in this process (--no-ray)",
+    )
+    parser.add_argument(
+        "--free-neo4j-during-train",
+        action="store_true",
+        help="stop the (idle) server while training and start it again after, outside the stage "
+        "timings (both reported): for a machine whose memory cannot hold both",
+    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)

@@ -40,8 +40,8 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graph.schema import THREATS  # noqa: E402
-from ingest.contract import TABLES, TRUTH_FILE  # noqa: E402
+from graph.schema import THREATS
+from ingest.contract import TABLES, TRUTH_FILE
 
 #: Identifiers shared by more accounts than this are infrastructure (NAT, Wi-Fi, hot wallets, popular promos).
 SUPER_NODE = 50
@@ -68,8 +68,14 @@ def _gap_stats(df: pd.DataFrame, key: str, prefix: str) -> pd.DataFrame:
     df = df.sort_values([key, "ts"])
     gap = df.groupby(key)["ts"].diff()
     g = gap.groupby(df[key])
-    out = pd.DataFrame({f"{prefix}_gap_mean": g.mean(), f"{prefix}_gap_std": g.std(), f"{prefix}_gap_min": g.min(),
-                        f"{prefix}_gap_med": g.median()})
+    out = pd.DataFrame(
+        {
+            f"{prefix}_gap_mean": g.mean(),
+            f"{prefix}_gap_std": g.std(),
+            f"{prefix}_gap_min": g.min(),
+            f"{prefix}_gap_med": g.median(),
+        }
+    )
     out[f"{prefix}_gap_cv"] = out[f"{prefix}_gap_std"] / out[f"{prefix}_gap_mean"]
     return out
 
@@ -211,17 +217,19 @@ def main(argv: list[str] | None = None) -> None:
     tab = tabular_features(tables).reindex(truth.index)
     graph = graph_features(tables).reindex(truth.index)
     y_any = truth.ne("benign")
-    report.update({
-        "accounts": int(len(truth)),
-        "fraud_rate": round(float(y_any.mean()), 4),
-        "tabular_features": tab.shape[1],
-        "tabular_auroc": auroc_per_threat(tab, truth, args.seed),
-        "tabular_auroc_ring_grouped_split": auroc_per_threat(tab, truth, args.seed, groups=ring_or_self),
-        "graph_feature_auroc": {
-            threat: round(float(roc_auc_score(truth == threat, graph["shared_any"])), 4) for threat in THREATS
-        },
-        "tabular_plus_graph_auroc": auroc_per_threat(tab.join(graph), truth, args.seed),
-    })
+    report.update(
+        {
+            "accounts": int(len(truth)),
+            "fraud_rate": round(float(y_any.mean()), 4),
+            "tabular_features": tab.shape[1],
+            "tabular_auroc": auroc_per_threat(tab, truth, args.seed),
+            "tabular_auroc_ring_grouped_split": auroc_per_threat(tab, truth, args.seed, groups=ring_or_self),
+            "graph_feature_auroc": {
+                threat: round(float(roc_auc_score(truth == threat, graph["shared_any"])), 4) for threat in THREATS
+            },
+            "tabular_plus_graph_auroc": auroc_per_threat(tab.join(graph), truth, args.seed),
+        }
+    )
     print(json.dumps(report, indent=2))
 
 

@@ -34,26 +34,33 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gnn.build import build_risk_graph, tables_from_graph_rows  # noqa: E402
-from gnn.estimator import RiskModel  # noqa: E402
-from gnn.evaluation import truth_targets  # noqa: E402
-from gnn.metrics import threat_metrics  # noqa: E402
-from gnn.train import TrainConfig  # noqa: E402
-from graph import schema as s  # noqa: E402
-from ingest.load import prepare  # noqa: E402
-from ingest.privacy import Hasher  # noqa: E402
-from ingest.synthetic import ExchangeParams, generate_exchange  # noqa: E402
-from serving.output_evaluation import ring_recall  # noqa: E402
-from serving.ring_grouping import GroupingPolicy  # noqa: E402
-from serving.ring_links import candidates_from_graph  # noqa: E402
-from serving.rings import detect_rings  # noqa: E402
+from gnn.build import build_risk_graph, tables_from_graph_rows
+from gnn.estimator import RiskModel
+from gnn.evaluation import truth_targets
+from gnn.metrics import threat_metrics
+from gnn.train import TrainConfig
+from graph import schema as s
+from ingest.load import prepare
+from ingest.privacy import Hasher
+from ingest.synthetic import ExchangeParams, generate_exchange
+from serving.output_evaluation import ring_recall
+from serving.ring_grouping import GroupingPolicy
+from serving.ring_links import candidates_from_graph
+from serving.rings import detect_rings
 
 GRID = [{"weak_tie_rate": w, "label_rate": r} for r in (0.3, 0.1) for w in (0.2, 0.5, 0.8)]
 DEFAULT: dict[str, Any] = {}
 #: Never tuned on: a different mix of every knob the decisions depend on.
-HOLDOUT: dict[str, Any] = {"weak_tie_rate": 0.35, "label_rate": 0.2, "unlabelled_ring_rate": 0.3,
-                           "fraud_rate": 0.03, "bot_size": (20, 150), "promo_size": (5, 60),
-                           "collusion_size": (3, 20), "household_rate": 0.12}
+HOLDOUT: dict[str, Any] = {
+    "weak_tie_rate": 0.35,
+    "label_rate": 0.2,
+    "unlabelled_ring_rate": 0.3,
+    "fraud_rate": 0.03,
+    "bot_size": (20, 150),
+    "promo_size": (5, 60),
+    "collusion_size": (3, 20),
+    "household_rate": 0.12,
+}
 
 
 def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> dict[str, Any]:
@@ -89,7 +96,9 @@ def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> di
         m = threat_metrics(y, scores[evaluated, i], thresholds[threat])
         hit = (written.to_numpy() == threat)[evaluated]
         out["threats"][threat] = {
-            "auprc": m["auprc"], "auroc": m["auroc"], "threshold": thresholds[threat],
+            "auprc": m["auprc"],
+            "auroc": m["auroc"],
+            "threshold": thresholds[threat],
             "precision": float((hit & y).sum() / hit.sum()) if hit.any() else float("nan"),
             "recall": float((hit & y).sum() / y.sum()) if y.any() else float("nan"),
             "label_frequency": model.pu[threat].frequency if threat in model.pu else None,
@@ -100,10 +109,15 @@ def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> di
     out["fraud_recall"] = float((flagged & fraud)[evaluated].sum() / max((fraud & evaluated).sum(), 1))
     labelled = set(ids[graph.labels > 0])
     r = ring_recall(truth, set(ids[flagged]), {x.ring_id: x.members for x in rings}, labelled=labelled)
-    out["rings"] = {"recall": r["recall"], "planted": r["planted"], "recovered": r["recovered"],
-                    "detected": r["detected"], "purity": r["purity"],
-                    "by_kind": {k: v["recall"] for k, v in r["by_kind"].items()},
-                    "unlabelled": r["unlabelled_rings"]}
+    out["rings"] = {
+        "recall": r["recall"],
+        "planted": r["planted"],
+        "recovered": r["recovered"],
+        "detected": r["detected"],
+        "purity": r["purity"],
+        "by_kind": {k: v["recall"] for k, v in r["by_kind"].items()},
+        "unlabelled": r["unlabelled_rings"],
+    }
     out["admitted"] = int(sum(len(x.admitted) for x in rings))
     out["seconds"] = {"train": round(trained - started, 1), "total": round(time.perf_counter() - started, 1)}
     return out
@@ -111,17 +125,23 @@ def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> di
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over a setting's seeds."""
+
     def mean(values: list[float]) -> float:
         values = [v for v in values if v is not None and not np.isnan(v)]
         return round(float(np.mean(values)), 4) if values else float("nan")
 
-    threats = {t: {k: mean([r["threats"][t][k] for r in runs]) for k in ("auprc", "precision", "recall")}
-               for t in s.THREATS}
+    threats = {
+        t: {k: mean([r["threats"][t][k] for r in runs]) for k in ("auprc", "precision", "recall")} for t in s.THREATS
+    }
     kinds = {k: mean([r["rings"]["by_kind"].get(k, float("nan")) for r in runs]) for k in s.THREATS}
     unl = [r["rings"]["unlabelled"] for r in runs]
-    return {"threats": threats, "account_fpr": mean([r["account_fpr"] for r in runs]),
-            "ring_recall": mean([r["rings"]["recall"] for r in runs]), "ring_recall_by_kind": kinds,
-            "unlabelled_rings_found": f"{sum(u['recovered'] for u in unl)}/{sum(u['planted'] for u in unl)}"}
+    return {
+        "threats": threats,
+        "account_fpr": mean([r["account_fpr"] for r in runs]),
+        "ring_recall": mean([r["rings"]["recall"] for r in runs]),
+        "ring_recall_by_kind": kinds,
+        "unlabelled_rings_found": f"{sum(u['recovered'] for u in unl)}/{sum(u['planted'] for u in unl)}",
+    }
 
 
 def main() -> None:
@@ -145,9 +165,14 @@ def main() -> None:
         for seed in args.seeds:
             print(f"[quality] {name} seed {seed}…", file=sys.stderr, flush=True)
             runs.append(run_one(args.accounts, seed, params, args.epochs))
-        result["settings"].append({"name": name, "params": {k: list(v) if isinstance(v, tuple) else v
-                                                            for k, v in params.items()},
-                                   "mean": summarise(runs), "runs": runs})
+        result["settings"].append(
+            {
+                "name": name,
+                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+                "mean": summarise(runs),
+                "runs": runs,
+            }
+        )
     print(json.dumps(result, default=float))
 
 

@@ -25,21 +25,22 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gnn.build import build_risk_graph, tables_from_graph_rows  # noqa: E402
-from graph import schema as s  # noqa: E402
-from ingest.load import prepare  # noqa: E402
-from ingest.privacy import Hasher  # noqa: E402
-from ingest.synthetic import generate_exchange  # noqa: E402
-from serving.output_evaluation import ring_recall  # noqa: E402
-from serving.ring_grouping import GroupingPolicy  # noqa: E402
-from serving.ring_links import candidates_from_graph  # noqa: E402
-from serving.rings import detect_rings  # noqa: E402
+from gnn.build import build_risk_graph, tables_from_graph_rows
+from graph import schema as s
+from ingest.load import prepare
+from ingest.privacy import Hasher
+from ingest.synthetic import generate_exchange
+from serving.output_evaluation import ring_recall
+from serving.ring_grouping import GroupingPolicy
+from serving.ring_links import candidates_from_graph
+from serving.rings import detect_rings
 
 THRESHOLD = 0.5
 
 
-def flags_from_truth(truth: pd.DataFrame, ids: np.ndarray, miss: float, false_alarms: float,
-                     rng: np.random.Generator) -> np.ndarray:
+def flags_from_truth(
+    truth: pd.DataFrame, ids: np.ndarray, miss: float, false_alarms: float, rng: np.random.Generator
+) -> np.ndarray:
     """Label per account: planted members their threat (a share ``miss`` left clear), some benign flagged."""
     labels = np.full(len(ids), s.CLEAR, dtype=object)
     by_id = truth.set_index("account_id")["label"].reindex(ids).fillna("benign").to_numpy()
@@ -83,9 +84,17 @@ def main() -> None:
         rings = detect_rings(candidates, previous={})
         flagged |= np.isin(ids, [a for r in rings for a in r.admitted])
         r = ring_recall(truth, set(ids[flagged]), {x.ring_id: x.members for x in rings})
-        result["runs"].append({"miss": miss, "recall": round(r["recall"], 3), "recovered": r["recovered"],
-                               "planted": r["planted"], "detected": r["detected"], "purity": round(r["purity"], 3),
-                               "by_kind": {k: round(v["recall"], 3) for k, v in r["by_kind"].items()}})
+        result["runs"].append(
+            {
+                "miss": miss,
+                "recall": round(r["recall"], 3),
+                "recovered": r["recovered"],
+                "planted": r["planted"],
+                "detected": r["detected"],
+                "purity": round(r["purity"], 3),
+                "by_kind": {k: round(v["recall"], 3) for k, v in r["by_kind"].items()},
+            }
+        )
     print(json.dumps(result))
 
 

@@ -79,7 +79,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     PhaseMeter,
     finite,
     layerwise_inference,
@@ -87,18 +87,18 @@ from bench.common import (  # noqa: E402
     load_average,
     release_memory,
 )
-from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size  # noqa: E402
-from gnn.build import build_risk_graph, risk_graph_from_neo4j, tables_from_graph_rows  # noqa: E402
-from gnn.estimator import RiskModel  # noqa: E402
-from gnn.graph_data import RiskGraph  # noqa: E402
-from gnn.train import TrainConfig, predict_logits, standardised  # noqa: E402
-from graph import schema as s  # noqa: E402
-from graph.queries import scoring as q  # noqa: E402
-from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE  # noqa: E402
-from ingest.load import prepare  # noqa: E402
-from ingest.privacy import Hasher  # noqa: E402
-from ingest.synthetic import generate_exchange  # noqa: E402
-from serving.score import (  # noqa: E402
+from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size
+from gnn.build import build_risk_graph, risk_graph_from_neo4j, tables_from_graph_rows
+from gnn.estimator import RiskModel
+from gnn.graph_data import RiskGraph
+from gnn.train import TrainConfig, predict_logits, standardised
+from graph import schema as s
+from graph.queries import scoring as q
+from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE
+from ingest.load import prepare
+from ingest.privacy import Hasher
+from ingest.synthetic import generate_exchange
+from serving.score import (
     DEFAULT_BATCH_SIZE,
     new_run_id,
     plan_from_scores,
@@ -115,8 +115,14 @@ PRODUCT_PLAN_KIB_PER_ACCOUNT = 16
 MEMORY_MARGIN_MIB = 2048
 MODEL_VERSION = "bench-score-model"
 #: Properties every written account gets, whatever its label (reasons and prev copies are counted apart).
-FIXED_PROPS = (*(s.risk_property(t) for t in s.THREATS), "risk_score", "risk_label", "risk_model_version",
-               "risk_run_id", "risk_scored_at")
+FIXED_PROPS = (
+    *(s.risk_property(t) for t in s.THREATS),
+    "risk_score",
+    "risk_label",
+    "risk_model_version",
+    "risk_run_id",
+    "risk_scored_at",
+)
 PREV_PROPS = ("prev_risk_score", "prev_risk_label", "prev_risk_run_id")
 
 BASELINE_WRITE, BASELINE_CHECK = q.PLAIN_SCORE_WRITE, q.ACCOUNTS_OF_RUN
@@ -140,8 +146,10 @@ def choose_inference(wanted: str, accounts: int) -> tuple[str, str]:
     available = psutil.virtual_memory().available / 2**20 - MEMORY_MARGIN_MIB
     if need <= available:
         return "product", f"plan_run needs ~{need:.0f} MiB more, {available:.0f} MiB available beyond the margin"
-    return "layerwise", (f"plan_run as shipped needs ~{need:.0f} MiB more (~{PRODUCT_PLAN_KIB_PER_ACCOUNT} KiB per "
-                         f"account), only {available:.0f} MiB available beyond the margin")
+    return "layerwise", (
+        f"plan_run as shipped needs ~{need:.0f} MiB more (~{PRODUCT_PLAN_KIB_PER_ACCOUNT} KiB per "
+        f"account), only {available:.0f} MiB available beyond the margin"
+    )
 
 
 def check_layerwise(model: RiskModel, graph: RiskGraph, meter: PhaseMeter) -> dict[str, Any]:
@@ -160,8 +168,11 @@ def check_layerwise(model: RiskModel, graph: RiskGraph, meter: PhaseMeter) -> di
     def figures(ph: dict[str, Any]) -> dict[str, Any]:
         return {"seconds": ph["seconds"], "python_growth_mib": ph["peak_mib"]["python_mib"] - ph["python_start_mib"]}
 
-    return {"max_abs_logit_diff": float(np.abs(full - layer).max()), "full_graph": figures(full_ph),
-            "layerwise": figures(layer_ph)}
+    return {
+        "max_abs_logit_diff": float(np.abs(full - layer).max()),
+        "full_graph": figures(full_ph),
+        "layerwise": figures(layer_ph),
+    }
 
 
 def train_model(accounts: int, seed: int, epochs: int, folder: Path, progress: Progress) -> tuple[RiskModel, dict]:
@@ -175,9 +186,13 @@ def train_model(accounts: int, seed: int, epochs: int, folder: Path, progress: P
     del run, tables
     progress.say(f"model: training {epochs} epochs on {graph.num_accounts} accounts")
     model = RiskModel(TrainConfig(epochs=epochs)).fit(graph)
-    info = {"accounts": graph.num_accounts, "seed": seed, "epochs": epochs,
-            "seconds": round(time.perf_counter() - t, 1),
-            "choice": model.choice}
+    info = {
+        "accounts": graph.num_accounts,
+        "seed": seed,
+        "epochs": epochs,
+        "seconds": round(time.perf_counter() - t, 1),
+        "choice": model.choice,
+    }
     shutil.rmtree(folder, ignore_errors=True)
     return model, info
 
@@ -197,7 +212,8 @@ def write_figures(outcome: dict[str, Any], phase: dict[str, Any], counted: dict[
         "properties_per_s": round(counted["total"] / seconds) if seconds else None,
         "accounts_per_s": round(counted["accounts"] / seconds) if seconds else None,
         "neo4j_cpu_us_per_property": round(phase["neo4j_cpu_s"] / counted["total"] * 1e6, 2)
-        if phase.get("neo4j_cpu_s") is not None and counted["total"] else None,
+        if phase.get("neo4j_cpu_s") is not None and counted["total"]
+        else None,
     }
 
 
@@ -216,10 +232,16 @@ def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
     props = sum(r["properties"]["total"] for r in runs)
     accounts = sum(r["properties"]["accounts"] for r in runs)
     cpu = [r["neo4j_cpu_s"] for r in runs if r.get("neo4j_cpu_s") is not None]
-    return {"runs": len(runs), "seconds": round(seconds, 2), "properties": props, "accounts": accounts,
-            "properties_per_s": round(props / seconds), "accounts_per_s": round(accounts / seconds),
-            "neo4j_cpu_s": round(sum(cpu), 2) if len(cpu) == len(runs) else None,
-            "python_cpu_s": round(sum(r["python_cpu_s"] or 0 for r in runs), 2)}
+    return {
+        "runs": len(runs),
+        "seconds": round(seconds, 2),
+        "properties": props,
+        "accounts": accounts,
+        "properties_per_s": round(props / seconds),
+        "accounts_per_s": round(accounts / seconds),
+        "neo4j_cpu_s": round(sum(cpu), 2) if len(cpu) == len(runs) else None,
+        "python_cpu_s": round(sum(r["python_cpu_s"] or 0 for r in runs), 2),
+    }
 
 
 def ratios(product: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, Any]:
@@ -229,14 +251,15 @@ def ratios(product: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dic
         "properties_per_s": round(p["properties_per_s"] / b["properties_per_s"], 3),
         "accounts_per_s": round(p["accounts_per_s"] / b["accounts_per_s"], 3),
         "neo4j_cpu_per_account": round((p["neo4j_cpu_s"] / p["accounts"]) / (b["neo4j_cpu_s"] / b["accounts"]), 3)
-        if p["neo4j_cpu_s"] and b["neo4j_cpu_s"] else None,
-        "properties_per_s_by_round": [round(x["properties_per_s"] / y["properties_per_s"], 3)
-                                      for x, y in zip(product, baseline)],
+        if p["neo4j_cpu_s"] and b["neo4j_cpu_s"]
+        else None,
+        "properties_per_s_by_round": [
+            round(x["properties_per_s"] / y["properties_per_s"], 3) for x, y in zip(product, baseline)
+        ],
     }
 
 
-def baseline_write(driver: neo4j.Driver, frame: pd.DataFrame, run_id: str, model_version: str,
-                   batch_size: int) -> int:
+def baseline_write(driver: neo4j.Driver, frame: pd.DataFrame, run_id: str, model_version: str, batch_size: int) -> int:
     """Write ``frame`` with :data:`BASELINE_WRITE`, ``batch_size`` rows per write transaction."""
     scored_at = datetime.now(UTC)
     props = pd.DataFrame({s.risk_property(t): frame[t] for t in s.THREATS})
@@ -254,9 +277,18 @@ def baseline_write(driver: neo4j.Driver, frame: pd.DataFrame, run_id: str, model
     unit = neo4j.unit_of_work(metadata={"app": "ringwatch", "job": "bench-baseline", "run_id": run_id})(work)
     with driver.session(database=DATABASE) as session:
         for lo in range(0, len(frame), batch_size):
-            rows = [{"key": k, "props": {**p, "risk_model_version": model_version, "risk_run_id": run_id,
-                                         "risk_scored_at": scored_at}}
-                    for k, p in zip(keys[lo : lo + batch_size], records[lo : lo + batch_size])]
+            rows = [
+                {
+                    "key": k,
+                    "props": {
+                        **p,
+                        "risk_model_version": model_version,
+                        "risk_run_id": run_id,
+                        "risk_scored_at": scored_at,
+                    },
+                }
+                for k, p in zip(keys[lo : lo + batch_size], records[lo : lo + batch_size])
+            ]
             n = session.execute_write(unit, rows)
             if n != len(rows):
                 raise RuntimeError(f"baseline batch at {lo} matched {n} of {len(rows)} accounts")
@@ -264,8 +296,9 @@ def baseline_write(driver: neo4j.Driver, frame: pd.DataFrame, run_id: str, model
     return written
 
 
-def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Namespace,
-               progress: Progress) -> dict[str, Any]:
+def bench_size(
+    model: RiskModel, accounts: int, base: Path, args: argparse.Namespace, progress: Progress
+) -> dict[str, Any]:
     """Load one exchange into a fresh server and run every measured step on it."""
     report: dict[str, Any] = {"accounts_requested": accounts, "load_average_start": load_average()}
     folder = base / "data"
@@ -280,8 +313,10 @@ def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Names
         with connect(server) as driver, meter.phase("bulk_load") as ph:
             from ingest.bulk import bulk_load
 
-            ph["steps_s"] = {k: round(v, 2) for k, v in
-                             bulk_load(run, server, driver, DATABASE, "bench-score-bulk", progress).items()}
+            ph["steps_s"] = {
+                k: round(v, 2)
+                for k, v in bulk_load(run, server, driver, DATABASE, "bench-score-bulk", progress).items()
+            }
         del run
         release_memory()
         shutil.rmtree(folder, ignore_errors=True)
@@ -297,21 +332,34 @@ def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Names
 
             # -- scoring: inference + labels + reasons -------------------------------------------------
             inference, why = choose_inference(args.inference, n)
-            with layerwise_inference() if inference == "layerwise" else contextlib.nullcontext(), \
-                    meter.phase("plan_a") as ph:
+            with (
+                layerwise_inference() if inference == "layerwise" else contextlib.nullcontext(),
+                meter.phase("plan_a") as ph,
+            ):
                 progress.say(f"[{accounts}] plan A: scoring {n} accounts ({inference} inference: {why})")
                 run_a, frame_a = plan_run(model, graph, MODEL_VERSION, batch_size=args.batch_size)
-            scoring = {**ph, "accounts_per_s": round(n / ph["seconds"]), "gnn_inference": inference,
-                       "gnn_inference_why": why}
+            scoring = {
+                **ph,
+                "accounts_per_s": round(n / ph["seconds"]),
+                "gnn_inference": inference,
+                "gnn_inference_why": why,
+            }
             if inference == "product" and args.check_layerwise:
                 scoring["layerwise_check"] = check_layerwise(model, graph, meter)
             scores_a = frame_a[list(s.THREATS)].to_numpy(dtype=np.float64)
             labels = frame_a["label"].to_numpy(dtype=object)
             scores_b = nudged(scores_a)
             with meter.phase("plan_b_reasons_only") as ph:  # no inference: scores given
-                run_b, frame_b = plan_from_scores(graph, scores_b, labels, MODEL_VERSION, thresholds=model.thresholds,
-                                                  train_end=run_a.train_end, hops=model.config.num_layers,
-                                                  batch_size=args.batch_size)
+                run_b, frame_b = plan_from_scores(
+                    graph,
+                    scores_b,
+                    labels,
+                    MODEL_VERSION,
+                    thresholds=model.thresholds,
+                    train_end=run_a.train_end,
+                    hops=model.config.num_layers,
+                    batch_size=args.batch_size,
+                )
             scoring["reasons_and_rows_s"] = ph["seconds"]
             scoring["inference_and_labels_s"] = round(scoring["seconds"] - ph["seconds"], 2)
             scoring["flagged"] = int((labels != s.CLEAR).sum())
@@ -328,13 +376,16 @@ def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Names
             for r in range(args.rounds):
                 # Alternate the order (product first, then baseline first, …) so drift (page cache warming,
                 # checkpoints, the neighbours' load) does not always favour the same side.
-                for side in (("product", "baseline") if r % 2 == 0 else ("baseline", "product")):
+                for side in ("product", "baseline") if r % 2 == 0 else ("baseline", "product"):
                     if product_runs or baseline_runs:
                         scores_now = nudged(scores_now)  # every write changes every score
                     frame = frame_b if scores_now is scores_b else with_scores(frame_b, scores_now)
                     if side == "product":
-                        run = run_b if not product_runs else replace(run_b, run_id=new_run_id(),
-                                                                       scored_at_ms=int(time.time() * 1000))
+                        run = (
+                            run_b
+                            if not product_runs
+                            else replace(run_b, run_id=new_run_id(), scored_at_ms=int(time.time() * 1000))
+                        )
                         with meter.phase(f"write_product_{r}") as ph:
                             progress.say(f"[{accounts}] round {r}: product write-back (run {run.run_id})")
                             out = write_scores(driver, DATABASE, run, frame, progress)
@@ -344,9 +395,13 @@ def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Names
                         if r == 0:
                             with meter.phase("rerun_same_run") as ph:
                                 rerun = write_scores(driver, DATABASE, run, frame, progress)
-                            writes["rerun_same_run"] = {**ph, "run_id": run.run_id, "batches": rerun["batches"],
-                                                        "batches_written": rerun["written_now"],
-                                                        "already_committed": rerun["already_committed"]}
+                            writes["rerun_same_run"] = {
+                                **ph,
+                                "run_id": run.run_id,
+                                "batches": rerun["batches"],
+                                "batches_written": rerun["written_now"],
+                                "already_committed": rerun["already_committed"],
+                            }
                     else:
                         base_run_id = f"bench-baseline-{uuid.uuid4().hex[:6]}"
                         with meter.phase(f"write_baseline_{r}") as ph:
@@ -355,8 +410,13 @@ def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Names
                         check, _, _ = driver.execute_query(BASELINE_CHECK, run_id=base_run_id, database_=DATABASE)
                         if int(check[0]["n"]) != len(frame):
                             raise RuntimeError(f"baseline wrote {check[0]['n']} of {len(frame)} accounts")
-                        baseline_runs.append(write_figures({"batches": -(-len(frame) // args.batch_size)}, ph,
-                                                           props_written(frame, prev_present=False)))
+                        baseline_runs.append(
+                            write_figures(
+                                {"batches": -(-len(frame) // args.batch_size)},
+                                ph,
+                                props_written(frame, prev_present=False),
+                            )
+                        )
             writes["steady_state_product_runs"] = product_runs
             writes["baseline_plain_unwind_runs"] = baseline_runs
             writes["baseline_cypher"] = BASELINE_WRITE
@@ -370,8 +430,9 @@ def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Names
             report["write_back"] = writes
 
             if args.since_hours > 0:
-                report["since"] = since_rescoring(driver, model, graph, nudged(scores_now), labels, args, meter,
-                                                  progress)
+                report["since"] = since_rescoring(
+                    driver, model, graph, nudged(scores_now), labels, args, meter, progress
+                )
             report["store"] = store_size(server)
         report["phases"] = meter.phases
         report["peak_mib"] = meter.peaks()
@@ -379,18 +440,34 @@ def bench_size(model: RiskModel, accounts: int, base: Path, args: argparse.Names
     return report
 
 
-def since_rescoring(driver: neo4j.Driver, model: RiskModel, graph: RiskGraph, scores: np.ndarray,
-                    labels: np.ndarray, args: argparse.Namespace, meter: PhaseMeter,
-                    progress: Progress) -> dict[str, Any]:
+def since_rescoring(
+    driver: neo4j.Driver,
+    model: RiskModel,
+    graph: RiskGraph,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    args: argparse.Namespace,
+    meter: PhaseMeter,
+    progress: Progress,
+) -> dict[str, Any]:
     """A ``--since`` run over the last hours of the data (touched query, neighbourhood plan, write)."""
     since_ms = (graph.reference_time - int(args.since_hours * 3600)) * 1000
     progress.say(f"since: accounts touched in the last {args.since_hours} h of the data")
     with meter.phase("since_touched_query") as q_ph:
         touched = touched_since(driver, DATABASE, since_ms)
     with meter.phase("since_plan_neighbourhood") as p_ph:
-        run_c, frame_c = plan_from_scores(graph, scores, labels, MODEL_VERSION, thresholds=model.thresholds,
-                                          train_end=None, since_ms=since_ms, touched=touched,
-                                          hops=model.config.num_layers, batch_size=args.batch_size)
+        run_c, frame_c = plan_from_scores(
+            graph,
+            scores,
+            labels,
+            MODEL_VERSION,
+            thresholds=model.thresholds,
+            train_end=None,
+            since_ms=since_ms,
+            touched=touched,
+            hops=model.config.num_layers,
+            batch_size=args.batch_size,
+        )
     with meter.phase("since_write") as w_ph:
         out_c = write_scores(driver, DATABASE, run_c, frame_c, progress)
     return {
@@ -407,21 +484,31 @@ def since_rescoring(driver: neo4j.Driver, model: RiskModel, graph: RiskGraph, sc
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, train the model once, bench every size, print the figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, action="append",
-                        help="exchange size to score (repeatable; default 100000 and 1000000)")
+    parser.add_argument(
+        "--accounts", type=int, action="append", help="exchange size to score (repeatable; default 100000 and 1000000)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--train-accounts", type=int, default=20_000)
     parser.add_argument("--train-epochs", type=int, default=3)
     parser.add_argument("--train-seed", type=int, default=11)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="accounts per write")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="steady-state product / baseline write pairs, order alternating")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="steady-state product / baseline write pairs, order alternating"
+    )
     parser.add_argument("--since-hours", type=float, default=1.0, help="0 skips the --since rescoring")
-    parser.add_argument("--inference", default="auto", choices=["auto", "product", "layerwise"],
-                        help="GNN pass inside plan_run: as shipped, layer-wise (bench device), or product when it "
-                             "fits in the memory available (default)")
-    parser.add_argument("--no-check-layerwise", dest="check_layerwise", action="store_false",
-                        help="skip comparing layer-wise logits with the full-graph pass (when that one runs)")
+    parser.add_argument(
+        "--inference",
+        default="auto",
+        choices=["auto", "product", "layerwise"],
+        help="GNN pass inside plan_run: as shipped, layer-wise (bench device), or product when it "
+        "fits in the memory available (default)",
+    )
+    parser.add_argument(
+        "--no-check-layerwise",
+        dest="check_layerwise",
+        action="store_false",
+        help="skip comparing layer-wise logits with the full-graph pass (when that one runs)",
+    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)
@@ -437,8 +524,9 @@ def main(argv: list[str] | None = None) -> None:
     base = Path(tempfile.mkdtemp(prefix="ringwatch-bench-score-"))
     report: dict[str, Any] = {"sizes": {}, "heap": args.heap, "pagecache": args.pagecache}
     try:
-        model, report["model"] = train_model(args.train_accounts, args.train_seed, args.train_epochs,
-                                             base / "train-data", progress)
+        model, report["model"] = train_model(
+            args.train_accounts, args.train_seed, args.train_epochs, base / "train-data", progress
+        )
         release_memory()
         for n in sizes:
             report["sizes"][str(n)] = bench_size(model, n, base / f"size-{n}", args, progress)

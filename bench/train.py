@@ -29,17 +29,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gnn.build import tables_from_graph_rows  # noqa: E402
-from gnn.estimator import RiskModel  # noqa: E402
-from gnn.evaluation import evaluate_scores, truth_targets  # noqa: E402
-from gnn.ray_train import RayConfig, fit_with_ray  # noqa: E402
-from gnn.snapshot import read_snapshot, write_snapshot  # noqa: E402
-from gnn.split import TimeSplit  # noqa: E402
-from gnn.train import TrainConfig, fit_gnn  # noqa: E402
-from graph.schema import THREATS  # noqa: E402
-from ingest.load import prepare  # noqa: E402
-from ingest.privacy import Hasher  # noqa: E402
-from ingest.synthetic import generate_exchange  # noqa: E402
+from gnn.build import tables_from_graph_rows
+from gnn.estimator import RiskModel
+from gnn.evaluation import evaluate_scores, truth_targets
+from gnn.ray_train import RayConfig, fit_with_ray
+from gnn.snapshot import read_snapshot, write_snapshot
+from gnn.split import TimeSplit
+from gnn.train import TrainConfig, fit_gnn
+from graph.schema import THREATS
+from ingest.load import prepare
+from ingest.privacy import Hasher
+from ingest.synthetic import generate_exchange
 
 
 def log(message: str) -> None:
@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> None:
 
     log("Ray Train")
     t = time.perf_counter()
-    state, history = fit_with_ray(work / "snapshot", split, config, RayConfig(num_workers=1, storage_path=work / "ray"),
-                                  "bench")
+    state, history = fit_with_ray(
+        work / "snapshot", split, config, RayConfig(num_workers=1, storage_path=work / "ray"), "bench"
+    )
     ray_total = time.perf_counter() - t
     ray_epoch = float(np.mean([h["seconds"] for h in history]))
 
@@ -95,25 +96,36 @@ def main(argv: list[str] | None = None) -> None:
     test = masks["test"] & known
     quality = {}
     for name, s in {"gnn": raw["gnn"], "baseline": raw["baseline"], "shipped": scores}.items():
-        res = evaluate_scores(s, {th: 0.0 for th in THREATS} if name != "shipped" else model.thresholds,
-                              test, targets, name)
-        quality[name] = {th: {k: round(m[k], 4) for k in ("auroc", "auprc", "recall_at_k", "base_rate")}
-                         for th, m in res["threats"].items()}
-    print(json.dumps({
-        "accounts": graph.num_accounts,
-        "nodes": {t: int(graph.data[t].num_nodes) for t in graph.data.node_types},
-        "edges": int(sum(graph.data[e].edge_index.shape[1] for e in graph.data.edge_types)),
-        "sampling": args.sampling,
-        "epochs": args.epochs,
-        "build_snapshot_s": round(build_s, 2),
-        "plain": {"epoch_s": round(plain_epoch, 3), "total_s": round(plain_total, 2)},
-        "ray": {"epoch_s": round(ray_epoch, 3), "total_s": round(ray_total, 2),
-                "fixed_overhead_s": round(ray_total - ray_epoch * len(history), 2)},
-        "ray_over_plain_per_epoch": round(ray_epoch / plain_epoch, 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "choice": model.choice,
-        "test_quality_vs_truth": quality,
-    }, indent=1))
+        res = evaluate_scores(
+            s, {th: 0.0 for th in THREATS} if name != "shipped" else model.thresholds, test, targets, name
+        )
+        quality[name] = {
+            th: {k: round(m[k], 4) for k in ("auroc", "auprc", "recall_at_k", "base_rate")}
+            for th, m in res["threats"].items()
+        }
+    print(
+        json.dumps(
+            {
+                "accounts": graph.num_accounts,
+                "nodes": {t: int(graph.data[t].num_nodes) for t in graph.data.node_types},
+                "edges": int(sum(graph.data[e].edge_index.shape[1] for e in graph.data.edge_types)),
+                "sampling": args.sampling,
+                "epochs": args.epochs,
+                "build_snapshot_s": round(build_s, 2),
+                "plain": {"epoch_s": round(plain_epoch, 3), "total_s": round(plain_total, 2)},
+                "ray": {
+                    "epoch_s": round(ray_epoch, 3),
+                    "total_s": round(ray_total, 2),
+                    "fixed_overhead_s": round(ray_total - ray_epoch * len(history), 2),
+                },
+                "ray_over_plain_per_epoch": round(ray_epoch / plain_epoch, 3),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "choice": model.choice,
+                "test_quality_vs_truth": quality,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,21 @@ import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
 
-from graph.schema import ACCOUNT, THREATS
 from gnn.graph_data import RiskGraph
+from graph.schema import ACCOUNT, THREATS
 
-_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
-           "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
-           "verbose": -1, "num_threads": 2}
+_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "num_threads": 2,
+}
 
 
 def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -35,7 +44,7 @@ def neighbourhood_features(graph: RiskGraph, supernode_cap: int | None = 500) ->
     x_acc = data[ACCOUNT.label].x.numpy()
     blocks, names = [x_acc], [f"own.{f}" for f in graph.feature_names[ACCOUNT.label]]
     shared = sp.csr_matrix((n, n), dtype=np.float32)
-    for (src, rel, dst) in data.edge_types:
+    for src, rel, dst in data.edge_types:
         if src != ACCOUNT.label or rel.startswith("rev_"):
             continue
         ei = data[(src, rel, dst)].edge_index.numpy()
@@ -73,8 +82,9 @@ class GraphBoostBaseline:
     boosters: dict[str, lgb.Booster] = field(default_factory=dict)
     feature_names: list[str] = field(default_factory=list)
 
-    def fit(self, features: np.ndarray, targets: np.ndarray, train: np.ndarray, weights: np.ndarray,
-            val: np.ndarray) -> GraphBoostBaseline:
+    def fit(
+        self, features: np.ndarray, targets: np.ndarray, train: np.ndarray, weights: np.ndarray, val: np.ndarray
+    ) -> GraphBoostBaseline:
         """Train each threat on ``train`` rows (with ``weights``), early-stopped on ``val`` rows."""
         for i, threat in enumerate(THREATS):
             y = targets[:, i]
@@ -84,7 +94,10 @@ class GraphBoostBaseline:
             dtrain = lgb.Dataset(features[train], y[train], weight=weights, free_raw_data=True)
             dval = lgb.Dataset(features[val], y[val], reference=dtrain)
             self.boosters[threat] = lgb.train(
-                params, dtrain, num_boost_round=self.num_rounds, valid_sets=[dval],
+                params,
+                dtrain,
+                num_boost_round=self.num_rounds,
+                valid_sets=[dval],
                 callbacks=[lgb.early_stopping(30, verbose=False)],
             )
         return self
@@ -98,5 +111,4 @@ class GraphBoostBaseline:
 
     @classmethod
     def from_state(cls, state: dict[str, str], supernode_cap: int | None) -> GraphBoostBaseline:
-        return cls(supernode_cap=supernode_cap,
-                   boosters={t: lgb.Booster(model_str=s) for t, s in state.items()})
+        return cls(supernode_cap=supernode_cap, boosters={t: lgb.Booster(model_str=s) for t, s in state.items()})

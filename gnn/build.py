@@ -136,7 +136,9 @@ def content_hash(graph: IndexedGraph) -> str:
 
 
 def build_risk_graph(
-    nodes: Mapping[str, pd.DataFrame], rels: Mapping[str, pd.DataFrame], reference_time: int | None = None,
+    nodes: Mapping[str, pd.DataFrame],
+    rels: Mapping[str, pd.DataFrame],
+    reference_time: int | None = None,
     shared_cap: int = SHARED_CAP,
 ) -> RiskGraph:
     """Build the model side's graph from exported tables (or :func:`tables_from_graph_rows`).
@@ -162,7 +164,11 @@ def build_risk_graph(
 
 
 def risk_graph_from_neo4j(
-    driver: neo4j.Driver, database: str, *, reference_time: int | None = None, page_size: int = DEFAULT_PAGE_SIZE,
+    driver: neo4j.Driver,
+    database: str,
+    *,
+    reference_time: int | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
     progress: Progress | None = None,
 ) -> RiskGraph:
     """Export the graph from Neo4j and build it (training straight from the database, no snapshot).
@@ -199,8 +205,12 @@ def assemble_risk_graph(
         created_at=accounts["created_at"].to_numpy(dtype=np.int64, na_value=0) // 1000,
         reference_time=int(reference_time),
         content_hash=digest,
-        meta={"schema_version": s.SCHEMA_VERSION, "feature_version": FEATURE_VERSION, "shared_cap": shared_cap,
-              "counts": counts},
+        meta={
+            "schema_version": s.SCHEMA_VERSION,
+            "feature_version": FEATURE_VERSION,
+            "shared_cap": shared_cap,
+            "counts": counts,
+        },
     )
 
 
@@ -243,7 +253,7 @@ def _positions(rel_type: str, end: str, keys: pd.Series, node_keys: pd.Series) -
     found = pc.index_in(pa.array(keys, type=pa.large_string()), value_set=pa.array(node_keys, type=pa.large_string()))
     if found.null_count:
         missing = keys[found.is_null().to_numpy(zero_copy_only=False)]
-        raise ValueError(f"{rel_type}.{end} names {found.null_count} nodes that are not in the graph, e.g. "
-                         f"{missing.iloc[0]!r}")
+        raise ValueError(
+            f"{rel_type}.{end} names {found.null_count} nodes that are not in the graph, e.g. {missing.iloc[0]!r}"
+        )
     return found.to_numpy(zero_copy_only=False).astype(np.int64)
-

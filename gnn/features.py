@@ -3,7 +3,8 @@ defined and documented.
 
 Features are *raw* (the model side normalises them on training accounts). Counts, totals and durations
 are ``log1p``-compressed (heavy tails); a missing value gives 0. All are float32 and NaN-free.
-**No feature reads a label**: ``known_label*`` and ``verdict*`` columns are dropped before anything is computed, and ``T``
+**No feature reads a label**: ``known_label*`` and ``verdict*`` columns are dropped before anything is computed,
+and ``T``
 (:func:`default_reference_time`) ignores label times too. Days are ``(later − earlier) / 86 400 s``,
 clipped at 0. A *volume* sums amounts each divided by the median per-event amount of its asset over the
 whole graph, so BTC and USDT amounts add up in comparable units. ``k`` is one of ``device, ip, card,
@@ -128,8 +129,12 @@ LABEL_PREFIXES = ("known_label", "verdict")
 
 #: Identifier kinds of the sharing features, and the relationship that links an account to each.
 SHARED_KINDS: tuple[tuple[str, s.RelSpec], ...] = (
-    ("device", s.USED_DEVICE), ("ip", s.USED_IP), ("card", s.USED_CARD),
-    ("email", s.HAS_EMAIL), ("phone", s.HAS_PHONE), ("wallet", s.WITHDREW_TO),
+    ("device", s.USED_DEVICE),
+    ("ip", s.USED_IP),
+    ("card", s.USED_CARD),
+    ("email", s.HAS_EMAIL),
+    ("phone", s.HAS_PHONE),
+    ("wallet", s.WITHDREW_TO),
 )
 _ACTIVE = (s.USED_DEVICE, s.USED_IP, s.USED_CARD, s.TRANSFERRED_TO, s.WITHDREW_TO, s.REDEEMED)
 
@@ -204,8 +209,11 @@ def compute_features(
         {label: len(frame) for label, frame in nodes.items()},
         len(nodes[s.ACCOUNT.label]),
     )
-    out = {s.ACCOUNT.label: NodeFeatures([*base.names, *RING_FEATURE_NAMES],
-                                         np.hstack([base.values, ring]).astype(np.float32))}
+    out = {
+        s.ACCOUNT.label: NodeFeatures(
+            [*base.names, *RING_FEATURE_NAMES], np.hstack([base.values, ring]).astype(np.float32)
+        )
+    }
     for spec in s.IDENTIFIER_NODES:
         out[spec.label] = _assemble(spec.label, identifier_features(spec, unlabelled, rels, t_ms))
     return out
@@ -291,8 +299,9 @@ def _bursts(created: np.ndarray, ips: pd.DataFrame, used_ip: IndexedRel, window_
     # The sign-up IP: the account's signup USED_IP edge (the earliest one, should there be several).
     signup = column(used_ip.props, "signup") > 0
     prefix_code, _ = pd.factorize(ips["prefix"], use_na_sentinel=True)
-    accounts, first = first_per_segment(used_ip.src[signup], (column(used_ip.props, "first_seen")[signup],
-                                                              used_ip.dst[signup]))
+    accounts, first = first_per_segment(
+        used_ip.src[signup], (column(used_ip.props, "first_seen")[signup], used_ip.dst[signup])
+    )
     prefix = np.full(n, -1, dtype=np.int64)
     prefix[accounts] = prefix_code[used_ip.dst[signup][first]]
     grouped = known & (prefix >= 0)

@@ -22,8 +22,11 @@ def recall_at_k(y: np.ndarray, score: np.ndarray, k: int | None = None) -> float
 def threat_metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
     """AUROC, AUPRC, Recall@K (K = positives), precision, recall and FPR at ``threshold``; base rate."""
     y = y.astype(bool)
-    out: dict[str, float] = {"positives": int(y.sum()), "negatives": int((~y).sum()),
-                             "base_rate": float(y.mean()) if len(y) else float("nan")}
+    out: dict[str, float] = {
+        "positives": int(y.sum()),
+        "negatives": int((~y).sum()),
+        "base_rate": float(y.mean()) if len(y) else float("nan"),
+    }
     if y.any() and (~y).any():
         out["auroc"] = float(roc_auc_score(y, score))
         out["auprc"] = float(average_precision_score(y, score))
@@ -70,6 +73,12 @@ def calibration(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> dict[str, An
             continue
         mean_p, rate = float(prob[m].mean()), float(y[m].mean())
         ece += m.mean() * abs(mean_p - rate)
-        table.append({"bin": [float(edges[b]), float(edges[b + 1])], "n": int(m.sum()),
-                      "mean_score": mean_p, "positive_rate": rate})
+        table.append(
+            {
+                "bin": [float(edges[b]), float(edges[b + 1])],
+                "n": int(m.sum()),
+                "mean_score": mean_p,
+                "positive_rate": rate,
+            }
+        )
     return {"ece": float(ece), "bins": table}

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from graph.schema import ACCOUNT
 from gnn.graph_data import RiskGraph
+from graph.schema import ACCOUNT
 
 
 @dataclass
@@ -53,5 +53,7 @@ class FeatureScaler:
 
     @classmethod
     def from_state(cls, state: dict[str, dict[str, list[float]]]) -> FeatureScaler:
-        return cls({t: np.asarray(v["mean"], dtype=np.float32) for t, v in state.items()},
-                   {t: np.asarray(v["std"], dtype=np.float32) for t, v in state.items()})
+        return cls(
+            {t: np.asarray(v["mean"], dtype=np.float32) for t, v in state.items()},
+            {t: np.asarray(v["std"], dtype=np.float32) for t, v in state.items()},
+        )

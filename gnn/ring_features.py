@@ -13,24 +13,38 @@ import scipy.sparse as sp
 from graph import schema as s
 
 SMALL_CAP = 30
-_KINDS = {"device": s.USED_DEVICE, "ip": s.USED_IP, "card": s.USED_CARD, "wallet": s.WITHDREW_TO,
-          "email": s.HAS_EMAIL, "phone": s.HAS_PHONE}
+_KINDS = {
+    "device": s.USED_DEVICE,
+    "ip": s.USED_IP,
+    "card": s.USED_CARD,
+    "wallet": s.WITHDREW_TO,
+    "email": s.HAS_EMAIL,
+    "phone": s.HAS_PHONE,
+}
 FEATURE_NAMES = [
     *(f"small_group_{k}_log" for k in ("device", "ip", "card", "wallet")),
-    "small_group_kinds", "group_peers_log", "group_peers_multi_log", "peer_counterparties_log",
-    "peer_counterparty_share", "peer_transfer_density", "transfer_triangles_log", "reciprocal_counterparties_log",
+    "small_group_kinds",
+    "group_peers_log",
+    "group_peers_multi_log",
+    "peer_counterparties_log",
+    "peer_counterparty_share",
+    "peer_transfer_density",
+    "transfer_triangles_log",
+    "reciprocal_counterparties_log",
 ]
 
 
 def _incidence(edge_index: np.ndarray, n_accounts: int, n_targets: int) -> sp.csr_matrix:
-    m = sp.csr_matrix((np.ones(edge_index.shape[1], np.float32), (edge_index[0], edge_index[1])),
-                      shape=(n_accounts, n_targets))
+    m = sp.csr_matrix(
+        (np.ones(edge_index.shape[1], np.float32), (edge_index[0], edge_index[1])), shape=(n_accounts, n_targets)
+    )
     m.data[:] = 1.0
     return m
 
 
-def ring_structure_features(edges: dict[str, np.ndarray], counts: dict[str, int], n_accounts: int,
-                            small_cap: int = SMALL_CAP) -> np.ndarray:
+def ring_structure_features(
+    edges: dict[str, np.ndarray], counts: dict[str, int], n_accounts: int, small_cap: int = SMALL_CAP
+) -> np.ndarray:
     """Compute the table above.
 
     Args:
@@ -46,7 +60,7 @@ def ring_structure_features(edges: dict[str, np.ndarray], counts: dict[str, int]
     out = np.zeros((n_accounts, len(FEATURE_NAMES)), dtype=np.float32)
     peers = sp.csr_matrix((n_accounts, n_accounts), dtype=np.float32)
     kinds_shared = np.zeros(n_accounts, dtype=np.float32)
-    for col, (kind, rel) in enumerate(_KINDS.items()):
+    for col, (_kind, rel) in enumerate(_KINDS.items()):
         ei = edges.get(rel.type)
         if ei is None or ei.shape[1] == 0:
             continue

@@ -53,9 +53,16 @@ class FusedCSC:
     dst_type: Tensor
 
 
-def fuse_csc(colptrs: list[Tensor], rows: list[Tensor], src_type: list[int], dst_type: list[int],
-             node_offset: list[int], num_nodes: int, device: torch.device,
-             leaves: list[Tensor | None] | None = None) -> FusedCSC:
+def fuse_csc(
+    colptrs: list[Tensor],
+    rows: list[Tensor],
+    src_type: list[int],
+    dst_type: list[int],
+    node_offset: list[int],
+    num_nodes: int,
+    device: torch.device,
+    leaves: list[Tensor | None] | None = None,
+) -> FusedCSC:
     """Concatenate per-edge-type CSC arrays into one :class:`FusedCSC` on ``device``.
 
     Args:
@@ -84,10 +91,12 @@ def fuse_csc(colptrs: list[Tensor], rows: list[Tensor], src_type: list[int], dst
     row_dtype = torch.int32 if num_nodes < 2**31 else torch.long
     row = torch.cat([(r + node_offset[t]).to(row_dtype) for r, t in zip(rows, src_type)])
     seg_start = torch.cat([c[:-1] + off for c, off in zip(colptrs, row_offset.tolist())])
-    seg_deg = torch.cat([
-        (c[1:] - c[:-1]).masked_fill(leaf, 0) if leaf is not None else c[1:] - c[:-1]
-        for c, leaf in zip(colptrs, leaves or [None] * len(colptrs))
-    ])
+    seg_deg = torch.cat(
+        [
+            (c[1:] - c[:-1]).masked_fill(leaf, 0) if leaf is not None else c[1:] - c[:-1]
+            for c, leaf in zip(colptrs, leaves or [None] * len(colptrs))
+        ]
+    )
     return FusedCSC(
         row=row.to(device),
         seg=((seg_start << 32) | seg_deg).to(device),
@@ -137,8 +146,7 @@ def segment_ids(counts: Tensor, starts: Tensor, total: int) -> Tensor:
     return marks[:total].cumsum(0) - 1
 
 
-def floyd_subsets(deg: Tensor, k: Tensor, width: int, generator: torch.Generator | None,
-                  uniform_k: bool) -> Tensor:
+def floyd_subsets(deg: Tensor, k: Tensor, width: int, generator: torch.Generator | None, uniform_k: bool) -> Tensor:
     """Draw, for every row, ``k`` distinct offsets out of ``range(deg)`` uniformly at random.
 
     Robert Floyd's algorithm, run for all rows in lock-step: for ``j`` from ``deg - k`` to ``deg - 1``
@@ -167,8 +175,9 @@ def floyd_subsets(deg: Tensor, k: Tensor, width: int, generator: torch.Generator
     return chosen
 
 
-def sample_segments(seg_start: Tensor, seg_deg: Tensor, k: Tensor, generator: torch.Generator | None,
-                    width: int) -> tuple[Tensor, Tensor]:
+def sample_segments(
+    seg_start: Tensor, seg_deg: Tensor, k: Tensor, generator: torch.Generator | None, width: int
+) -> tuple[Tensor, Tensor]:
     """Uniform sampling without replacement of up to ``k`` in-edges per segment.
 
     A segment with ``deg <= k`` (or ``k < 0``) keeps all its edges; one with ``deg > k`` keeps a uniform
@@ -207,8 +216,9 @@ def sample_segments(seg_start: Tensor, seg_deg: Tensor, k: Tensor, generator: to
     return out_seg, pos[:total]
 
 
-def add_nodes(node_map: Tensor, cand: Tensor, cand_type: Tensor, type_count: Tensor,
-              num_types: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def add_nodes(
+    node_map: Tensor, cand: Tensor, cand_type: Tensor, type_count: Tensor, num_types: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Give candidate nodes not yet in the subgraph their local ids, in order of first appearance.
 
     Local ids count per node type: a new node of type ``t`` gets the next free id of type ``t``.
@@ -240,8 +250,11 @@ def add_nodes(node_map: Tensor, cand: Tensor, cand_type: Tensor, type_count: Ten
     new_global, new_type = cand.index_select(0, at), cand_type.index_select(0, at)
     new_count = torch.bincount(new_type, minlength=num_types)
     type_start = new_count.cumsum(0) - new_count
-    new_local = (torch.arange(at.numel(), device=device) - type_start.index_select(0, new_type)
-                 + type_count.index_select(0, new_type))
+    new_local = (
+        torch.arange(at.numel(), device=device)
+        - type_start.index_select(0, new_type)
+        + type_count.index_select(0, new_type)
+    )
     node_map.index_copy_(0, new_global, new_local.to(MAP_DTYPE))  # replaces every PENDING entry written above
     type_count += new_count
     return node_map.index_select(0, cand).long(), new_global, new_type, new_local, new_count
@@ -260,8 +273,15 @@ class Subgraph(NamedTuple):
     edges_per_hop: list[list[int]]
 
 
-def sample_subgraph(csc: FusedCSC, node_offset: Tensor, node_map: Tensor, seeds: list[Tensor],
-                    fanout: list[Tensor], width: list[int], generator: torch.Generator | None) -> Subgraph:
+def sample_subgraph(
+    csc: FusedCSC,
+    node_offset: Tensor,
+    node_map: Tensor,
+    seeds: list[Tensor],
+    fanout: list[Tensor],
+    width: list[int],
+    generator: torch.Generator | None,
+) -> Subgraph:
     """Directional, non-disjoint multi-hop neighbour sampling around ``seeds``.
 
     Each hop expands the nodes first reached in the previous one: segments are every (edge type,
@@ -308,8 +328,7 @@ def sample_subgraph(csc: FusedCSC, node_offset: Tensor, node_map: Tensor, seeds:
         rel = seg_rel.index_select(0, out_seg)
         src_type = csc.src_type.index_select(0, rel)
         src = csc.row.index_select(0, pos).long()
-        row, new_global, new_type, new_local, new_count = add_nodes(
-            node_map, src, src_type, type_count, num_types)
+        row, new_global, new_type, new_local, new_count = add_nodes(node_map, src, src_type, type_count, num_types)
         col = frontier_local.index_select(0, at).index_select(0, out_seg)
         edge = pos - csc.row_offset.index_select(0, rel)
         hop_edges.append((rel, torch.bincount(rel, minlength=num_rels), row, col, edge))
@@ -322,23 +341,34 @@ def sample_subgraph(csc: FusedCSC, node_offset: Tensor, node_map: Tensor, seeds:
     return _assemble(node_offset, num_rels, all_global, all_type, all_local, hop_counts, hop_edges, type_count)
 
 
-def _assemble(node_offset: Tensor, num_rels: int, all_global: list[Tensor], all_type: list[Tensor],
-              all_local: list[Tensor], hop_counts: list[Tensor],
-              hop_edges: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]], type_count: Tensor) -> Subgraph:
+def _assemble(
+    node_offset: Tensor,
+    num_rels: int,
+    all_global: list[Tensor],
+    all_type: list[Tensor],
+    all_local: list[Tensor],
+    hop_counts: list[Tensor],
+    hop_edges: list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]],
+    type_count: Tensor,
+) -> Subgraph:
     """Lay nodes out per type (by local id) and edges per edge type (hop by hop), without sorting."""
     dev = node_offset.device
     node_type = torch.cat(all_type)
     type_base = type_count.cumsum(0) - type_count
     flat = torch.empty(int(type_count.sum()), dtype=torch.long, device=dev)
-    flat.scatter_(0, type_base.index_select(0, node_type) + torch.cat(all_local),
-                  torch.cat(all_global) - node_offset.index_select(0, node_type))
+    flat.scatter_(
+        0,
+        type_base.index_select(0, node_type) + torch.cat(all_local),
+        torch.cat(all_global) - node_offset.index_select(0, node_type),
+    )
     nodes = list(flat.split(type_count.tolist()))
 
     # Within a hop, edges already come grouped by edge type in edge-type order; each one's place in the
     # output is an arithmetic shift of its place in the hop, looked up per (hop, edge type).
     num_hops = len(hop_edges)
-    per_hop = (torch.stack([e[1] for e in hop_edges]) if hop_edges
-               else torch.zeros(0, num_rels, dtype=torch.long, device=dev))  # [H, R]
+    per_hop = (
+        torch.stack([e[1] for e in hop_edges]) if hop_edges else torch.zeros(0, num_rels, dtype=torch.long, device=dev)
+    )  # [H, R]
     totals = per_hop.sum(0)
     rel_base = totals.cumsum(0) - totals
     hop_base = per_hop.cumsum(0) - per_hop

@@ -29,8 +29,16 @@ class ImportFiles:
 
     def admin_args(self, database: str) -> list[str]:
         """Arguments for ``neo4j-admin`` (after the program name)."""
-        args = ["database", "import", "full", database, "--overwrite-destination=true",
-                "--multiline-fields=true", "--skip-duplicate-nodes=false", "--bad-tolerance=0"]
+        args = [
+            "database",
+            "import",
+            "full",
+            database,
+            "--overwrite-destination=true",
+            "--multiline-fields=true",
+            "--skip-duplicate-nodes=false",
+            "--bad-tolerance=0",
+        ]
         args += [f"--nodes={label}={path}" for label, path in self.nodes]
         args += [f"--relationships={rel}={path}" for rel, path in self.relationships]
         return args
@@ -73,9 +81,7 @@ def _props_of(names: Sequence[str]) -> list[Prop]:
     return list(props.values())
 
 
-def write_import_files(
-    rows: Mapping[str, pd.DataFrame], ledger: pd.DataFrame, out_dir: Path
-) -> ImportFiles:
+def write_import_files(rows: Mapping[str, pd.DataFrame], ledger: pd.DataFrame, out_dir: Path) -> ImportFiles:
     """Write one CSV per node label and relationship type for the importer.
 
     Args:
@@ -91,22 +97,35 @@ def write_import_files(
     accounts = _account_frame(rows)
     if len(accounts):
         props = _props_of([n for n in ("Account", "Account.stub", "Account.label") if n in rows])
-        nodes.append((s.ACCOUNT.label, _write_csv(_node_frame(s.ACCOUNT, accounts, props),
-                                                  out_dir / "Account.csv")))
+        nodes.append((s.ACCOUNT.label, _write_csv(_node_frame(s.ACCOUNT, accounts, props), out_dir / "Account.csv")))
     for spec in s.IDENTIFIER_NODES:
         if spec.label in rows:
             write = WRITES_BY_NAME[spec.label]
             frame = _node_frame(spec, rows[spec.label], list(write.props))
             nodes.append((spec.label, _write_csv(frame, out_dir / f"{spec.label}.csv")))
     if len(ledger):
-        ledger_props = [Prop("kind"), Prop("part_id"), Prop("chunk", kind="long"), Prop("rows", kind="long"),
-                        Prop("run_id"), Prop("committed_at", kind="datetime")]
-        nodes.append((s.INGEST_BATCH.label, _write_csv(_node_frame(s.INGEST_BATCH, ledger, ledger_props),
-                                                       out_dir / "IngestBatch.csv")))
+        ledger_props = [
+            Prop("kind"),
+            Prop("part_id"),
+            Prop("chunk", kind="long"),
+            Prop("rows", kind="long"),
+            Prop("run_id"),
+            Prop("committed_at", kind="datetime"),
+        ]
+        nodes.append(
+            (
+                s.INGEST_BATCH.label,
+                _write_csv(_node_frame(s.INGEST_BATCH, ledger, ledger_props), out_dir / "IngestBatch.csv"),
+            )
+        )
     for rel in s.DOMAIN_RELS:
         if rel.type in rows:
-            rels.append((rel.type, _write_csv(_rel_frame(WRITES_BY_NAME[rel.type], rows[rel.type]),
-                                              out_dir / f"{rel.type}.csv")))
+            rels.append(
+                (
+                    rel.type,
+                    _write_csv(_rel_frame(WRITES_BY_NAME[rel.type], rows[rel.type]), out_dir / f"{rel.type}.csv"),
+                )
+            )
     return ImportFiles(nodes, rels)
 
 

@@ -149,9 +149,7 @@ def java_major_version(java: Path) -> int:
         Neo4jServerError: The executable does not run or prints no version.
     """
     try:
-        done = subprocess.run(
-            [str(java), "-version"], capture_output=True, text=True, timeout=60, check=False
-        )
+        done = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise Neo4jServerError(f"cannot run {java} -version: {e}") from e
     match = _JAVA_VERSION.search(done.stderr + done.stdout)
@@ -216,8 +214,10 @@ def fetch_jars(
         marker.unlink(missing_ok=True)
         pom = install_dir / "pom.xml"
         shutil.copyfile(POM_PATH, pom)
-        say(f"Downloading Neo4j {versions.neo4j} and Neo4j Browser {versions.browser} jars "
-            f"(~140 MB, first run only) into {install_dir} …")
+        say(
+            f"Downloading Neo4j {versions.neo4j} and Neo4j Browser {versions.browser} jars "
+            f"(~140 MB, first run only) into {install_dir} …"
+        )
         started = time.monotonic()
         _run_maven(mvn, pom, staging, versions, say, timeout)
         jars = sorted(p.name for p in staging.glob("*.jar"))
@@ -225,8 +225,7 @@ def fetch_jars(
             if needed not in jars:
                 raise Neo4jServerError(f"Maven finished but {needed} is missing from {staging}; run again")
         staging.rename(lib_dir)
-        write_atomic(marker, json.dumps({"neo4j": versions.neo4j, "browser": versions.browser,
-                                         "jars": len(jars)}))
+        write_atomic(marker, json.dumps({"neo4j": versions.neo4j, "browser": versions.browser, "jars": len(jars)}))
         say(f"Fetched {len(jars)} jars in {time.monotonic() - started:.0f} s.")
     return lib_dir
 
@@ -236,20 +235,29 @@ def _install_complete(marker: Path, lib_dir: Path, versions: PinnedVersions) -> 
         recorded = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (recorded.get("neo4j") == versions.neo4j and recorded.get("browser") == versions.browser
-            and lib_dir.is_dir())
+    return recorded.get("neo4j") == versions.neo4j and recorded.get("browser") == versions.browser and lib_dir.is_dir()
 
 
-def _run_maven(mvn: Path, pom: Path, out_dir: Path, versions: PinnedVersions, say: StatusCallback,
-               timeout: float) -> None:
-    cmd = [str(mvn), "-B", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime",
-           f"-DoutputDirectory={out_dir}", f"-Dneo4j.version={versions.neo4j}",
-           f"-Dneo4j.browser.version={versions.browser}"]
+def _run_maven(
+    mvn: Path, pom: Path, out_dir: Path, versions: PinnedVersions, say: StatusCallback, timeout: float
+) -> None:
+    cmd = [
+        str(mvn),
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={out_dir}",
+        f"-Dneo4j.version={versions.neo4j}",
+        f"-Dneo4j.browser.version={versions.browser}",
+    ]
     tail: deque[str] = deque(maxlen=40)
     downloaded = 0
     deadline = time.monotonic() + timeout
-    with subprocess.Popen(cmd, cwd=pom.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, text=True) as proc:
+    with subprocess.Popen(
+        cmd, cwd=pom.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+    ) as proc:
         for line in proc.stdout or ():
             tail.append(line.rstrip())
             if line.startswith("Downloaded from"):
@@ -302,8 +310,7 @@ class ServerLayout:
         """Create the home and its folders, owner-only (0700; idempotent, and existing ones are set to 0700):
         the store, logs and import files hold users' data."""
         private_dir(self.home)
-        for folder in (self.conf_dir, self.data_dir, self.logs_dir, self.run_dir, self.import_dir,
-                       self.plugins_dir):
+        for folder in (self.conf_dir, self.data_dir, self.logs_dir, self.run_dir, self.import_dir, self.plugins_dir):
             private_dir(folder)
 
 

@@ -40,16 +40,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     neo4j_uri: str | None = Field(default=None, validation_alias="NEO4J_URI")
-    neo4j_username: str = Field(
-        default="neo4j", validation_alias=AliasChoices("NEO4J_USERNAME", "NEO4J_USER")
-    )
+    neo4j_username: str = Field(default="neo4j", validation_alias=AliasChoices("NEO4J_USERNAME", "NEO4J_USER"))
     neo4j_password: SecretStr | None = Field(default=None, validation_alias="NEO4J_PASSWORD")
     neo4j_database: str = Field(default="neo4j", validation_alias="NEO4J_DATABASE")
     hash_key: SecretStr | None = Field(default=None, validation_alias="RINGWATCH_HASH_KEY")
     data_dir: Path = Field(default=Path(".ringwatch/data"), validation_alias="RINGWATCH_DATA_DIR")
-    cache_dir: Path = Field(
-        default=Path.home() / ".cache" / "ringwatch", validation_alias="RINGWATCH_CACHE_DIR"
-    )
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "ringwatch", validation_alias="RINGWATCH_CACHE_DIR")
     bolt_port: int = Field(default=7687, ge=1, le=65535, validation_alias="RINGWATCH_BOLT_PORT")
     http_port: int = Field(default=7474, ge=1, le=65535, validation_alias="RINGWATCH_HTTP_PORT")
     neo4j_heap: str = Field(default="2g", validation_alias="RINGWATCH_NEO4J_HEAP")

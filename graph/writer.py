@@ -63,8 +63,9 @@ class BatchWriter:
         ledger: the ledger node label (one per job, so each job's batches are counted on their own).
     """
 
-    def __init__(self, driver: neo4j.Driver, database: str, run_id: str, job: str = "ingest",
-                 ledger: s.NodeSpec = s.INGEST_BATCH) -> None:
+    def __init__(
+        self, driver: neo4j.Driver, database: str, run_id: str, job: str = "ingest", ledger: s.NodeSpec = s.INGEST_BATCH
+    ) -> None:
         self._driver = driver
         self._database = database
         self.run_id = run_id
@@ -109,8 +110,9 @@ class BatchWriter:
         record = (self._record, {"batch_id": batch_id, "kind": kind.name, "rows": n_rows, "run_id": self.run_id})
         return self._write(kind, batch, n_rows, record, [batch_id], {"batch_id": batch_id}, batch_id[:12], params)
 
-    def write_chunks(self, kind: q.WriteKind, batch: Columns, part_id: str,
-                     chunks: Sequence[Mapping[str, Any]]) -> bool:
+    def write_chunks(
+        self, kind: q.WriteKind, batch: Columns, part_id: str, chunks: Sequence[Mapping[str, Any]]
+    ) -> bool:
         """Write the rows of several ledger chunks of one content part, and a ledger entry per chunk, in one
         transaction.
 
@@ -131,14 +133,33 @@ class BatchWriter:
         n_rows = batch_length(kind, batch)
         if sum(int(c["rows"]) for c in chunks) != n_rows:
             raise ValueError(f"chunks of {kind.name} hold {sum(int(c['rows']) for c in chunks)} rows, batch {n_rows}")
-        record = (self._record_chunks, {"chunks": [dict(c) for c in chunks], "part_id": part_id, "kind": kind.name,
-                                        "run_id": self.run_id})
+        record = (
+            self._record_chunks,
+            {"chunks": [dict(c) for c in chunks], "part_id": part_id, "kind": kind.name, "run_id": self.run_id},
+        )
         shown = f"{part_id[:12]} chunks {chunks[0]['index']}-{chunks[-1]['index']}"
-        return self._write(kind, batch, n_rows, record, [str(c["id"]) for c in chunks],
-                           {"part_id": part_id, "chunks": len(chunks)}, shown, None)
+        return self._write(
+            kind,
+            batch,
+            n_rows,
+            record,
+            [str(c["id"]) for c in chunks],
+            {"part_id": part_id, "chunks": len(chunks)},
+            shown,
+            None,
+        )
 
-    def _write(self, kind: q.WriteKind, batch: Columns, n_rows: int, record: tuple[str, dict[str, Any]],
-               ledger_ids: list[str], metadata: dict[str, Any], shown: str, params: dict[str, Any] | None) -> bool:
+    def _write(
+        self,
+        kind: q.WriteKind,
+        batch: Columns,
+        n_rows: int,
+        record: tuple[str, dict[str, Any]],
+        ledger_ids: list[str],
+        metadata: dict[str, Any],
+        shown: str,
+        params: dict[str, Any] | None,
+    ) -> bool:
         """One transaction: the ledger entries (``record``: query and parameters, ``ledger_ids`` the entries'
         ids), then the rows."""
 

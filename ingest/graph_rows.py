@@ -102,6 +102,7 @@ def build_graph_parts(tables: Tables, hasher: Hasher | None) -> list[GraphPart]:
         def add(name: str, frame: pd.DataFrame) -> None:
             if len(frame):
                 out.append(GraphPart(name, source, _finish_part(name, frame)))
+
         return add
 
     accounts = tables.get("accounts")
@@ -199,19 +200,31 @@ def _account_rows(accounts: pd.DataFrame, hasher: Hasher | None, add: Callable[[
     if has_email.any():
         hashed = hasher.digest_series("email", email[has_email])  # type: ignore[union-attr]
         add("Email", pd.DataFrame({"email_hash": hashed, "domain": email_domain(email[has_email])}))
-        add("HAS_EMAIL", pd.DataFrame({"src": accounts["account_id"][has_email], "dst": hashed,
-                                       "since": created[has_email]}))
+        add(
+            "HAS_EMAIL",
+            pd.DataFrame({"src": accounts["account_id"][has_email], "dst": hashed, "since": created[has_email]}),
+        )
     phone = normalise_phone(accounts["phone"])
     has_phone = phone.notna() & (phone.str.len() > 0)
     if has_phone.any():
         hashed = hasher.digest_series("phone", phone[has_phone])  # type: ignore[union-attr]
         add("Phone", pd.DataFrame({"phone_hash": hashed}))
-        add("HAS_PHONE", pd.DataFrame({"src": accounts["account_id"][has_phone], "dst": hashed,
-                                       "since": created[has_phone]}))
+        add(
+            "HAS_PHONE",
+            pd.DataFrame({"src": accounts["account_id"][has_phone], "dst": hashed, "since": created[has_phone]}),
+        )
     referred = accounts["referrer_id"].notna()
     if referred.any():
-        add("REFERRED", pd.DataFrame({"src": accounts["referrer_id"][referred],
-                                      "dst": accounts["account_id"][referred], "at": created[referred]}))
+        add(
+            "REFERRED",
+            pd.DataFrame(
+                {
+                    "src": accounts["referrer_id"][referred],
+                    "dst": accounts["account_id"][referred],
+                    "at": created[referred],
+                }
+            ),
+        )
 
 
 def _seen(events: pd.DataFrame, src: str, dst: str, ts: str) -> pd.DataFrame:
@@ -227,8 +240,9 @@ def _seen(events: pd.DataFrame, src: str, dst: str, ts: str) -> pd.DataFrame:
 
 def _flow(events: pd.DataFrame, src: str, dst: str, disc: str | None = None) -> pd.DataFrame:
     keys = ["src", "dst"] + ([disc] if disc else [])
-    frame = pd.DataFrame({"src": events[src], "dst": events[dst], "t": epoch_millis(events["ts"]),
-                          "amount": events["amount"]})
+    frame = pd.DataFrame(
+        {"src": events[src], "dst": events[dst], "t": epoch_millis(events["ts"]), "amount": events["amount"]}
+    )
     if disc:
         frame[disc] = events[disc]
     return (
@@ -268,14 +282,23 @@ def _card_rows(cards: pd.DataFrame, hasher: Hasher, add: Callable[[str, pd.DataF
         .reset_index(),
     )
     first = pd.DataFrame({"card_hash": card_hash, "digits": digits}).drop_duplicates("card_hash")
-    add("Card", pd.DataFrame({"card_hash": first["card_hash"], "bin": first["digits"].str[:6],
-                              "last4": first["digits"].str[-4:]}))
+    add(
+        "Card",
+        pd.DataFrame(
+            {"card_hash": first["card_hash"], "bin": first["digits"].str[:6], "last4": first["digits"].str[-4:]}
+        ),
+    )
 
 
 def _ip_rows(ips: pd.Series) -> pd.DataFrame:
     uniques = pd.Series(ips.dropna().unique(), dtype="string")
-    return pd.DataFrame({"ip": uniques, "version": uniques.map(_ip_version).astype("int64"),
-                         "prefix": uniques.map(ip_prefix).astype("string")})
+    return pd.DataFrame(
+        {
+            "ip": uniques,
+            "version": uniques.map(_ip_version).astype("int64"),
+            "prefix": uniques.map(ip_prefix).astype("string"),
+        }
+    )
 
 
 def _ip_version(ip: str) -> int:
@@ -291,8 +314,14 @@ def ip_prefix(ip: str) -> str:
 
 def _label_rows(labels: pd.DataFrame) -> pd.DataFrame:
     """Each account's latest known label (ties broken by label and source, so order never matters)."""
-    frame = pd.DataFrame({"account_id": labels["account_id"], "known_label": labels["label"],
-                          "known_label_source": labels["source"], "known_label_at": epoch_millis(labels["ts"])})
+    frame = pd.DataFrame(
+        {
+            "account_id": labels["account_id"],
+            "known_label": labels["label"],
+            "known_label_source": labels["source"],
+            "known_label_at": epoch_millis(labels["ts"]),
+        }
+    )
     frame = frame.sort_values(["account_id", "known_label_at", "known_label", "known_label_source"], kind="stable")
     return frame.drop_duplicates("account_id", keep="last")
 

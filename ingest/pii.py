@@ -102,7 +102,9 @@ def _phone_spans(text: str) -> list[tuple[int, int, str]]:
 
 
 _FINDERS: Final[dict[str, Callable[[str], list[tuple[int, int, str]]]]] = {
-    CARD: _card_spans, EMAIL: _email_spans, PHONE: _phone_spans,
+    CARD: _card_spans,
+    EMAIL: _email_spans,
+    PHONE: _phone_spans,
 }
 
 
@@ -183,8 +185,9 @@ def redact_rejects(rows: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
         present = values.notna()
         if not present.any():
             continue
-        mask: Callable[[str], str] = {"card_number": mask_card, "email": mask_email,
-                                      "phone": mask_phone}.get(column, redact_text)
+        mask: Callable[[str], str] = {"card_number": mask_card, "email": mask_email, "phone": mask_phone}.get(
+            column, redact_text
+        )
         uniques = values[present].unique()
         out[column] = values.map({v: mask(v) for v in uniques}).astype("string")
     return out

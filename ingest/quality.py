@@ -86,8 +86,12 @@ def quality_summary(
             "null_rates": raw_null_rates.get(name, {}),
         }
     outliers: dict[str, Any] = {}
-    for rel, label in (("USED_DEVICE", "accounts_per_device"), ("USED_IP", "accounts_per_ip"),
-                       ("USED_CARD", "accounts_per_card"), ("WITHDREW_TO", "accounts_per_wallet")):
+    for rel, label in (
+        ("USED_DEVICE", "accounts_per_device"),
+        ("USED_IP", "accounts_per_ip"),
+        ("USED_CARD", "accounts_per_card"),
+        ("WITHDREW_TO", "accounts_per_wallet"),
+    ):
         rows = graph_rows.get(rel)
         if rows is not None:
             pairs = pd.DataFrame({"account_id": rows["src"], "entity": rows["dst"]})

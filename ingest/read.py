@@ -141,6 +141,7 @@ def read_truth(path: Path) -> pd.DataFrame:
         raise InputContractError(f"truth file {path} is not a readable CSV file: {redact_text(str(e))}") from e
     missing = [c for c in TRUTH_COLUMNS[:2] if c not in truth.columns]
     if missing:
-        raise InputContractError(f"truth file {path} lacks column(s) {', '.join(missing)}; expected "
-                                 f"{', '.join(TRUTH_COLUMNS)}")
+        raise InputContractError(
+            f"truth file {path} lacks column(s) {', '.join(missing)}; expected {', '.join(TRUTH_COLUMNS)}"
+        )
     return truth

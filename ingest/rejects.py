@@ -55,8 +55,9 @@ def read_reject_file(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
 
 
-def write_rejects_folder(validations: Mapping[str, TableValidation], quality: Mapping[str, Any],
-                         rejects_dir: Path) -> None:
+def write_rejects_folder(
+    validations: Mapping[str, TableValidation], quality: Mapping[str, Any], rejects_dir: Path
+) -> None:
     """One CSV of rejected rows per table (header only when none), plus ``quality.json``, all owner-only."""
     private_dir(rejects_dir)
     for name, v in validations.items():

@@ -24,10 +24,10 @@ import neo4j
 import numpy as np
 import pandas as pd
 
+from gnn.evaluation import evaluate_scores, save_report
 from graph import schema as s
 from graph.errors import InputContractError, RingwatchError
 from graph.queries import scoring as q
-from gnn.evaluation import evaluate_scores, save_report
 from serving.rings import ring_membership
 from serving.score import latest_completed_run
 
@@ -49,8 +49,13 @@ def read_scored_accounts(driver: neo4j.Driver, database: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def ring_recall(truth: pd.DataFrame, flagged: set[str], rings: dict[str, list[str]],
-                share: float = RING_RECALL_SHARE, labelled: set[str] | None = None) -> dict[str, Any]:
+def ring_recall(
+    truth: pd.DataFrame,
+    flagged: set[str],
+    rings: dict[str, list[str]],
+    share: float = RING_RECALL_SHARE,
+    labelled: set[str] | None = None,
+) -> dict[str, Any]:
     """Planted rings recovered by the detected ``rings`` (see the module docstring).
 
     Args:
@@ -72,9 +77,13 @@ def ring_recall(truth: pd.DataFrame, flagged: set[str], rings: dict[str, list[st
             unlabelled["planted"] += 1
             unlabelled["recovered"] += found
     planted_of = dict(zip(truth["account_id"], truth["ring_id"].fillna("")))
-    pure = sum(1 for members in rings.values()
-               if (c := Counter(planted_of.get(a, "") for a in members).most_common(1)) and c[0][0]
-               and c[0][1] > len(members) / 2)
+    pure = sum(
+        1
+        for members in rings.values()
+        if (c := Counter(planted_of.get(a, "") for a in members).most_common(1))
+        and c[0][0]
+        and c[0][1] > len(members) / 2
+    )
     n_planted = int(sum(kinds.values()))
     return {
         "planted": n_planted,
@@ -85,13 +94,24 @@ def ring_recall(truth: pd.DataFrame, flagged: set[str], rings: dict[str, list[st
         "by_kind": {k: {"planted": n, "recovered": recovered[k], "recall": recovered[k] / n} for k, n in kinds.items()},
         "pure_detected": pure,
         "purity": pure / len(rings) if rings else float("nan"),
-        **({"unlabelled_rings": {**unlabelled, "recall": unlabelled["recovered"] / unlabelled["planted"]
-                                 if unlabelled["planted"] else float("nan")}} if labelled is not None else {}),
+        **(
+            {
+                "unlabelled_rings": {
+                    **unlabelled,
+                    "recall": unlabelled["recovered"] / unlabelled["planted"]
+                    if unlabelled["planted"]
+                    else float("nan"),
+                }
+            }
+            if labelled is not None
+            else {}
+        ),
     }
 
 
-def evaluate_output(driver: neo4j.Driver, database: str, truth: pd.DataFrame,
-                    out_dir: Path | None = None) -> dict[str, Any]:
+def evaluate_output(
+    driver: neo4j.Driver, database: str, truth: pd.DataFrame, out_dir: Path | None = None
+) -> dict[str, Any]:
     """Metrics of the written output (see the module docstring); ``out_dir`` gets metrics.json and pictures.
 
     Raises:
@@ -103,12 +123,15 @@ def evaluate_output(driver: neo4j.Driver, database: str, truth: pd.DataFrame,
         raise InputContractError(f"truth file lacks column(s) {sorted(missing)}")
     run = latest_completed_run(driver, database)
     if run is None:
-        raise RingwatchError("no completed scoring run in the graph: run `ringwatch score` first "
-                             "(or pass --model to evaluate a model offline)")
+        raise RingwatchError(
+            "no completed scoring run in the graph: run `ringwatch score` first "
+            "(or pass --model to evaluate a model offline)"
+        )
     accounts = read_scored_accounts(driver, database)
     truth = truth.astype({"account_id": str})
-    merged = accounts.merge(truth[["account_id", "label"]].rename(columns={"label": "truth"}), on="account_id",
-                            how="inner")
+    merged = accounts.merge(
+        truth[["account_id", "label"]].rename(columns={"label": "truth"}), on="account_id", how="inner"
+    )
     scored = merged["label"].notna().to_numpy()
     train_end_ms = (run.get("train_end") or 0) * 1000
     unseen = (merged["created_at"].fillna(0).to_numpy() >= train_end_ms) & (merged["created_at"].notna().to_numpy())
@@ -120,8 +143,7 @@ def evaluate_output(driver: neo4j.Driver, database: str, truth: pd.DataFrame,
     flagged = (merged["label"] != s.CLEAR).to_numpy() & scored
     benign = ~targets.any(axis=1).astype(bool)
     result["overall"]["account_fpr"] = float((flagged & benign & evaluated).sum() / max((benign & evaluated).sum(), 1))
-    result["scope"] = ("the job's output in Neo4j: accounts created after the training period, against the truth "
-                       "file")
+    result["scope"] = "the job's output in Neo4j: accounts created after the training period, against the truth file"
     result["scoring_run"] = run["run_id"]
     result["unscored_accounts"] = int((~scored).sum())
     flagged_ids = set(merged.loc[flagged, "account_id"])

@@ -18,16 +18,23 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from graph import schema as s
 from gnn.graph_data import RiskGraph
+from graph import schema as s
 
 #: Identifiers used by more accounts than this are super-nodes: never a reason, never a ring link.
 SUPERNODE_CAP = 100
 #: Reasons kept per account.
 MAX_REASONS = 5
 #: Account → identifier relationships that can be reasons, in the order ties are broken.
-SHARED_RELS: tuple[s.RelSpec, ...] = (s.USED_CARD, s.USED_DEVICE, s.WITHDREW_TO, s.HAS_PHONE, s.HAS_EMAIL,
-                                      s.USED_IP, s.REDEEMED)
+SHARED_RELS: tuple[s.RelSpec, ...] = (
+    s.USED_CARD,
+    s.USED_DEVICE,
+    s.WITHDREW_TO,
+    s.HAS_PHONE,
+    s.HAS_EMAIL,
+    s.USED_IP,
+    s.REDEEMED,
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -53,8 +60,13 @@ def risky_accounts(graph: RiskGraph, labels: np.ndarray) -> tuple[np.ndarray, np
     return (labels != s.CLEAR) | known, known
 
 
-def account_reasons(graph: RiskGraph, labels: np.ndarray, explain: np.ndarray,
-                    supernode_cap: int = SUPERNODE_CAP, limit: int = MAX_REASONS) -> dict[int, list[str]]:
+def account_reasons(
+    graph: RiskGraph,
+    labels: np.ndarray,
+    explain: np.ndarray,
+    supernode_cap: int = SUPERNODE_CAP,
+    limit: int = MAX_REASONS,
+) -> dict[int, list[str]]:
     """Reasons for the accounts at positions ``explain``.
 
     Args:
@@ -86,15 +98,18 @@ def account_reasons(graph: RiskGraph, labels: np.ndarray, explain: np.ndarray,
                 if others < 1:
                     continue
                 known_others = int(known_users[n]) - int(known[a])
-                text = (f"{rel.target.label} {keys[n]} shared with {others} risky account{'s' * (others > 1)}"
-                        f" ({known_others} known fraud) among {int(users[n])} users")
+                text = (
+                    f"{rel.target.label} {keys[n]} shared with {others} risky account{'s' * (others > 1)}"
+                    f" ({known_others} known fraud) among {int(users[n])} users"
+                )
                 found[a].append(Reason((-others, int(users[n]), order), text))
     _money_reasons(graph, risky, known, explain, found)
     return {a: [r.text for r in sorted(rs)[:limit]] for a, rs in found.items()}
 
 
-def _money_reasons(graph: RiskGraph, risky: np.ndarray, known: np.ndarray, explain: np.ndarray,
-                   found: dict[int, list[Reason]]) -> None:
+def _money_reasons(
+    graph: RiskGraph, risky: np.ndarray, known: np.ndarray, explain: np.ndarray, found: dict[int, list[Reason]]
+) -> None:
     ids = graph.ids[s.ACCOUNT.label]
     explain_set = np.zeros(graph.num_accounts, dtype=bool)
     explain_set[explain] = True

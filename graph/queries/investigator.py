@@ -20,8 +20,9 @@ from graph import schema as s
 
 A, RING, VERDICT = s.ACCOUNT, s.RING, s.VERDICT
 SUPERNODE_CAP: Final = 100  # the same rule as serving.reasons.SUPERNODE_CAP (graph/ cannot import serving/)
-_SHARED = "|".join(r.type for r in (s.USED_DEVICE, s.USED_CARD, s.USED_IP, s.WITHDREW_TO, s.HAS_EMAIL,
-                                     s.HAS_PHONE, s.REDEEMED))
+_SHARED = "|".join(
+    r.type for r in (s.USED_DEVICE, s.USED_CARD, s.USED_IP, s.WITHDREW_TO, s.HAS_EMAIL, s.HAS_PHONE, s.REDEEMED)
+)
 _PAYMENT = "|".join(r.type for r in (s.USED_CARD, s.USED_DEVICE, s.WITHDREW_TO))
 _KEY = "coalesce(" + ", ".join(f"n.{spec.key}" for spec in s.IDENTIFIER_NODES) + ")"
 _RISKY = f"(b.risk_label IS NOT NULL AND b.risk_label <> '{s.CLEAR}' OR b.known_label IN {list(s.THREATS)!r})"
@@ -45,7 +46,8 @@ class PackQuery:
 
 
 WHY_FLAGGED: Final = PackQuery(
-    "why_flagged", "Why is this account flagged?",
+    "why_flagged",
+    "Why is this account flagged?",
     "Its scores, label and stored reasons; what it shares with risky accounts now; its ring and verdict.",
     {"account_id": "acc_000042"},
     f"MATCH (a:{A.label} {{{A.key}: $account_id}})\n"
@@ -63,11 +65,12 @@ WHY_FLAGGED: Final = PackQuery(
     "       a.risk_flagged_by AS flagged_by, run.policy AS policy,\n"
     + "".join(f"       run.threshold_{t} AS threshold_{t},\n" for t in s.THREATS)
     + "       a.known_label AS known_label, a.verdict AS verdict, r.ring_id AS ring_id, r.kind AS ring_kind,\n"
-    "       shared"
+    "       shared",
 )
 
 RING_OF_ACCOUNT: Final = PackQuery(
-    "ring_of_account", "Everyone in this account's ring, and what they share",
+    "ring_of_account",
+    "Everyone in this account's ring, and what they share",
     "One row per member: label, score, and the identifiers it shares with other members of the ring.",
     {"account_id": "acc_000042"},
     f"MATCH (:{A.label} {{{A.key}: $account_id}})-[:{s.MEMBER_OF.type}]->(r:{RING.label} {{status: 'active'}})\n"
@@ -79,70 +82,84 @@ RING_OF_ACCOUNT: Final = PackQuery(
     f"RETURN r.ring_id AS ring_id, r.kind AS kind, r.size AS size, m.{A.key} AS member,\n"
     "       m.risk_label AS label, m.risk_score AS score, shares,\n"
     f"       count(DISTINCT o2) AS transfer_partners_in_ring\n"
-    "ORDER BY score DESC, member"
+    "ORDER BY score DESC, member",
 )
 
 TOP_RINGS: Final = PackQuery(
-    "top_rings", "Top rings by score",
+    "top_rings",
+    "Top rings by score",
     "Active rings, highest mean member risk first: kind, size, activity span, evidence.",
     {"limit": 20},
     f"MATCH (r:{RING.label} {{status: 'active'}})\n"
     "RETURN r.ring_id AS ring_id, r.kind AS kind, r.size AS size, r.score AS score,\n"
     "       toString(date(r.first_seen)) AS first_seen, toString(date(r.last_seen)) AS last_seen,\n"
     "       toString(r.first_detected) AS first_detected, r.evidence AS evidence\n"
-    "ORDER BY score DESC, size DESC, ring_id LIMIT $limit"
+    "ORDER BY score DESC, size DESC, ring_id LIMIT $limit",
 )
 
 NEW_RINGS_SINCE: Final = PackQuery(
-    "new_rings_since", "New rings since a date",
+    "new_rings_since",
+    "New rings since a date",
     "Rings first detected on or after the date (ISO, e.g. 2026-11-01), newest first.",
     {"since": "2026-11-01"},
     f"MATCH (r:{RING.label} {{status: 'active'}}) WHERE r.first_detected >= datetime($since)\n"
     "RETURN r.ring_id AS ring_id, r.kind AS kind, r.size AS size, r.score AS score,\n"
     "       toString(r.first_detected) AS first_detected, r.evidence AS evidence\n"
-    "ORDER BY r.first_detected DESC, score DESC"
+    "ORDER BY r.first_detected DESC, score DESC",
 )
 
 SHARED_PAYMENT_IDS: Final = PackQuery(
-    "shared_payment_ids", "Accounts sharing a card, device or wallet with this account",
+    "shared_payment_ids",
+    "Accounts sharing a card, device or wallet with this account",
     "Each other account, what it shares, and its risk.",
     {"account_id": "acc_000042"},
     f"MATCH (x:{A.label} {{{A.key}: $account_id}})-[:{_PAYMENT}]->(n)<-[:{_PAYMENT}]-(b:{A.label})\n"
     "WHERE b <> x\n"
     f"RETURN b.{A.key} AS account_id, labels(n)[0] AS kind, {_KEY} AS identifier,\n"
     "       COUNT { (n)<--() } AS users, b.risk_label AS label, b.risk_score AS score, b.known_label AS known_label\n"
-    "ORDER BY score DESC, account_id"
+    "ORDER BY score DESC, account_id",
 )
 
 FALSE_POSITIVES: Final = PackQuery(
-    "false_positives", "Accounts marked as false positives",
+    "false_positives",
+    "Accounts marked as false positives",
     "Every false-positive verdict, newest first, with the account's current label and the investigator's note.",
     {},
     f"MATCH (v:{VERDICT.label} {{verdict: '{s.FALSE_POSITIVE}'}})-[:{s.ABOUT.type}]->(a:{A.label})\n"
     f"RETURN a.{A.key} AS account_id, a.risk_label AS label, a.risk_score AS score, v.threat AS flagged_as,\n"
     "       v.note AS note, v.by AS by, toString(v.at) AS at, a.verdict = v.verdict AS still_current\n"
-    "ORDER BY v.at DESC"
+    "ORDER BY v.at DESC",
 )
 
 SCORING_RUNS: Final = PackQuery(
-    "scoring_runs", "Scoring runs (a 'running' one that is old was killed: rerun `ringwatch score`)",
+    "scoring_runs",
+    "Scoring runs (a 'running' one that is old was killed: rerun `ringwatch score`)",
     "Every run with its model, status, counts and times.",
     {},
     f"MATCH (r:{s.SCORING_RUN.label})\n"
     "RETURN r.run_id AS run_id, r.status AS status, r.model_version AS model, r.written AS written,\n"
     "       r.flagged AS flagged, r.label_changes AS label_changes, r.rings AS rings,\n"
     "       toString(r.started_at) AS started, toString(r.finished_at) AS finished\n"
-    "ORDER BY r.started_at DESC"
+    "ORDER BY r.started_at DESC",
 )
 
-PACK: Final = (WHY_FLAGGED, RING_OF_ACCOUNT, TOP_RINGS, NEW_RINGS_SINCE, SHARED_PAYMENT_IDS, FALSE_POSITIVES,
-               SCORING_RUNS)
+PACK: Final = (
+    WHY_FLAGGED,
+    RING_OF_ACCOUNT,
+    TOP_RINGS,
+    NEW_RINGS_SINCE,
+    SHARED_PAYMENT_IDS,
+    FALSE_POSITIVES,
+    SCORING_RUNS,
+)
 PACK_BY_NAME: Final = {q.name: q for q in PACK}
 
 
 def pack_file() -> str:
     """The whole pack as one file, pasteable into Browser (statements end with ``;``)."""
-    header = ("// ringwatch investigator query pack — generated from graph/queries/investigator.py by\n"
-              "// `ringwatch query-pack`; do not edit by hand. Set parameters first, e.g.\n"
-              "// :param account_id => 'acc_000042'\n\n")
+    header = (
+        "// ringwatch investigator query pack — generated from graph/queries/investigator.py by\n"
+        "// `ringwatch query-pack`; do not edit by hand. Set parameters first, e.g.\n"
+        "// :param account_id => 'acc_000042'\n\n"
+    )
     return header + "\n".join(q.as_file() for q in PACK)

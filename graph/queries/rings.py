@@ -23,7 +23,7 @@ MONEY_RELS: Final = (s.TRANSFERRED_TO, s.REFERRED)
 #: Every reason ring grouping adds starts with this, so a regrouping can take it back off.
 RING_REASON_PREFIX: Final = "member of ring "
 
-_SCORE_FLAGGED = f"a.risk_label <> $clear AND coalesce(a.risk_flagged_by, $by_score) = $by_score"
+_SCORE_FLAGGED = "a.risk_label <> $clear AND coalesce(a.risk_flagged_by, $by_score) = $by_score"
 _ELEVATED = " OR ".join(f"a.{s.risk_property(t)} >= $floors.{s.risk_property(t)}" for t in s.THREATS)
 
 #: Ring grouping's candidates (see ``serving.ring_links``): flagged on their own score, known fraud, or with a
@@ -41,7 +41,7 @@ CANDIDATE_ACCOUNTS: Final = (
     + "       a.known_label AS known_label, a.verdict AS verdict, a.risk_run_id AS run_id,\n"
     "       coalesce(first_seen, a.created_at).epochMillis AS first_seen,\n"
     "       coalesce(last_seen, a.created_at).epochMillis AS last_seen\n"
-    f"ORDER BY account_id"
+    "ORDER BY account_id"
 )
 
 
@@ -127,7 +127,8 @@ WRITE_RINGS: Final = (
     "ON CREATE SET r.first_detected = datetime({epochMillis: $now})\n"
     "SET r += ring, r.status = 'active', r.rings_run_id = $rings_run_id, r.scoring_run_id = $scoring_run_id,\n"
     "    r.last_detected = datetime({epochMillis: $now}),\n"
-    "    r.first_seen = datetime({epochMillis: ring.first_seen}), r.last_seen = datetime({epochMillis: ring.last_seen})\n"
+    "    r.first_seen = datetime({epochMillis: ring.first_seen}),\n"
+    "    r.last_seen = datetime({epochMillis: ring.last_seen})\n"
     "RETURN count(*) AS written"
 )
 

@@ -53,8 +53,7 @@ START_RUN: Final = (
 )
 
 FINISH_RUN: Final = (
-    f"MATCH (r:{RUN.label} {{{RUN.key}: $run_id}})\n"
-    "SET r += $props, r.status = $status, r.finished_at = datetime()"
+    f"MATCH (r:{RUN.label} {{{RUN.key}: $run_id}})\nSET r += $props, r.status = $status, r.finished_at = datetime()"
 )
 
 UPDATE_RUN: Final = f"MATCH (r:{RUN.label} {{{RUN.key}: $run_id}}) SET r += $props"
@@ -100,10 +99,7 @@ SCORED_ACCOUNTS_PAGE: Final = (
 #: Benchmark baseline (bench/score.py): the same rows as :data:`WRITE_SCORES` written plainly — row maps, no
 #: ledger, no ``prev_risk_*`` copies, no run record — to measure what those cost.
 PLAIN_SCORE_WRITE: Final = (
-    "UNWIND $rows AS row\n"
-    f"MATCH (a:{A.label} {{{A.key}: row.key}})\n"
-    "SET a += row.props\n"
-    "RETURN count(*) AS written"
+    f"UNWIND $rows AS row\nMATCH (a:{A.label} {{{A.key}: row.key}})\nSET a += row.props\nRETURN count(*) AS written"
 )
 #: Accounts carrying a run's scores.
 ACCOUNTS_OF_RUN: Final = f"MATCH (a:{A.label}) WHERE a.risk_run_id = $run_id RETURN count(a) AS n"

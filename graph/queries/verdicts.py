@@ -28,6 +28,5 @@ RECORD_VERDICT: Final = (
 
 #: Whether an account exists, and the threat a confirmation would record.
 ACCOUNT_FOR_VERDICT: Final = (
-    f"MATCH (a:{A.label} {{{A.key}: $account_id}})\n"
-    "RETURN a.risk_label AS risk_label, a.known_label AS known_label"
+    f"MATCH (a:{A.label} {{{A.key}: $account_id}})\nRETURN a.risk_label AS risk_label, a.known_label AS known_label"
 )

@@ -86,8 +86,15 @@ def random_instants(
 
 
 def _scheduled(
-    rng: np.random.Generator, who: np.ndarray, start: np.ndarray, end: int, n_target: np.ndarray,
-    period: np.ndarray, origin: np.ndarray, phase: np.ndarray, jitter: np.ndarray,
+    rng: np.random.Generator,
+    who: np.ndarray,
+    start: np.ndarray,
+    end: int,
+    n_target: np.ndarray,
+    period: np.ndarray,
+    origin: np.ndarray,
+    phase: np.ndarray,
+    jitter: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logins of scheduled accounts ``who`` on grid points every ``period`` days at ``phase``.
 
@@ -108,8 +115,15 @@ def _scheduled(
     return who[rows], np.clip(t, s[rows], end)
 
 
-def _synced_random(rng: np.random.Generator, members: np.ndarray, start: np.ndarray, end: int,
-                   n_target: np.ndarray, hour: float, spread: float) -> tuple[np.ndarray, np.ndarray]:
+def _synced_random(
+    rng: np.random.Generator,
+    members: np.ndarray,
+    start: np.ndarray,
+    end: int,
+    n_target: np.ndarray,
+    hour: float,
+    spread: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Logins of one farm's members: each a random subset of the farm's shared instants (+ < 90 s)."""
     need = n_target[members]
     size = int(MASTER_FACTOR * need.max()) + 2
@@ -123,8 +137,9 @@ def _synced_random(rng: np.random.Generator, members: np.ndarray, start: np.ndar
     return members[rows], np.minimum(t, end)
 
 
-def _habit_logins(rng: np.random.Generator, population: Population, n_target: np.ndarray,
-                  synced: np.ndarray, params: ExchangeParams) -> tuple[np.ndarray, np.ndarray]:
+def _habit_logins(
+    rng: np.random.Generator, population: Population, n_target: np.ndarray, synced: np.ndarray, params: ExchangeParams
+) -> tuple[np.ndarray, np.ndarray]:
     """``n_target[i]`` logins of each account following one habit; synced farm members share theirs."""
     n = population.n
     start, end = active_span(population, params)
@@ -144,12 +159,13 @@ def _habit_logins(rng: np.random.Generator, population: Population, n_target: np
     rows = np.repeat(who, n_target[who])
     parts_a = [rows]
     parts_t = [random_instants(rng, start[rows], end, hour[rows], spread[rows])]
-    a, t = _scheduled(rng, np.flatnonzero(scheduled), start, end, n_target, period, origin,
-                      hour.astype(np.int64), jitter)
+    a, t = _scheduled(
+        rng, np.flatnonzero(scheduled), start, end, n_target, period, origin, hour.astype(np.int64), jitter
+    )
     parts_a.append(a)
     parts_t.append(t)
     for g in np.flatnonzero(farms.sizes() > 0):
-        members = farms.members[farms.ptr[g]:farms.ptr[g + 1]]
+        members = farms.members[farms.ptr[g] : farms.ptr[g + 1]]
         members = members[~scheduled[members]]
         if members.size:
             a, t = _synced_random(rng, members, start, end, n_target, hour[members[0]], spread[members[0]])
@@ -158,8 +174,9 @@ def _habit_logins(rng: np.random.Generator, population: Population, n_target: np
     return np.concatenate(parts_a), np.concatenate(parts_t)
 
 
-def generate_logins(rng: np.random.Generator, population: Population, world: World, synced: np.ndarray,
-                    params: ExchangeParams) -> Logins:
+def generate_logins(
+    rng: np.random.Generator, population: Population, world: World, synced: np.ndarray, params: ExchangeParams
+) -> Logins:
     """All login events of the window: one at signup, then the account's habits.
 
     Every account splits its logins among `HABITS` habits (say, work, home, weekend); a synced bot farm

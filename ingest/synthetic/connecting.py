@@ -62,8 +62,15 @@ def _ring_specific(owner: np.ndarray, ident: np.ndarray, ring: np.ndarray) -> np
 class RingEvents:
     """The events that can tie ring members together, as (account, identifier) uses."""
 
-    def __init__(self, world: World, population: Population, logins: Logins, cards: CardEvents,
-                 withdrawals: Withdrawals, transfers: Transfers) -> None:
+    def __init__(
+        self,
+        world: World,
+        population: Population,
+        logins: Logins,
+        cards: CardEvents,
+        withdrawals: Withdrawals,
+        transfers: Transfers,
+    ) -> None:
         self.world, self.population, self.logins = world, population, logins
         self.cards, self.withdrawals, self.transfers = cards, withdrawals, transfers
 
@@ -77,8 +84,10 @@ class RingEvents:
         ip_owner = np.concatenate([np.arange(n), self.logins.account])
         ips = np.concatenate([signup_ip, self.logins.ip])
         kinds = [
-            (np.concatenate([np.arange(n), self.logins.account]), np.concatenate([self.signup_devices(),
-                                                                                  self.logins.device])),
+            (
+                np.concatenate([np.arange(n), self.logins.account]),
+                np.concatenate([self.signup_devices(), self.logins.device]),
+            ),
             (ip_owner, ips),
             (ip_owner, np.unique(_ip_blocks(w)[ips], return_inverse=True)[1]),
             (self.cards.account, self.cards.card),
@@ -131,7 +140,7 @@ def connect_ring_members(rng: np.random.Generator, plan: RingPlan, events: RingE
     """
     population = events.population
     ring = population.ring
-    order = np.argsort(ring, kind="stable")[int((ring < 0).sum()):]
+    order = np.argsort(ring, kind="stable")[int((ring < 0).sum()) :]
     starts = np.concatenate([[0], np.cumsum(np.bincount(ring[ring >= 0], minlength=plan.n_rings))])
     retied = 0
     for _ in range(MAX_ROUNDS):
@@ -154,8 +163,15 @@ def connect_ring_members(rng: np.random.Generator, plan: RingPlan, events: RingE
     return retied
 
 
-def _tie_one(rng: np.random.Generator, plan: RingPlan, r: int, group: np.ndarray, main: np.ndarray,
-             signup: np.ndarray, events: RingEvents) -> int:
+def _tie_one(
+    rng: np.random.Generator,
+    plan: RingPlan,
+    r: int,
+    group: np.ndarray,
+    main: np.ndarray,
+    signup: np.ndarray,
+    events: RingEvents,
+) -> int:
     """Give one account of ``group`` a link to ``main``; 1 when done."""
     population = events.population
     if plan.kind[r] == PROMO_CODE and plan.promo_mechanisms[r, PROMO_REFERRAL]:

@@ -167,8 +167,7 @@ class ExchangeParams:
             raise ValueError(f"burst_days must leave room in the signup history, got {self.burst_days}")
         if not 1 <= self.window_days <= self.signup_history_days:
             raise ValueError(
-                f"window_days must be in [1, signup_history_days={self.signup_history_days}], "
-                f"got {self.window_days}"
+                f"window_days must be in [1, signup_history_days={self.signup_history_days}], got {self.window_days}"
             )
         for f in fields(self):
             value = getattr(self, f.name)

@@ -22,11 +22,30 @@ from ingest.synthetic.world import World
 CARD_EVENT_ADD, CARD_EVENT_DEPOSIT, CARD_EVENT_CHARGEBACK = 0, 1, 2
 #: (code, bonus in USD) in order of popularity.
 PROMO_CATALOG: tuple[tuple[str, float], ...] = (
-    ("WELCOME50", 50.0), ("WELCOME20", 20.0), ("FIRSTTRADE10", 10.0), ("REFER10", 10.0),
-    ("SPRING25", 25.0), ("BONUS100", 100.0), ("STAKE5", 5.0), ("HODL30", 30.0), ("NEWYEAR25", 25.0),
-    ("FUTURES15", 15.0), ("P2P20", 20.0), ("CARDBACK5", 5.0), ("EARN40", 40.0), ("LAUNCH75", 75.0),
-    ("VIP200", 200.0), ("SUMMER30", 30.0), ("BLACKFRIDAY50", 50.0), ("AIRDROP10", 10.0), ("LOYAL15", 15.0),
-    ("MOBILE10", 10.0), ("FLASH5", 5.0), ("SOLSTAKE20", 20.0), ("USDTBONUS10", 10.0), ("XMAS25", 25.0),
+    ("WELCOME50", 50.0),
+    ("WELCOME20", 20.0),
+    ("FIRSTTRADE10", 10.0),
+    ("REFER10", 10.0),
+    ("SPRING25", 25.0),
+    ("BONUS100", 100.0),
+    ("STAKE5", 5.0),
+    ("HODL30", 30.0),
+    ("NEWYEAR25", 25.0),
+    ("FUTURES15", 15.0),
+    ("P2P20", 20.0),
+    ("CARDBACK5", 5.0),
+    ("EARN40", 40.0),
+    ("LAUNCH75", 75.0),
+    ("VIP200", 200.0),
+    ("SUMMER30", 30.0),
+    ("BLACKFRIDAY50", 50.0),
+    ("AIRDROP10", 10.0),
+    ("LOYAL15", 15.0),
+    ("MOBILE10", 10.0),
+    ("FLASH5", 5.0),
+    ("SOLSTAKE20", 20.0),
+    ("USDTBONUS10", 10.0),
+    ("XMAS25", 25.0),
 )
 PROMO_CODES_PER_RING = 2
 EVM_ASSETS = np.array([1, 2, 3])  # ETH, USDT, USDC (indices into transfers.ASSETS)
@@ -66,24 +85,29 @@ class Withdrawals:
     amount: np.ndarray
 
 
-def _events_per_slot(rng: np.random.Generator, counts: np.ndarray, slot_counts: np.ndarray,
-                     ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _events_per_slot(
+    rng: np.random.Generator, counts: np.ndarray, slot_counts: np.ndarray, ptr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows (account, slot index) for ``counts[a]`` events each on a random one of its slots."""
     account = np.repeat(np.arange(counts.size), counts)
     slot = ptr[account] + np.floor(rng.random(account.size) * slot_counts[account]).astype(np.int64)
     return account, slot
 
 
-def generate_card_events(rng: np.random.Generator, population: Population, world: World,
-                         params: ExchangeParams) -> CardEvents:
+def generate_card_events(
+    rng: np.random.Generator, population: Population, world: World, params: ExchangeParams
+) -> CardEvents:
     """Card additions, deposits and chargebacks of the window."""
     start, end = active_span(population, params)
     slots = world.cards
     owner, pos = slots.owner(), slots.position()
     created = population.created_at[owner]
     # The first card is added soon after sign-up, later ones any time after.
-    added = np.where(pos == 0, created + rng.exponential(3 * DAY, owner.size).astype(np.int64),
-                     created + np.floor(rng.random(owner.size) * (end - created)).astype(np.int64))
+    added = np.where(
+        pos == 0,
+        created + rng.exponential(3 * DAY, owner.size).astype(np.int64),
+        created + np.floor(rng.random(owner.size) * (end - created)).astype(np.int64),
+    )
     added = np.minimum(added, end)
     holders = slots.counts()
     deposits = np.where(holders > 0, count_draw(rng, holders.size, params.deposits_mean), 0)
@@ -100,8 +124,10 @@ def generate_card_events(rng: np.random.Generator, population: Population, world
         account=np.concatenate([owner[shown], account, account[back]]),
         ts=np.concatenate([added[shown], ts, back_ts]),
         card=np.concatenate([slots.ids[shown], slots.ids[slot], slots.ids[slot[back]]]),
-        kind=np.repeat(np.array([CARD_EVENT_ADD, CARD_EVENT_DEPOSIT, CARD_EVENT_CHARGEBACK], np.int8),
-                       [shown.size, account.size, back.size]),
+        kind=np.repeat(
+            np.array([CARD_EVENT_ADD, CARD_EVENT_DEPOSIT, CARD_EVENT_CHARGEBACK], np.int8),
+            [shown.size, account.size, back.size],
+        ),
         amount=np.concatenate([np.zeros(shown.size), amount, amount[back]]),
     )
 
@@ -112,8 +138,9 @@ def promo_popularity() -> np.ndarray:
     return weights / weights.sum()
 
 
-def generate_promos(rng: np.random.Generator, population: Population, ties: RingTies,
-                    params: ExchangeParams) -> PromoRedemptions:
+def generate_promos(
+    rng: np.random.Generator, population: Population, ties: RingTies, params: ExchangeParams
+) -> PromoRedemptions:
     """Promo redemptions of the window; ring members redeem their ring's codes first."""
     n = population.n
     _, end = active_span(population, params)
@@ -126,17 +153,22 @@ def generate_promos(rng: np.random.Generator, population: Population, ties: Ring
     from_ring = ties.promo_codes[account] & (nth < PROMO_CODES_PER_RING)
     code[from_ring] = ring_codes[population.ring[account[from_ring]], nth[from_ring]]
     created = population.created_at[account]
-    ts = np.where(nth == 0, created + rng.exponential(2 * DAY, account.size).astype(np.int64),
-                  created + np.floor(rng.random(account.size) * (end - created)).astype(np.int64))
+    ts = np.where(
+        nth == 0,
+        created + rng.exponential(2 * DAY, account.size).astype(np.int64),
+        created + np.floor(rng.random(account.size) * (end - created)).astype(np.int64),
+    )
     ts = np.minimum(ts, end)
     shown = ts >= params.window_start_ts
     bonus = np.array([b for _, b in PROMO_CATALOG])
-    return PromoRedemptions(account=account[shown], ts=ts[shown], code=code[shown].astype(np.int16),
-                            amount=bonus[code[shown]])
+    return PromoRedemptions(
+        account=account[shown], ts=ts[shown], code=code[shown].astype(np.int16), amount=bonus[code[shown]]
+    )
 
 
-def generate_withdrawals(rng: np.random.Generator, population: Population, world: World,
-                         params: ExchangeParams) -> Withdrawals:
+def generate_withdrawals(
+    rng: np.random.Generator, population: Population, world: World, params: ExchangeParams
+) -> Withdrawals:
     """Withdrawals of the window, each to one of the account's wallets in an asset of its chain."""
     start, end = active_span(population, params)
     holders = world.wallets.counts()

@@ -67,8 +67,14 @@ def _shared_ips(
     world.ips.ids[slot] = np.where(was_v6, v6[pick], v4[pick])
 
 
-def _farm_ips(rng: np.random.Generator, world: World, members: np.ndarray, farm_m: np.ndarray,
-              n_farms: int, params: ExchangeParams) -> None:
+def _farm_ips(
+    rng: np.random.Generator,
+    world: World,
+    members: np.ndarray,
+    farm_m: np.ndarray,
+    n_farms: int,
+    params: ExchangeParams,
+) -> None:
     """Point the home IP of bot ``members`` at hosts in their farm's /24 blocks (or its /64)."""
     lo_sub, hi_sub = params.bot_subnets
     n_sub = rng.integers(lo_sub, hi_sub + 1, size=n_farms)
@@ -155,7 +161,9 @@ def plant_rings(
     ip = bot & (~weak_m | (choice == 1))
     synced_m = bot & (~weak_m | (choice >= 2))
     world.devices.ids[world.devices.first(members[dev])] = _one_per_member(
-        rng, ring_m[dev], farm_devices,
+        rng,
+        ring_m[dev],
+        farm_devices,
         lambda k: add_devices(rng, world.device_pool, k, ua=np.repeat(farm_ua, farm_devices)),
     )
     _farm_ips(rng, world, members[ip], ring_m[ip], n_rings, params)

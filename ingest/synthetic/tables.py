@@ -64,8 +64,9 @@ def _ip_texts(world: World) -> pa.Array:
     pool = world.ip_pool
     v6 = pool.column("v6").astype(bool)
     v4_idx, v6_idx = np.flatnonzero(~v6), np.flatnonzero(v6)
-    text = pa.concat_arrays([ipv4_text(pool.column("v4")[v4_idx]),
-                             ipv6_text(pool.column("hi")[v6_idx], pool.column("lo")[v6_idx])])
+    text = pa.concat_arrays(
+        [ipv4_text(pool.column("v4")[v4_idx]), ipv6_text(pool.column("hi")[v6_idx], pool.column("lo")[v6_idx])]
+    )
     where = np.empty(v6.size, dtype=np.int64)
     where[np.concatenate([v4_idx, v6_idx])] = np.arange(v6.size)
     return text.take(pa.array(where))
@@ -77,9 +78,17 @@ def _by_time(ts: np.ndarray, account: np.ndarray) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
-def build_tables(rng: np.random.Generator, population: Population, world: World, logins: Logins,
-                 cards: CardEvents, transfers: Transfers, promos: PromoRedemptions,
-                 withdrawals: Withdrawals, labels: Labels) -> dict[str, pa.Table]:
+def build_tables(
+    rng: np.random.Generator,
+    population: Population,
+    world: World,
+    logins: Logins,
+    cards: CardEvents,
+    transfers: Transfers,
+    promos: PromoRedemptions,
+    withdrawals: Withdrawals,
+    labels: Labels,
+) -> dict[str, pa.Table]:
     """Assemble every contract table plus the truth table (keyed by file stem).
 
     Args:

@@ -57,8 +57,9 @@ def _first_per_group(rng: np.random.Generator, group: np.ndarray, rows: np.ndarr
     return order[first]
 
 
-def _pair_inside(rng: np.random.Generator, groups: Groups, out_n: np.ndarray, in_n: np.ndarray,
-                 share: np.ndarray, forced: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _pair_inside(
+    rng: np.random.Generator, groups: Groups, out_n: np.ndarray, in_n: np.ndarray, share: np.ndarray, forced: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Wire part of each group member's stubs to other members.
 
     Stubs are laid out by level (a member's first internal transfer is level 0, its second level 1, …)
@@ -126,8 +127,9 @@ def _pair_rest(rng: np.random.Generator, out_n: np.ndarray, in_n: np.ndarray) ->
     return sender[keep], recipient[keep]
 
 
-def generate_transfers(rng: np.random.Generator, population: Population, world: World, ties: RingTies,
-                       params: ExchangeParams) -> Transfers:
+def generate_transfers(
+    rng: np.random.Generator, population: Population, world: World, ties: RingTies, params: ExchangeParams
+) -> Transfers:
     """All transfers of the window.
 
     Args:

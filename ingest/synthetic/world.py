@@ -23,9 +23,13 @@ MOBILE_ONLY_P = 0.1
 MAX_EXTRA_IPS = 6
 _BROWSERS = (("Chrome", 40), ("Safari", 25), ("Firefox", 8), ("Edg", 8), ("OPR", 3), ("SamsungBrowser", 4))
 _SYSTEMS = (
-    ("Windows NT 10.0; Win64; x64", 35), ("Macintosh; Intel Mac OS X 10_15_7", 18), ("X11; Linux x86_64", 4),
-    ("iPhone; CPU iPhone OS 17_4 like Mac OS X", 22), ("Linux; Android 14; SM-S918B", 12),
-    ("Linux; Android 13; Pixel 7", 6), ("iPad; CPU OS 17_4 like Mac OS X", 3),
+    ("Windows NT 10.0; Win64; x64", 35),
+    ("Macintosh; Intel Mac OS X 10_15_7", 18),
+    ("X11; Linux x86_64", 4),
+    ("iPhone; CPU iPhone OS 17_4 like Mac OS X", 22),
+    ("Linux; Android 14; SM-S918B", 12),
+    ("Linux; Android 13; Pixel 7", 6),
+    ("iPad; CPU OS 17_4 like Mac OS X", 3),
 )
 
 

@@ -26,9 +26,25 @@ def test_demo_runs_the_whole_job_and_finds_rings(neo4j_server, driver, graph_env
     env = {**os.environ, **graph_env, "COLUMNS": "160"}
     out = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "serving", "demo", "--accounts", str(ACCOUNTS), "--epochs", str(EPOCHS),
-         "--out", str(out), "--json"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=1500)
+        [
+            sys.executable,
+            "-m",
+            "serving",
+            "demo",
+            "--accounts",
+            str(ACCOUNTS),
+            "--epochs",
+            str(EPOCHS),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures == json.loads((out / "demo.json").read_text())
@@ -46,8 +62,10 @@ def test_demo_runs_the_whole_job_and_finds_rings(neo4j_server, driver, graph_env
 
     report = Path(figures["report"]).read_text(encoding="utf-8")
     records, _, _ = driver.execute_query(
-        "MATCH (r:Ring {status: 'active'}) RETURN r.ring_id AS id ORDER BY r.score DESC, r.size DESC, r.ring_id LIMIT 3",
-        database_="neo4j")
+        "MATCH (r:Ring {status: 'active'}) RETURN r.ring_id AS id "
+        "ORDER BY r.score DESC, r.size DESC, r.ring_id LIMIT 3",
+        database_="neo4j",
+    )
     assert records and all(r["id"] in report for r in records)
     assert report.count("data:image/svg+xml") >= len(records)
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())

@@ -14,16 +14,18 @@ pytestmark = pytest.mark.neo4j
 # A write that breaks the Account key's uniqueness constraint (the product's writes MERGE; this one CREATEs).
 CREATE_ACCOUNTS = WriteKind(
     name="create_accounts_for_the_test",
-    cypher=(f"UNWIND $rows.account_id AS id CREATE (:{s.ACCOUNT.label} {{{s.ACCOUNT.key}: id}}) "
-            "RETURN count(*) AS written"),
+    cypher=(
+        f"UNWIND $rows.account_id AS id CREATE (:{s.ACCOUNT.label} {{{s.ACCOUNT.key}: id}}) RETURN count(*) AS written"
+    ),
     keys=("account_id",),
     props=(),
 )
 
 
 def _ledger_ids(driver) -> set[str]:
-    records, _, _ = driver.execute_query(f"MATCH (b:{s.SCORE_BATCH.label}) RETURN b.{s.SCORE_BATCH.key} AS id",
-                                         database_="neo4j")
+    records, _, _ = driver.execute_query(
+        f"MATCH (b:{s.SCORE_BATCH.label}) RETURN b.{s.SCORE_BATCH.key} AS id", database_="neo4j"
+    )
     return {r["id"] for r in records}
 
 

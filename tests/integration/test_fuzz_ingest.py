@@ -59,23 +59,61 @@ def hostile_value(rng: random.Random, c: Corruption, n: int) -> str:
     kind = rng.randrange(30)
     if kind < 6:
         c.secret_digits.add(pan)
-        groups = [pan[i:i + 4] for i in range(0, len(pan), 4)]
-        return [pan, " ".join(groups), "-".join(groups), f"dev-{pan}", f"ua {pan} v1",
-                "".join(chr(0xFF10 + int(d)) for d in pan)][kind]
+        groups = [pan[i : i + 4] for i in range(0, len(pan), 4)]
+        return [
+            pan,
+            " ".join(groups),
+            "-".join(groups),
+            f"dev-{pan}",
+            f"ua {pan} v1",
+            "".join(chr(0xFF10 + int(d)) for d in pan),
+        ][kind]
     if kind < 8:
         c.secret_words.add(local)
         return [f"{local}@fuzz.example", f"contact {local}@fuzz.example now"][kind - 6]
     if kind < 10:
         c.secret_digits.add(re.sub(r"\D", "", phone))
         return [phone, f"call {phone}"][kind - 8]
-    return rng.choice([
-        "[/x]", "[bold red]x[/]", "fp[/x]\x1b[31m", "\x1b[2J\x1b]0;pwned\x07", "evil\u202etxt", "'; DROP TABLE x; --",
-        '=HYPERLINK("http://evil.test","x")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3+cmd", "a\rb", "two\nlines",
-        'q"uote, comma', "", "   ", "1e308", "-1", "NaN", "inf", "1e-400", "0x10", "9" * 30, "x" * 3000,
-        "3000-01-01T00:00:00Z", "2026-01-01T00:00:00.123456789Z", "1600-01-01T00:00:00Z", "2026-02-30T00:00:00Z",
-        "2026-01-01T00:00:00", "999.1.1.1", "::ffff:1.2.3.4", "naïve-账户-🙂", "nul\x00byte", "1.0", "3.5", "benign",
-        "deposit",
-    ])
+    return rng.choice(
+        [
+            "[/x]",
+            "[bold red]x[/]",
+            "fp[/x]\x1b[31m",
+            "\x1b[2J\x1b]0;pwned\x07",
+            "evil\u202etxt",
+            "'; DROP TABLE x; --",
+            '=HYPERLINK("http://evil.test","x")',
+            "+cmd|' /C calc'!A0",
+            "@SUM(1+1)",
+            "-2+3+cmd",
+            "a\rb",
+            "two\nlines",
+            'q"uote, comma',
+            "",
+            "   ",
+            "1e308",
+            "-1",
+            "NaN",
+            "inf",
+            "1e-400",
+            "0x10",
+            "9" * 30,
+            "x" * 3000,
+            "3000-01-01T00:00:00Z",
+            "2026-01-01T00:00:00.123456789Z",
+            "1600-01-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T00:00:00",
+            "999.1.1.1",
+            "::ffff:1.2.3.4",
+            "naïve-账户-🙂",
+            "nul\x00byte",
+            "1.0",
+            "3.5",
+            "benign",
+            "deposit",
+        ]
+    )
 
 
 def corrupt_exchange(source: Path, target: Path, seed: int = SEED) -> Corruption:
@@ -120,21 +158,24 @@ def leaks(texts: list[str], c: Corruption) -> list[str]:
     for text in texts:
         norm = unicodedata.normalize("NFKC", text)
         digits = re.sub(r"\D", "", norm)
-        if any(digits[i:i + n] in c.secret_digits for n in lengths for i in range(len(digits) - n + 1)) or \
-                words.search(norm.lower()):
+        if any(
+            digits[i : i + n] in c.secret_digits for n in lengths for i in range(len(digits) - n + 1)
+        ) or words.search(norm.lower()):
             found.append(text[:200])
     return found
 
 
-def test_a_corrupted_exchange_is_accounted_for_and_leaks_nothing(run_cli, empty_graph, neo4j_server, graph_env,
-                                                                  tmp_path, capsys):
+def test_a_corrupted_exchange_is_accounted_for_and_leaks_nothing(
+    run_cli, empty_graph, neo4j_server, graph_env, tmp_path, capsys
+):
     generate_exchange(1000, SEED, tmp_path / "clean", fmt="csv")
     c = corrupt_exchange(tmp_path / "clean", tmp_path / "fuzzed")
     planted = [v for p in (tmp_path / "fuzzed").glob("*.csv") for v in p.read_text().split('","')]
     assert len(leaks(planted, c)) > 1000  # the leak finder does find what was planted, where it was planted
     rejects = tmp_path / "rejects"
-    code, out, err = run_cli("ingest", str(tmp_path / "fuzzed"), "--rejects", str(rejects), "--json",
-                             "--batch-size", "500")
+    code, out, err = run_cli(
+        "ingest", str(tmp_path / "fuzzed"), "--rejects", str(rejects), "--json", "--batch-size", "500"
+    )
     assert code == 0, err
     report = json.loads(out)
     tables = report["quality"]["tables"]
@@ -152,8 +193,9 @@ def test_a_corrupted_exchange_is_accounted_for_and_leaks_nothing(run_cli, empty_
     outputs.append((rejects / "quality.json").read_text())
 
     graph = dump(empty_graph)
-    values = [t for props in [*graph["nodes"].values(), *graph["rels"].values()] for v in props.values()
-              for t in _texts_of(v)]
+    values = [
+        t for props in [*graph["nodes"].values(), *graph["rels"].values()] for v in props.values() for t in _texts_of(v)
+    ]
     values += [str(k) for k in [*graph["nodes"], *graph["rels"]]]
     for path in sorted(neo4j_server.layout.logs_dir.iterdir()):
         outputs += path.read_text(errors="replace").splitlines()
@@ -161,9 +203,15 @@ def test_a_corrupted_exchange_is_accounted_for_and_leaks_nothing(run_cli, empty_
     leaked = leaks(outputs + values, c)
     strings = pd.Series([v for v in values if v and not v.isdigit()], dtype="string")
     shaped = {kind: int(holds(strings, kind).sum()) for kind in KINDS}
-    figures = {"cells_corrupted": c.cells, "rows_read": sum(c.rows.values()), "rows_rejected": sum(rejected.values()),
-               "rejected_per_table": rejected, "planted_or_source_secrets": len(c.secret_digits) + len(c.secret_words),
-               "leaks": len(leaked), "graph_values_shaped_like": shaped}
+    figures = {
+        "cells_corrupted": c.cells,
+        "rows_read": sum(c.rows.values()),
+        "rows_rejected": sum(rejected.values()),
+        "rejected_per_table": rejected,
+        "planted_or_source_secrets": len(c.secret_digits) + len(c.secret_words),
+        "leaks": len(leaked),
+        "graph_values_shaped_like": shaped,
+    }
     with capsys.disabled():
         print(f"\nfuzz figures: {json.dumps(figures)}")
     assert leaked == []

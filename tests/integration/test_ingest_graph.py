@@ -33,39 +33,48 @@ def write_tiny_exchange(folder: Path, accounts: list[str], day: int = 1, with_ca
     """A small exchange whose account ids are the given (possibly hostile) strings."""
     folder.mkdir(parents=True, exist_ok=True)
     ts = lambda h: f"2026-01-{day:02d}T{h:02d}:00:00Z"  # noqa: E731
-    pd.DataFrame({
-        "account_id": accounts,
-        "created_at": [ts(1)] * len(accounts),
-        "email": [f"user{i}@mail.test" for i in range(len(accounts))],
-        "phone": [f"+1555010{i:04d}" for i in range(len(accounts))],
-        "country": ["DE"] * len(accounts),
-        "kyc_level": ["1"] * len(accounts),
-        "referrer_id": [None] + accounts[:-1],
-        "signup_ip": ["192.0.2.7"] * len(accounts),
-        "signup_device_id": [f"dev-{i % 3}" for i in range(len(accounts))],
-    }).to_csv(folder / "accounts.csv", index=False)
-    pd.DataFrame({
-        "account_id": accounts * 2,
-        "ts": [ts(2)] * len(accounts) + [ts(3)] * len(accounts),
-        "ip": ["198.51.100.1"] * (2 * len(accounts)),
-        "device_id": [f"dev-{i % 3}" for i in range(len(accounts))] * 2,
-        "user_agent": ["ua"] * (2 * len(accounts)),
-    }).to_csv(folder / "logins.csv", index=False)
-    pd.DataFrame({
-        "ts": [ts(4)] * (len(accounts) - 1),
-        "from_account_id": accounts[:-1],
-        "to_account_id": accounts[1:],
-        "asset": ["BTC"] * (len(accounts) - 1),
-        "amount": ["1.25"] * (len(accounts) - 1),
-    }).to_csv(folder / "transfers.csv", index=False)
-    if with_cards:
-        pd.DataFrame({
+    pd.DataFrame(
+        {
             "account_id": accounts,
-            "ts": [ts(5)] * len(accounts),
-            "card_number": ["4111111111111111", "5500 0055 5555 5559"] * (len(accounts) // 2) + ["4111111111111111"] * (len(accounts) % 2),
-            "event_type": ["deposit"] * len(accounts),
-            "amount": ["10"] * len(accounts),
-        }).to_csv(folder / "card_events.csv", index=False)
+            "created_at": [ts(1)] * len(accounts),
+            "email": [f"user{i}@mail.test" for i in range(len(accounts))],
+            "phone": [f"+1555010{i:04d}" for i in range(len(accounts))],
+            "country": ["DE"] * len(accounts),
+            "kyc_level": ["1"] * len(accounts),
+            "referrer_id": [None] + accounts[:-1],
+            "signup_ip": ["192.0.2.7"] * len(accounts),
+            "signup_device_id": [f"dev-{i % 3}" for i in range(len(accounts))],
+        }
+    ).to_csv(folder / "accounts.csv", index=False)
+    pd.DataFrame(
+        {
+            "account_id": accounts * 2,
+            "ts": [ts(2)] * len(accounts) + [ts(3)] * len(accounts),
+            "ip": ["198.51.100.1"] * (2 * len(accounts)),
+            "device_id": [f"dev-{i % 3}" for i in range(len(accounts))] * 2,
+            "user_agent": ["ua"] * (2 * len(accounts)),
+        }
+    ).to_csv(folder / "logins.csv", index=False)
+    pd.DataFrame(
+        {
+            "ts": [ts(4)] * (len(accounts) - 1),
+            "from_account_id": accounts[:-1],
+            "to_account_id": accounts[1:],
+            "asset": ["BTC"] * (len(accounts) - 1),
+            "amount": ["1.25"] * (len(accounts) - 1),
+        }
+    ).to_csv(folder / "transfers.csv", index=False)
+    if with_cards:
+        pd.DataFrame(
+            {
+                "account_id": accounts,
+                "ts": [ts(5)] * len(accounts),
+                "card_number": ["4111111111111111", "5500 0055 5555 5559"] * (len(accounts) // 2)
+                + ["4111111111111111"] * (len(accounts) % 2),
+                "event_type": ["deposit"] * len(accounts),
+                "amount": ["10"] * len(accounts),
+            }
+        ).to_csv(folder / "card_events.csv", index=False)
 
 
 def ingest(folder: Path, driver, hasher, batch_size: int = 5):

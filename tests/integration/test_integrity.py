@@ -64,11 +64,21 @@ def test_the_same_folder_at_several_batch_sizes_in_turn_lands_once(exchange, ref
     assert graph_only(empty_graph) == reference
 
 
-def test_killed_at_one_batch_size_and_resumed_at_others_lands_once(exchange, reference, empty_graph, graph_env,
-                                                                   tmp_path):
+def test_killed_at_one_batch_size_and_resumed_at_others_lands_once(
+    exchange, reference, empty_graph, graph_env, tmp_path
+):
     env = {**os.environ, **graph_env, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "serving", "ingest", str(exchange), "--batch-size", "200",
-           "--rejects", str(tmp_path / "rejects")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "serving",
+        "ingest",
+        str(exchange),
+        "--batch-size",
+        "200",
+        "--rejects",
+        str(tmp_path / "rejects"),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while ledger_size(empty_graph) < 10:
@@ -113,8 +123,12 @@ def test_two_overlapping_runs_of_one_folder_write_each_chunk_once(exchange, refe
 
 def _labels(account_ids: list[str], label: str, day: int) -> dict[str, list]:
     millis = int(pd.Timestamp(f"2026-01-{day:02d}T00:00:00Z").value // 1_000_000)
-    return {"account_id": account_ids, "known_label": [label] * len(account_ids),
-            "known_label_source": ["review"] * len(account_ids), "known_label_at": [millis] * len(account_ids)}
+    return {
+        "account_id": account_ids,
+        "known_label": [label] * len(account_ids),
+        "known_label_source": ["review"] * len(account_ids),
+        "known_label_at": [millis] * len(account_ids),
+    }
 
 
 def stored_labels(driver) -> dict[str, str]:
@@ -132,8 +146,9 @@ def test_an_older_label_never_replaces_a_newer_one_committed_meanwhile(empty_gra
     with empty_graph.session(database="neo4j") as session:
         tx = session.begin_transaction()
         tx.run(ACCOUNT_LABELS.cypher, {ROWS_PARAM: _labels(["a", "b"], "collusion", 2)}).consume()
-        waiting = threading.Thread(target=older.write, args=(ACCOUNT_LABELS, _labels(["a", "b"], "benign", 1),
-                                                             "older-labels"))
+        waiting = threading.Thread(
+            target=older.write, args=(ACCOUNT_LABELS, _labels(["a", "b"], "benign", 1), "older-labels")
+        )
         waiting.start()
         time.sleep(2.0)  # the older write is now waiting for the accounts' locks
         tx.commit()
@@ -145,13 +160,16 @@ def test_two_overlapping_label_runs_keep_every_latest_label(empty_graph, tmp_pat
     ids = [f"acc_{i:04d}" for i in range(600)]
     for name, label, day in (("old", "benign", 1), ("new", "collusion", 2)):
         (tmp_path / name).mkdir()
-        pd.DataFrame({"account_id": ids, "label": label, "source": "review",
-                      "ts": f"2026-01-{day:02d}T00:00:00Z"}).to_csv(tmp_path / name / "labels.csv", index=False)
+        pd.DataFrame(
+            {"account_id": ids, "label": label, "source": "review", "ts": f"2026-01-{day:02d}T00:00:00Z"}
+        ).to_csv(tmp_path / name / "labels.csv", index=False)
     runs = [prepare(tmp_path / name, HASHER, 100) for name in ("old", "new")]
     for attempt in range(3):
         wipe(empty_graph)
-        threads = [threading.Thread(target=write_graph, args=(run, BatchWriter(empty_graph, "neo4j", f"r{attempt}")))
-                   for run in runs]
+        threads = [
+            threading.Thread(target=write_graph, args=(run, BatchWriter(empty_graph, "neo4j", f"r{attempt}")))
+            for run in runs
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -172,12 +190,17 @@ def test_a_later_accounts_only_folder_keeps_the_user_agent(empty_graph, tmp_path
 
 def test_huge_amounts_are_rejected_and_no_total_overflows(empty_graph, tmp_path):
     write_tiny_exchange(tmp_path / "x", ["a", "b", "c"], with_cards=False)
-    pd.DataFrame({"ts": ["2026-01-02T00:00:00Z"] * 3, "from_account_id": ["a", "a", "b"],
-                  "to_account_id": ["b", "b", "c"], "asset": ["BTC"] * 3, "amount": ["1e308", "1e308", "2"]},
-                 ).to_csv(tmp_path / "x" / "transfers.csv", index=False)
+    pd.DataFrame(
+        {
+            "ts": ["2026-01-02T00:00:00Z"] * 3,
+            "from_account_id": ["a", "a", "b"],
+            "to_account_id": ["b", "b", "c"],
+            "asset": ["BTC"] * 3,
+            "amount": ["1e308", "1e308", "2"],
+        },
+    ).to_csv(tmp_path / "x" / "transfers.csv", index=False)
     run = prepare(tmp_path / "x", HASHER)
     write_graph(run, BatchWriter(empty_graph, "neo4j", "huge"))
     assert len(run.validations["transfers"].rejects) == 2
-    records, _, _ = empty_graph.execute_query(
-        "MATCH (:Account)-[t:TRANSFERRED_TO]->(:Account) RETURN t.total AS total")
+    records, _, _ = empty_graph.execute_query("MATCH (:Account)-[t:TRANSFERRED_TO]->(:Account) RETURN t.total AS total")
     assert [r["total"] for r in records] == [2.0]

@@ -142,14 +142,27 @@ def test_start_is_idempotent(server: LocalNeo4j) -> None:
     assert time.monotonic() - began < 5
     assert status.running and status.pid == pid
     # A second handle on the same home (as a later CLI command would build) sees the same server.
-    twin = LocalNeo4j(home=server.home, cache_dir=server.cache_dir, bolt_port=server.bolt_port,
-                      http_port=server.http_port, heap="512m", pagecache="256m")
+    twin = LocalNeo4j(
+        home=server.home,
+        cache_dir=server.cache_dir,
+        bolt_port=server.bolt_port,
+        http_port=server.http_port,
+        heap="512m",
+        pagecache="256m",
+    )
     assert twin.start().pid == pid
 
 
 def test_a_refused_password_gets_advice_that_keeps_the_data(server: LocalNeo4j) -> None:
-    twin = LocalNeo4j(home=server.home, cache_dir=server.cache_dir, bolt_port=server.bolt_port,
-                      http_port=server.http_port, heap="512m", pagecache="256m", password="not-the-password")
+    twin = LocalNeo4j(
+        home=server.home,
+        cache_dir=server.cache_dir,
+        bolt_port=server.bolt_port,
+        http_port=server.http_port,
+        heap="512m",
+        pagecache="256m",
+        password="not-the-password",
+    )
     with pytest.raises(Neo4jServerError, match="refuses the password from NEO4J_PASSWORD") as caught:
         twin.start(timeout=30)
     assert "Set NEO4J_PASSWORD to the password the database was created with" in str(caught.value)
@@ -158,9 +171,14 @@ def test_a_refused_password_gets_advice_that_keeps_the_data(server: LocalNeo4j) 
 
 
 def test_a_taken_port_is_reported(server: LocalNeo4j, tmp_path: Path) -> None:
-    other = LocalNeo4j(home=tmp_path / "other", cache_dir=server.cache_dir, bolt_port=server.bolt_port,
-                       http_port=server.http_port + 1 if server.http_port < 65535 else 1024,
-                       heap="512m", pagecache="256m")
+    other = LocalNeo4j(
+        home=tmp_path / "other",
+        cache_dir=server.cache_dir,
+        bolt_port=server.bolt_port,
+        http_port=server.http_port + 1 if server.http_port < 65535 else 1024,
+        heap="512m",
+        pagecache="256m",
+    )
     with pytest.raises(Neo4jServerError, match=rf"Bolt port 127\.0\.0\.1:{server.bolt_port} is already in use"):
         other.start(timeout=30)
     assert not other.pid_file.exists()
@@ -202,9 +220,12 @@ GIVEN_PASSWORD = 'given "pass" \\ #42 @x'
 def test_built_from_settings_with_a_given_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bolt_port, http_port = free_ports(2)
     for key, value in {
-        "RINGWATCH_DATA_DIR": str(tmp_path / "data"), "RINGWATCH_BOLT_PORT": str(bolt_port),
-        "RINGWATCH_HTTP_PORT": str(http_port), "RINGWATCH_NEO4J_HEAP": "512m",
-        "RINGWATCH_NEO4J_PAGECACHE": "256m", "NEO4J_PASSWORD": GIVEN_PASSWORD,
+        "RINGWATCH_DATA_DIR": str(tmp_path / "data"),
+        "RINGWATCH_BOLT_PORT": str(bolt_port),
+        "RINGWATCH_HTTP_PORT": str(http_port),
+        "RINGWATCH_NEO4J_HEAP": "512m",
+        "RINGWATCH_NEO4J_PAGECACHE": "256m",
+        "NEO4J_PASSWORD": GIVEN_PASSWORD,
     }.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
@@ -235,8 +256,10 @@ def test_built_from_settings_with_a_given_password(tmp_path: Path, monkeypatch: 
 
 def test_store_logs_and_config_are_owner_only(server: LocalNeo4j) -> None:
     assert server.status().running
-    loose = [(str(p.relative_to(server.home)), oct(stat.S_IMODE(p.stat().st_mode)))
-             for p in [server.home, *server.home.rglob("*")]
-             if not p.is_symlink() and stat.S_IMODE(p.stat().st_mode) & 0o077]
+    loose = [
+        (str(p.relative_to(server.home)), oct(stat.S_IMODE(p.stat().st_mode)))
+        for p in [server.home, *server.home.rglob("*")]
+        if not p.is_symlink() and stat.S_IMODE(p.stat().st_mode) & 0o077
+    ]
     assert loose == []
     assert (server.layout.data_dir / "databases" / "neo4j").is_dir()  # the store is among what was checked

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from graph import schema as s
 from serving.cli import app
 from serving.report import ReportError, build_report, render_report
+from serving.ring_grouping import SharedIdentifier
 from serving.ring_picture import draw_ring
 from serving.ring_view import MoneyLink, RingMember, RingView
-from serving.ring_grouping import SharedIdentifier
 from serving.rings import run_rings
 from serving.score import write_scores
 from tests.conftest import connect, wipe
@@ -56,21 +56,46 @@ def built(neo4j_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bu
         records, _, _ = driver.execute_query(
             "MATCH (a:Account)-[:MEMBER_OF]->(r:Ring {status: 'active'}) "
             "RETURN r.ring_id AS ring_id, r.score AS score, r.size AS size, collect(a.account_id) AS members "
-            "ORDER BY score DESC, size DESC, ring_id", database_="neo4j")
+            "ORDER BY score DESC, size DESC, ring_id",
+            database_="neo4j",
+        )
         metrics = folder / "metrics.json"
-        metrics.write_text(json.dumps({
-            "model_version": "rule/1", "evaluated_accounts": 1234, "scope": "test",
-            "threats": {t: {"auroc": 0.9 + i / 100, "auprc": 0.5, "recall_at_k": 0.61, "fpr": 0.012,
-                            "precision": 0.7, "recall": 0.8, "threshold": 0.5, "positives": 40}
-                        for i, t in enumerate(s.THREATS)},
-            "overall": {"auroc": 0.95, "auprc": 0.6, "recall_at_k": 0.7, "fpr": 0.02},
-            "rings": {"planted": 9, "recovered": 7, "purity": {"mean": 0.875}},
-        }))
+        metrics.write_text(
+            json.dumps(
+                {
+                    "model_version": "rule/1",
+                    "evaluated_accounts": 1234,
+                    "scope": "test",
+                    "threats": {
+                        t: {
+                            "auroc": 0.9 + i / 100,
+                            "auprc": 0.5,
+                            "recall_at_k": 0.61,
+                            "fpr": 0.012,
+                            "precision": 0.7,
+                            "recall": 0.8,
+                            "threshold": 0.5,
+                            "positives": 40,
+                        }
+                        for i, t in enumerate(s.THREATS)
+                    },
+                    "overall": {"auroc": 0.95, "auprc": 0.6, "recall_at_k": 0.7, "fpr": 0.02},
+                    "rings": {"planted": 9, "recovered": 7, "purity": {"mean": 0.875}},
+                }
+            )
+        )
         assert summary["rings"] == len(records) >= 2, "the planted exchange should give several rings"
         top = min(TOP, len(records) - 1)  # so the report leaves some out
         index = build_report(driver, "neo4j", folder / "report", top=top, metrics_file=metrics)
-        yield Built(index, index.read_text(encoding="utf-8"), empty.read_text(encoding="utf-8"), sx.run.run_id,
-                    {r["ring_id"]: r["members"] for r in records}, top, metrics)
+        yield Built(
+            index,
+            index.read_text(encoding="utf-8"),
+            empty.read_text(encoding="utf-8"),
+            sx.run.run_id,
+            {r["ring_id"]: r["members"] for r in records},
+            top,
+            metrics,
+        )
     finally:
         driver.close()
 
@@ -126,8 +151,9 @@ def test_empty_graph_report_says_so(built: Built) -> None:
 
 @pytest.mark.neo4j
 def test_report_command(built: Built, graph_env: dict[str, str], tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "r"), "--top", "1",
-                                      "--metrics", str(built.metrics)])
+    result = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "r"), "--top", "1", "--metrics", str(built.metrics)]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "index.html").as_uri() in result.output.replace("\n", "")
     assert list(ring_sections((tmp_path / "r" / "index.html").read_text(encoding="utf-8"))) == list(built.rings)[:1]
@@ -136,17 +162,37 @@ def test_report_command(built: Built, graph_env: dict[str, str], tmp_path: Path)
 
 
 def hostile_ring() -> RingView:
-    members = [RingMember(account_id=f"{HOSTILE}{i}", scores={t: 0.2 * i for t in s.THREATS}, risk_score=0.3 * i,
-                          risk_label=s.COLLUSION, reasons=(f"shares Device {HOSTILE}",), known_label=None,
-                          verdict=None, created_at=1_700_000_000_000) for i in range(3)]
+    members = [
+        RingMember(
+            account_id=f"{HOSTILE}{i}",
+            scores={t: 0.2 * i for t in s.THREATS},
+            risk_score=0.3 * i,
+            risk_label=s.COLLUSION,
+            reasons=(f"shares Device {HOSTILE}",),
+            known_label=None,
+            verdict=None,
+            created_at=1_700_000_000_000,
+        )
+        for i in range(3)
+    ]
     ids = tuple(m.account_id for m in members)
     return RingView(
-        props={"ring_id": f"R-{HOSTILE}", "kind": s.COLLUSION, "size": 3, "score": 0.5, "evidence": HOSTILE,
-               "first_seen": 1_700_000_000_000, "last_seen": 1_701_000_000_000, "scoring_run_id": HOSTILE},
+        props={
+            "ring_id": f"R-{HOSTILE}",
+            "kind": s.COLLUSION,
+            "size": 3,
+            "score": 0.5,
+            "evidence": HOSTILE,
+            "first_seen": 1_700_000_000_000,
+            "last_seen": 1_701_000_000_000,
+            "scoring_run_id": HOSTILE,
+        },
         members=members,
         identifiers=[SharedIdentifier("Device", HOSTILE, ids, 4)],
-        links=[MoneyLink(ids[0], ids[1], s.TRANSFERRED_TO.type, HOSTILE, 2, 10.0),
-               MoneyLink(ids[2], ids[0], s.REFERRED.type, None, 1, None)],
+        links=[
+            MoneyLink(ids[0], ids[1], s.TRANSFERRED_TO.type, HOSTILE, 2, 10.0),
+            MoneyLink(ids[2], ids[0], s.REFERRED.type, None, 1, None),
+        ],
     )
 
 

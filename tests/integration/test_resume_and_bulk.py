@@ -49,8 +49,17 @@ def committed_batches(driver) -> int:
 
 def test_killed_process_resumes_to_the_same_graph(exchange, reference, empty_graph, graph_env, tmp_path):
     env = {**os.environ, **graph_env, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "serving", "ingest", str(exchange), "--batch-size", str(BATCH),
-           "--rejects", str(tmp_path / "rejects")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "serving",
+        "ingest",
+        str(exchange),
+        "--batch-size",
+        str(BATCH),
+        "--rejects",
+        str(tmp_path / "rejects"),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while committed_batches(empty_graph) < 5:

@@ -43,10 +43,11 @@ def hand_made_graph(driver: neo4j.Driver) -> None:
     NAT IP (a super-node); h0–h1, flagged, share a household device (a pair is no ring); a flagged clear-
     looking x0 uses ring A's device but is flagged (joins A).
     """
-    accounts = [{"id": f"{r}{i}", "label": k, "score": 0.9 - i / 100, "t": 1_700_000_000_000 + i}
-                for r, k, n in (("a", s.COLLUSION, 5), ("b", s.COLLUSION, 5), ("c", s.BOT_FARM, 6),
-                                ("h", s.PROMO_ABUSE, 2))
-                for i in range(n)]
+    accounts = [
+        {"id": f"{r}{i}", "label": k, "score": 0.9 - i / 100, "t": 1_700_000_000_000 + i}
+        for r, k, n in (("a", s.COLLUSION, 5), ("b", s.COLLUSION, 5), ("c", s.BOT_FARM, 6), ("h", s.PROMO_ABUSE, 2))
+        for i in range(n)
+    ]
     accounts += [{"id": "x0", "label": s.COLLUSION, "score": 0.7, "t": 1_700_000_000_000}]
     accounts += [{"id": f"n{i:03d}", "label": s.CLEAR, "score": 0.01, "t": 1_700_000_000_000} for i in range(150)]
     links = [{"account": f"a{i}", "kind": "device", "key": "dA"} for i in range(5)]
@@ -62,13 +63,18 @@ def test_rings_follow_shared_identifiers_blocks_and_money_not_super_nodes(empty_
     hand_made_graph(driver)
     summary = run_rings(driver, DB)
     members = {frozenset(m) for m in ring_membership(driver, DB).values()}
-    assert members == {frozenset({"a0", "a1", "a2", "a3", "a4", "x0"}), frozenset({f"b{i}" for i in range(5)}),
-                       frozenset({f"c{i}" for i in range(6)})}
+    assert members == {
+        frozenset({"a0", "a1", "a2", "a3", "a4", "x0"}),
+        frozenset({f"b{i}" for i in range(5)}),
+        frozenset({f"c{i}" for i in range(6)}),
+    }
     by_first = {r["members"][0]: r for r in summary["top"]}
     assert by_first["c0"]["kind"] == s.BOT_FARM and "1 network block" in by_first["c0"]["evidence"]
     assert by_first["b0"]["internal_transfers"] == 12 and by_first["a0"]["size"] == 6
-    records, _, _ = driver.execute_query("MATCH (r:Ring) RETURN r.ring_id AS id, r.first_seen AS fs, "
-                                         "r.last_detected AS ld, r.status AS status", database_=DB)
+    records, _, _ = driver.execute_query(
+        "MATCH (r:Ring) RETURN r.ring_id AS id, r.first_seen AS fs, r.last_detected AS ld, r.status AS status",
+        database_=DB,
+    )
     assert all(r["status"] == "active" and r["fs"] is not None for r in records)
 
 
@@ -77,8 +83,9 @@ def _frame(candidates):
     return accounts.assign(known_label=accounts["known_label"].where(accounts["known_label"].notna(), None))
 
 
-def test_candidates_read_by_cypher_equal_those_built_in_memory_and_ring_members_get_flagged(empty_graph, driver,
-                                                                                           tmp_path):
+def test_candidates_read_by_cypher_equal_those_built_in_memory_and_ring_members_get_flagged(
+    empty_graph, driver, tmp_path
+):
     exchange = scored_exchange(driver, tmp_path)
     write_scores(driver, DB, exchange.run, exchange.plan)
     thresholds = exchange.run.thresholds
@@ -89,19 +96,27 @@ def test_candidates_read_by_cypher_equal_those_built_in_memory_and_ring_members_
     assert from_neo4j.shared == in_memory.shared and len(from_neo4j.shared) > 20
     assert {i.label for i in from_neo4j.shared} >= {"Device", "IP", "IPBlock"}
     money = ["src", "dst", "type"]
-    pd.testing.assert_frame_equal(from_neo4j.money[money].sort_values(money, ignore_index=True),
-                                  in_memory.money[money].sort_values(money, ignore_index=True))
+    pd.testing.assert_frame_equal(
+        from_neo4j.money[money].sort_values(money, ignore_index=True),
+        in_memory.money[money].sort_values(money, ignore_index=True),
+    )
 
     summary = run_rings(driver, DB, policy)
     assert summary["rings"] > 0 and summary["admitted"] > 0
     records, _, _ = driver.execute_query(
         "MATCH (a:Account)-[:MEMBER_OF]->(r:Ring {status: 'active'}) RETURN a.account_id AS id, a.risk_label AS "
-        "label, a.risk_flagged_by AS by, a.risk_reasons AS reasons, r.ring_id AS ring, r.kind AS kind", database_=DB)
+        "label, a.risk_flagged_by AS by, a.risk_reasons AS reasons, r.ring_id AS ring, r.kind AS kind",
+        database_=DB,
+    )
     members = pd.DataFrame([dict(r) for r in records])
     admitted = members[members["by"] == s.FLAGGED_BY_RING]
     assert len(admitted) == summary["admitted"]
     assert (admitted["label"] == admitted["kind"]).all()
-    bad = [(r, ring) for r, ring in zip(admitted["reasons"], admitted["ring"]) if not r[0].startswith(f"member of ring {ring} ")]
+    bad = [
+        (r, ring)
+        for r, ring in zip(admitted["reasons"], admitted["ring"])
+        if not r[0].startswith(f"member of ring {ring} ")
+    ]
     assert not bad, bad[:3]
     own = exchange.plan.set_index("account_id")["label"]
     assert (own[admitted["id"]] == s.CLEAR).all()  # only accounts their own score left clear are admitted
@@ -110,6 +125,9 @@ def test_candidates_read_by_cypher_equal_those_built_in_memory_and_ring_members_
     assert run_rings(driver, DB, GroupingPolicy(min_size=100_000))["unflagged"] == len(admitted)
     records, _, _ = driver.execute_query(
         "MATCH (a:Account) WHERE a.account_id IN $ids RETURN a.risk_label AS label, a.risk_flagged_by AS by, "
-        "a.risk_reasons AS reasons", ids=admitted["id"].tolist(), database_=DB)
+        "a.risk_reasons AS reasons",
+        ids=admitted["id"].tolist(),
+        database_=DB,
+    )
     assert all(r["label"] == s.CLEAR and r["by"] == s.FLAGGED_BY_SCORE for r in records)
     assert not any(x.startswith("member of ring") for r in records for x in (r["reasons"] or []))

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph import schema as s
-from graph.queries.investigator import PACK_BY_NAME, pack_file
 from gnn.build import risk_graph_from_neo4j
 from gnn.graph_data import LABEL_CODES
+from graph import schema as s
+from graph.queries.investigator import PACK_BY_NAME, pack_file
 from serving.output_evaluation import evaluate_output, ring_recall
 from serving.rings import ring_membership, run_rings
 from serving.score import ScoringRun, plan_from_scores, save_plan, write_scores
@@ -66,13 +66,16 @@ def risk_state(driver: neo4j.Driver) -> pd.DataFrame:
         "a.risk_promo_abuse AS promo_abuse, a.risk_bot_farm AS bot_farm, a.risk_score AS score,\n"
         "a.risk_label AS label, a.risk_reasons AS reasons, a.risk_run_id AS run_id,\n"
         "a.risk_model_version AS model_version, a.prev_risk_label AS prev_label, a.prev_risk_run_id AS prev_run_id\n"
-        "ORDER BY account_id", database_=DB)
+        "ORDER BY account_id",
+        database_=DB,
+    )
     return pd.DataFrame([dict(r) for r in records])
 
 
 def run_node(driver: neo4j.Driver, run_id: str) -> dict:
-    records, _, _ = driver.execute_query("MATCH (r:ScoringRun {run_id: $id}) RETURN r {.*} AS r", id=run_id,
-                                         database_=DB)
+    records, _, _ = driver.execute_query(
+        "MATCH (r:ScoringRun {run_id: $id}) RETURN r {.*} AS r", id=run_id, database_=DB
+    )
     return dict(records[0]["r"]) if records else {}
 
 
@@ -81,8 +84,9 @@ def assert_matches_plan(state: pd.DataFrame, plan: pd.DataFrame, run: ScoringRun
     for column in (*s.THREATS, "score"):
         np.testing.assert_allclose(got[column].to_numpy(dtype=float), plan[column].to_numpy(dtype=float))
     assert list(got["label"]) == list(plan["label"])
-    assert [list(r) if r is not None else None for r in got["reasons"]] == \
-        [list(r) if r is not None else None for r in plan["reasons"]]
+    assert [list(r) if r is not None else None for r in got["reasons"]] == [
+        list(r) if r is not None else None for r in plan["reasons"]
+    ]
     assert set(got["run_id"]) == {run.run_id} and set(got["model_version"]) == {run.model_version}
 
 
@@ -131,13 +135,29 @@ with neo4j.GraphDatabase.driver(sys.argv[2], auth=(sys.argv[3], sys.argv[4])) as
 
 
 def test_a_killed_run_stays_visible_and_resumes_without_redoing_or_losing_any(clean, driver, neo4j_server, tmp_path):
-    run, plan = plan_from_scores(clean.graph, clean.plan[list(s.THREATS)].to_numpy(),
-                                 clean.plan["label"].to_numpy(dtype=object), "rule/1",
-                                 thresholds={t: THRESHOLD for t in s.THREATS}, train_end=None, batch_size=50)
+    run, plan = plan_from_scores(
+        clean.graph,
+        clean.plan[list(s.THREATS)].to_numpy(),
+        clean.plan["label"].to_numpy(dtype=object),
+        "rule/1",
+        thresholds={t: THRESHOLD for t in s.THREATS},
+        train_end=None,
+        batch_size=50,
+    )
     save_plan(tmp_path / run.run_id, run, plan)
     batches = math.ceil(len(plan) / 50)
-    child = subprocess.Popen([sys.executable, "-c", KILLABLE_WRITER, str(tmp_path / run.run_id), neo4j_server.uri,
-                              neo4j_server.username, neo4j_server.password()], cwd=REPO)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            KILLABLE_WRITER,
+            str(tmp_path / run.run_id),
+            neo4j_server.uri,
+            neo4j_server.username,
+            neo4j_server.password(),
+        ],
+        cwd=REPO,
+    )
     deadline = time.monotonic() + 120
     committed = 0
     while time.monotonic() < deadline and child.poll() is None:
@@ -159,8 +179,9 @@ def test_a_killed_run_stays_visible_and_resumes_without_redoing_or_losing_any(cl
     assert outcome["written_now"] == batches - done_before
     assert_matches_plan(risk_state(driver), plan, run)
     assert run_node(driver, run.run_id)["status"] == "completed"
-    records, _, _ = driver.execute_query("MATCH (b:ScoreBatch) RETURN count(b) AS n, count(DISTINCT b.batch_id) AS d",
-                                         database_=DB)
+    records, _, _ = driver.execute_query(
+        "MATCH (b:ScoreBatch) RETURN count(b) AS n, count(DISTINCT b.batch_id) AS d", database_=DB
+    )
     assert records[0]["n"] == records[0]["d"] == batches
 
 
@@ -171,8 +192,15 @@ def test_a_new_run_keeps_the_previous_scores_and_counts_label_changes(clean, dri
     flipped = np.flatnonzero(labels != s.CLEAR)[:7]
     scores[flipped] = 0.01
     labels[flipped] = s.CLEAR
-    run2, plan2 = plan_from_scores(clean.graph, scores, labels, "rule/2", thresholds={t: THRESHOLD for t in s.THREATS},
-                                   train_end=None, batch_size=500)
+    run2, plan2 = plan_from_scores(
+        clean.graph,
+        scores,
+        labels,
+        "rule/2",
+        thresholds={t: THRESHOLD for t in s.THREATS},
+        train_end=None,
+        batch_size=500,
+    )
     outcome = write_scores(driver, DB, run2, plan2)
     assert outcome["label_changes"] == 7
     state = risk_state(driver).set_index("account_id")
@@ -195,12 +223,20 @@ def test_since_rescoring_writes_only_the_touched_accounts_and_their_neighbourhoo
     assert 0 < len(touched) < clean.graph.num_accounts
     records, _, _ = driver.execute_query(
         "MATCH (a:Account) WHERE a.created_at >= datetime({epochMillis: $t}) RETURN collect(a.account_id) AS ids",
-        t=since, database_=DB)
+        t=since,
+        database_=DB,
+    )
     assert set(records[0]["ids"]) <= set(touched)
-    run, plan = plan_from_scores(clean.graph, clean.plan[list(s.THREATS)].to_numpy(),
-                                 clean.plan["label"].to_numpy(dtype=object), "rule/1",
-                                 thresholds={t: THRESHOLD for t in s.THREATS}, train_end=None, since_ms=since,
-                                 touched=touched)
+    run, plan = plan_from_scores(
+        clean.graph,
+        clean.plan[list(s.THREATS)].to_numpy(),
+        clean.plan["label"].to_numpy(dtype=object),
+        "rule/1",
+        thresholds={t: THRESHOLD for t in s.THREATS},
+        train_end=None,
+        since_ms=since,
+        touched=touched,
+    )
     assert set(touched) <= set(plan["account_id"]) and len(plan) < clean.graph.num_accounts
     write_scores(driver, DB, run, plan)
     state = risk_state(driver)
@@ -228,8 +264,15 @@ def test_rings_keep_their_ids_across_runs_and_retire_what_is_gone(clean, driver,
     labels[at] = s.CLEAR
     scores = clean.plan[list(s.THREATS)].to_numpy().copy()
     scores[at] = 0.0
-    run2, plan2 = plan_from_scores(clean.graph, scores, labels, "rule/2",
-                                   thresholds={t: THRESHOLD for t in s.THREATS}, train_end=None, batch_size=500)
+    run2, plan2 = plan_from_scores(
+        clean.graph,
+        scores,
+        labels,
+        "rule/2",
+        thresholds={t: THRESHOLD for t in s.THREATS},
+        train_end=None,
+        batch_size=500,
+    )
     write_scores(driver, DB, run2, plan2)
     run_rings(driver, DB)
     after = ring_membership(driver, DB)
@@ -250,18 +293,25 @@ def test_evaluation_reads_the_written_output(clean, driver, tmp_path):
     benign = plan["label_truth"] == "benign"
     assert evaluation["overall"]["account_fpr"] == pytest.approx((flagged & benign).sum() / benign.sum())
     assert evaluation["evaluated_accounts"] == len(plan)  # train_end None: nothing was used in training
-    for i, threat in enumerate(s.THREATS):
+    for _i, threat in enumerate(s.THREATS):
         m = evaluation["threats"][threat]
         assert m["positives"] == int((plan["label_truth"] == threat).sum())
     labelled = set(clean.graph.ids[s.ACCOUNT.label][clean.graph.labels > 0])
-    expected = ring_recall(clean.truth, set(plan.loc[flagged, "account_id"]), ring_membership(driver, DB),
-                           labelled=labelled)
-    unlabelled = clean.truth[clean.truth["ring_id"] != ""].groupby("ring_id")["account_id"].agg(
-        lambda members: not labelled.intersection(members)).sum()
+    expected = ring_recall(
+        clean.truth, set(plan.loc[flagged, "account_id"]), ring_membership(driver, DB), labelled=labelled
+    )
+    unlabelled = (
+        clean.truth[clean.truth["ring_id"] != ""]
+        .groupby("ring_id")["account_id"]
+        .agg(lambda members: not labelled.intersection(members))
+        .sum()
+    )
     got = {**evaluation["rings"], "unlabelled_rings": evaluation["rings"]["unlabelled_rings"]["planted"]}
     assert got == {**expected, "unlabelled_rings": unlabelled} and evaluation["rings"]["planted"] == 6
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert saved["rings"]["recall"] == expected["recall"] and (tmp_path / "eval" / "pr_curves.png").stat().st_size > 1000
+    assert (
+        saved["rings"]["recall"] == expected["recall"] and (tmp_path / "eval" / "pr_curves.png").stat().st_size > 1000
+    )
 
 
 def test_query_pack_answers_what_it_claims(clean, driver):
@@ -270,10 +320,16 @@ def test_query_pack_answers_what_it_claims(clean, driver):
     members = ring_membership(driver, DB)
     plan = clean.plan.set_index("account_id")
     labels = tuple(spec.label for spec in s.IDENTIFIER_NODES)
-    top_ring = next(r for r in rings["top"] if any(
-        str(x).startswith(labels) for a in members[r["ring_id"]] for x in plan.loc[a, "reasons"]))
-    account = next(a for a in sorted(members[top_ring["ring_id"]])
-                   if any(str(x).startswith(labels) for x in plan.loc[a, "reasons"]))
+    top_ring = next(
+        r
+        for r in rings["top"]
+        if any(str(x).startswith(labels) for a in members[r["ring_id"]] for x in plan.loc[a, "reasons"])
+    )
+    account = next(
+        a
+        for a in sorted(members[top_ring["ring_id"]])
+        if any(str(x).startswith(labels) for x in plan.loc[a, "reasons"])
+    )
 
     def run(name: str, **params):
         records, _, _ = driver.execute_query(PACK_BY_NAME[name].cypher, params, database_=DB)
@@ -302,14 +358,18 @@ def test_query_pack_answers_what_it_claims(clean, driver):
     assert shared and all(r["account_id"] != account for r in shared)
     records, _, _ = driver.execute_query(
         "MATCH (x:Account {account_id: $a})-[:USED_CARD|USED_DEVICE|WITHDREW_TO]->()<-[:USED_CARD|USED_DEVICE|"
-        "WITHDREW_TO]-(b:Account) WHERE b <> x RETURN collect(DISTINCT b.account_id) AS ids", a=account, database_=DB)
+        "WITHDREW_TO]-(b:Account) WHERE b <> x RETURN collect(DISTINCT b.account_id) AS ids",
+        a=account,
+        database_=DB,
+    )
     assert {r["account_id"] for r in shared} == set(records[0]["ids"])
 
     assert run("false_positives") == []
     record_verdict(driver, DB, account, s.FALSE_POSITIVE, note="sibling's phone", by="tester")
     fps = run("false_positives")
-    assert [(r["account_id"], r["note"], r["by"], r["still_current"]) for r in fps] == \
-        [(account, "sibling's phone", "tester", True)]
+    assert [(r["account_id"], r["note"], r["by"], r["still_current"]) for r in fps] == [
+        (account, "sibling's phone", "tester", True)
+    ]
     runs = run("scoring_runs")
     assert runs[0]["run_id"] == clean.run.run_id and runs[0]["status"] == "completed"
     assert runs[0]["rings"] == rings["rings"]
@@ -326,8 +386,7 @@ def test_verdicts_reach_the_next_training_set(clean, driver):
     write_scores(driver, DB, clean.run, clean.plan)
     graph = clean.graph
     known = np.flatnonzero(graph.labels == LABEL_CODES[s.COLLUSION])[0]
-    unlabelled_flagged = next(i for i in np.flatnonzero(graph.labels < 0)
-                              if clean.plan["label"].iloc[i] in s.THREATS)
+    unlabelled_flagged = next(i for i in np.flatnonzero(graph.labels < 0) if clean.plan["label"].iloc[i] in s.THREATS)
     known_id, flagged_id = graph.ids["Account"][known], graph.ids["Account"][unlabelled_flagged]
     record_verdict(driver, DB, known_id, s.FALSE_POSITIVE, note="checked")
     confirmed = record_verdict(driver, DB, flagged_id, s.CONFIRMED)
@@ -355,23 +414,38 @@ def test_investigate_and_verdict_commands(clean, driver, graph_env):
     account = sorted(ids)[0]
     env = {**os.environ, **graph_env, "COLUMNS": "200"}
     cli = [sys.executable, "-m", "serving"]
-    done = subprocess.run([*cli, "investigate", account], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [*cli, "investigate", account], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
-    assert account in done.stdout and ring_id in done.stdout and clean.plan.set_index("account_id").loc[
-        account, "label"] in done.stdout
+    assert (
+        account in done.stdout
+        and ring_id in done.stdout
+        and clean.plan.set_index("account_id").loc[account, "label"] in done.stdout
+    )
     for other in ids:
         assert other in done.stdout  # every ring member is listed
-    done = subprocess.run([*cli, "investigate", "nobody"], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [*cli, "investigate", "nobody"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1 and "no account 'nobody'" in done.stderr and "Traceback" not in done.stderr
-    done = subprocess.run([*cli, "verdict", account, "confirmed", "--note", "same device as ring"], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*cli, "verdict", account, "confirmed", "--note", "same device as ring"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
-    records, _, _ = driver.execute_query("MATCH (v:Verdict)-[:ABOUT]->(a:Account {account_id: $a}) "
-                                         "RETURN v.verdict AS v, v.note AS note, a.verdict AS current", a=account,
-                                         database_=DB)
+    records, _, _ = driver.execute_query(
+        "MATCH (v:Verdict)-[:ABOUT]->(a:Account {account_id: $a}) "
+        "RETURN v.verdict AS v, v.note AS note, a.verdict AS current",
+        a=account,
+        database_=DB,
+    )
     assert [dict(r) for r in records] == [{"v": "confirmed", "note": "same device as ring", "current": "confirmed"}]
-    done = subprocess.run([*cli, "verdict", account, "perhaps"], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [*cli, "verdict", account, "perhaps"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1 and "verdict must be one of" in done.stderr

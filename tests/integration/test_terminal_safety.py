@@ -22,19 +22,41 @@ MARKUP = "[/x]"
 ESCAPES = ("\x1b[2J", "\x1b]0;pwned\x07", "\u202e")  # clear screen, set window title, right-to-left override
 MEMBERS = ["acc[/x]", "acc\x1b[2J", "[bold red]acc[/]", "acc\x1b]0;pwned\x07", "acc\u202eevil"]
 FINGERPRINT = "fp[/x]\x1b[31m"
+
+
 def write_hostile_folder(folder: Path) -> None:
     folder.mkdir(parents=True)
     n = len(MEMBERS)
-    pd.DataFrame({
-        "account_id": MEMBERS, "created_at": ["2026-01-01T00:00:00Z"] * n, "email": [None] * n, "phone": [None] * n,
-        "country": ["DE"] * n, "kyc_level": ["1"] * n, "referrer_id": [None] * n, "signup_ip": ["192.0.2.9"] * n,
-        "signup_device_id": [FINGERPRINT] * n,
-    }).to_csv(folder / "accounts.csv", index=False)
-    pd.DataFrame({"ts": ["2026-01-02T00:00:00Z"] * n, "from_account_id": MEMBERS,
-                  "to_account_id": MEMBERS[1:] + MEMBERS[:1], "asset": ["BTC"] * n, "amount": ["1"] * n},
-                 ).to_csv(folder / "transfers.csv", index=False)
-    pd.DataFrame({"account_id": MEMBERS[:2], "label": ["collusion"] * 2, "source": ["[/x]\x1b[2J"] * 2,
-                  "ts": ["2026-01-03T00:00:00Z"] * 2}).to_csv(folder / "labels.csv", index=False)
+    pd.DataFrame(
+        {
+            "account_id": MEMBERS,
+            "created_at": ["2026-01-01T00:00:00Z"] * n,
+            "email": [None] * n,
+            "phone": [None] * n,
+            "country": ["DE"] * n,
+            "kyc_level": ["1"] * n,
+            "referrer_id": [None] * n,
+            "signup_ip": ["192.0.2.9"] * n,
+            "signup_device_id": [FINGERPRINT] * n,
+        }
+    ).to_csv(folder / "accounts.csv", index=False)
+    pd.DataFrame(
+        {
+            "ts": ["2026-01-02T00:00:00Z"] * n,
+            "from_account_id": MEMBERS,
+            "to_account_id": MEMBERS[1:] + MEMBERS[:1],
+            "asset": ["BTC"] * n,
+            "amount": ["1"] * n,
+        },
+    ).to_csv(folder / "transfers.csv", index=False)
+    pd.DataFrame(
+        {
+            "account_id": MEMBERS[:2],
+            "label": ["collusion"] * 2,
+            "source": ["[/x]\x1b[2J"] * 2,
+            "ts": ["2026-01-03T00:00:00Z"] * 2,
+        }
+    ).to_csv(folder / "labels.csv", index=False)
 
 
 def test_markup_and_escape_sequences_pass_through_every_command_as_text(run_cli, empty_graph, graph_env, tmp_path):
@@ -47,8 +69,9 @@ def test_markup_and_escape_sequences_pass_through_every_command_as_text(run_cli,
     scores = np.full((graph.num_accounts, len(s.THREATS)), 0.05)
     scores[:, 0] = 0.9
     labels = np.array([s.COLLUSION] * graph.num_accounts, dtype=object)
-    run, plan = plan_from_scores(graph, scores, labels, "rule/1", thresholds={t: 0.5 for t in s.THREATS},
-                                 train_end=None)
+    run, plan = plan_from_scores(
+        graph, scores, labels, "rule/1", thresholds={t: 0.5 for t in s.THREATS}, train_end=None
+    )
     write_scores(empty_graph, "neo4j", run, plan)
 
     code, out, _ = run_cli("rings")
@@ -71,8 +94,9 @@ def test_markup_and_escape_sequences_pass_through_every_command_as_text(run_cli,
 
 
 def test_generate_into_a_hostile_path(run_cli, tmp_path):
-    code, out, _ = run_cli("generate", "--accounts", "500", "--format", "csv", "--out",
-                           str(tmp_path / f"out{MARKUP}{ESCAPES[0]}"))
+    code, out, _ = run_cli(
+        "generate", "--accounts", "500", "--format", "csv", "--out", str(tmp_path / f"out{MARKUP}{ESCAPES[0]}")
+    )
     assert code == 0 and "out[/x]\\x1b[2J" in out.replace("\n", "")
 
 
@@ -121,8 +145,15 @@ def test_rejected_rows_name_no_terminal_markup_problem(run_cli, empty_graph, gra
     """A reject reason is printed in the ingest summary; the row it names is data, the reason is ours."""
     folder = tmp_path / "x"
     write_hostile_folder(folder)
-    pd.DataFrame({"ts": ["not a time"], "from_account_id": [f"{MARKUP}{ESCAPES[0]}"], "to_account_id": ["b"],
-                  "asset": ["BTC"], "amount": ["1"]}).to_csv(folder / "transfers.csv", index=False)
+    pd.DataFrame(
+        {
+            "ts": ["not a time"],
+            "from_account_id": [f"{MARKUP}{ESCAPES[0]}"],
+            "to_account_id": ["b"],
+            "asset": ["BTC"],
+            "amount": ["1"],
+        }
+    ).to_csv(folder / "transfers.csv", index=False)
     code, out, _ = run_cli("ingest", str(folder), "--rejects", str(tmp_path / "rejects"))
     assert code == 0 and "ts: must be an ISO-8601 timestamp with a time zone" in out
     wipe(empty_graph)

@@ -28,31 +28,83 @@ def rows() -> dict[str, pd.DataFrame]:
     ids = ["a0", "a1", "a2", "a3", "a4"]
     frame = pd.DataFrame
     return {
-        "Account": frame({"account_id": ids, "created_at": created, "country": ["DE", "DE", "FR", "FR", "US"],
-                          "kyc_level": [1, 2, 0, 3, 1], "stub": False,
-                          "email_domain": ["gmail.com", "gmail.com", None, "x.org", "gmail.com"]}),
+        "Account": frame(
+            {
+                "account_id": ids,
+                "created_at": created,
+                "country": ["DE", "DE", "FR", "FR", "US"],
+                "kyc_level": [1, 2, 0, 3, 1],
+                "stub": False,
+                "email_domain": ["gmail.com", "gmail.com", None, "x.org", "gmail.com"],
+            }
+        ),
         "Account.stub": frame({"account_id": ["s"], "stub": [True]}),
-        "Account.label": frame({"account_id": ["a0", "a3"], "known_label": ["collusion", "benign"],
-                                "known_label_source": ["manual", "manual"], "known_label_at": [T0 + 20 * H] * 2}),
+        "Account.label": frame(
+            {
+                "account_id": ["a0", "a3"],
+                "known_label": ["collusion", "benign"],
+                "known_label_source": ["manual", "manual"],
+                "known_label_at": [T0 + 20 * H] * 2,
+            }
+        ),
         "Device": frame({"device_id": ["d0", "d1", "d2"], "user_agent": ["ua", None, "ua"]}),
-        "IP": frame({"ip": ["10.0.0.1", "10.0.0.2", "10.0.0.3", "192.168.1.1"], "version": 4,
-                     "prefix": ["10.0.0.0/24"] * 3 + ["192.168.1.0/24"]}),
+        "IP": frame(
+            {
+                "ip": ["10.0.0.1", "10.0.0.2", "10.0.0.3", "192.168.1.1"],
+                "version": 4,
+                "prefix": ["10.0.0.0/24"] * 3 + ["192.168.1.0/24"],
+            }
+        ),
         "Wallet": frame({"address": ["w0"]}),
-        "USED_DEVICE": frame({
-            "src": ["a0", "a0", "a1", "a2", "a3", "a4"], "dst": ["d0", "d2", "d0", "d0", "d1", "d2"],
-            "count": [5, 2, 1, 1, 1, 1], "first_seen": [T0, T0 + 3 * H, *created[1:]],
-            "last_seen": [T0 + 4 * H, T0 + 5 * H, *created[1:]], "signup": [True, False, True, True, True, True]}),
-        "USED_IP": frame({
-            "src": ids, "dst": ["10.0.0.1", "10.0.0.2", "192.168.1.1", "10.0.0.3", "10.0.0.1"],
-            "count": 1, "first_seen": created, "last_seen": created, "signup": True}),
-        "REFERRED": frame({"src": ["a0", "a1", "a3", "a4", "a4"], "dst": ["a1", "a2", "a4", "a3", "s"],
-                           "at": [created[1], created[2], created[4], created[4], T0 + 11 * H]}),
-        "TRANSFERRED_TO": frame({
-            "src": ["a0", "a0", "a1", "a2"], "dst": ["a1", "a1", "a0", "a0"], "asset": ["BTC", "USDT", "BTC", "USDT"],
-            "count": [2, 1, 1, 1], "total": [1.0, 100.0, 0.5, 300.0],
-            "first_seen": T0 + 6 * H, "last_seen": T0 + 7 * H}),
-        "WITHDREW_TO": frame({"src": ["a0", "a0"], "dst": ["w0", "w0"], "asset": ["BTC", "ETH"], "count": [1, 1],
-                              "total": [0.1, 2.0], "first_seen": T0 + 8 * H, "last_seen": [T0 + 8 * H, T0 + 9 * H]}),
+        "USED_DEVICE": frame(
+            {
+                "src": ["a0", "a0", "a1", "a2", "a3", "a4"],
+                "dst": ["d0", "d2", "d0", "d0", "d1", "d2"],
+                "count": [5, 2, 1, 1, 1, 1],
+                "first_seen": [T0, T0 + 3 * H, *created[1:]],
+                "last_seen": [T0 + 4 * H, T0 + 5 * H, *created[1:]],
+                "signup": [True, False, True, True, True, True],
+            }
+        ),
+        "USED_IP": frame(
+            {
+                "src": ids,
+                "dst": ["10.0.0.1", "10.0.0.2", "192.168.1.1", "10.0.0.3", "10.0.0.1"],
+                "count": 1,
+                "first_seen": created,
+                "last_seen": created,
+                "signup": True,
+            }
+        ),
+        "REFERRED": frame(
+            {
+                "src": ["a0", "a1", "a3", "a4", "a4"],
+                "dst": ["a1", "a2", "a4", "a3", "s"],
+                "at": [created[1], created[2], created[4], created[4], T0 + 11 * H],
+            }
+        ),
+        "TRANSFERRED_TO": frame(
+            {
+                "src": ["a0", "a0", "a1", "a2"],
+                "dst": ["a1", "a1", "a0", "a0"],
+                "asset": ["BTC", "USDT", "BTC", "USDT"],
+                "count": [2, 1, 1, 1],
+                "total": [1.0, 100.0, 0.5, 300.0],
+                "first_seen": T0 + 6 * H,
+                "last_seen": T0 + 7 * H,
+            }
+        ),
+        "WITHDREW_TO": frame(
+            {
+                "src": ["a0", "a0"],
+                "dst": ["w0", "w0"],
+                "asset": ["BTC", "ETH"],
+                "count": [1, 1],
+                "total": [0.1, 2.0],
+                "first_seen": T0 + 8 * H,
+                "last_seen": [T0 + 8 * H, T0 + 9 * H],
+            }
+        ),
     }
 
 
@@ -96,7 +148,8 @@ def test_degrees_and_activity():
     assert account_feature(graph, "transfer_out_volume_log")["a0"] == logged(x=2.5)["x"]
     assert account_feature(graph, "transfer_in_volume_log")["a0"] == logged(x=2.5)["x"]
     assert account_feature(graph, "country_freq") == pytest.approx(
-        {"a0": 2 / 6, "a1": 2 / 6, "a2": 2 / 6, "a3": 2 / 6, "a4": 1 / 6, "s": 0.0})
+        {"a0": 2 / 6, "a1": 2 / 6, "a2": 2 / 6, "a3": 2 / 6, "a4": 1 / 6, "s": 0.0}
+    )
     assert account_feature(graph, "active_span_days_log")["a0"] == logged(x=9 / 24)["x"]  # 0 h → 9 h
 
 
@@ -147,9 +200,14 @@ def test_identifier_features():
 def test_labels_never_change_features():
     base = build()
     relabelled = rows()
-    relabelled["Account.label"] = pd.DataFrame({
-        "account_id": ["a1", "a2", "a4", "s"], "known_label": ["bot_farm", "promo_abuse", "collusion", "benign"],
-        "known_label_source": "x", "known_label_at": T0 + 900 * H})
+    relabelled["Account.label"] = pd.DataFrame(
+        {
+            "account_id": ["a1", "a2", "a4", "s"],
+            "known_label": ["bot_farm", "promo_abuse", "collusion", "benign"],
+            "known_label_source": "x",
+            "known_label_at": T0 + 900 * H,
+        }
+    )
     other = build(relabelled)
     assert other.labels.tolist() != base.labels.tolist() and other.content_hash != base.content_hash
     assert other.reference_time == base.reference_time

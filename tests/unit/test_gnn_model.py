@@ -11,15 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from graph.schema import THREATS
 from gnn.build import build_risk_graph, tables_from_graph_rows
 from gnn.estimator import CLEAR, RiskModel
 from gnn.evaluation import evaluate_model
 from gnn.graph_data import RiskGraph
 from gnn.model import RiskSAGE
-from gnn.split import TimeSplit
 from gnn.thresholds import ThresholdPolicy
 from gnn.train import TrainConfig
+from graph.schema import THREATS
 from ingest.load import prepare
 from ingest.privacy import Hasher
 from ingest.synthetic import generate_exchange
@@ -74,8 +73,15 @@ def test_quality_floor_against_the_truth(graph_and_truth, trained):
 def test_shuffled_labels_drop_quality_to_chance(graph_and_truth):
     graph, truth = graph_and_truth
     rng = np.random.default_rng(0)
-    shuffled = RiskGraph(graph.data, graph.ids, graph.feature_names, rng.permutation(graph.labels),
-                         graph.created_at, graph.reference_time, graph.content_hash)
+    shuffled = RiskGraph(
+        graph.data,
+        graph.ids,
+        graph.feature_names,
+        rng.permutation(graph.labels),
+        graph.created_at,
+        graph.reference_time,
+        graph.content_hash,
+    )
     quick = TrainConfig(epochs=12, patience=4, sampling="full", hidden=64, seed=0)
     model = RiskModel(quick, use_baseline=False).fit(shuffled)
     result = evaluate_model(model, shuffled, truth, "shuffled")
@@ -118,5 +124,6 @@ def test_decisions_follow_the_policy(graph_and_truth, trained):
     tight, t_tight, _ = trained.decide(graph, scores, ThresholdPolicy(fpr_target=0.001))
     assert (tight != CLEAR).sum() < (loose != CLEAR).sum()
     assert all(t_tight[t] >= t_loose[t] for t in THREATS)
-    assert {t: trained.pu[t].frequency for t in THREATS} == {t: trained.validation[t]["label_frequency"]
-                                                             for t in THREATS}
+    assert {t: trained.pu[t].frequency for t in THREATS} == {
+        t: trained.validation[t]["label_frequency"] for t in THREATS
+    }

@@ -18,8 +18,9 @@ def test_notebook_runs_top_to_bottom(path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("RINGWATCH_SNAPSHOT", raising=False)
     monkeypatch.setenv("RINGWATCH_NOTEBOOK_ACCOUNTS", "2000")
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent.parent)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("riskiest for" in o.get("text", "") for o in outputs), "the ring inspection did not print"

@@ -11,17 +11,41 @@ from ingest.read import ROW
 from ingest.validate import validate_table
 
 PAN = "4111111111111111"
-CARDS = [PAN, "4111 1111 1111 1111", "4111-1111-1111-1111", "dev-4111111111111111", "x4111111111111111y",
-         "+1 4111 1111 1111 1111", "４１１１１１１１１１１１１１１１", "4111\u00a01111\u00a01111\u00a01111",
-         "4111\u200b1111\u200b1111\u200b1111", "ua 5500 0055 5555 5559 end", "378282246310005"]
+CARDS = [
+    PAN,
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "dev-4111111111111111",
+    "x4111111111111111y",
+    "+1 4111 1111 1111 1111",
+    "４１１１１１１１１１１１１１１１",
+    "4111\u00a01111\u00a01111\u00a01111",
+    "4111\u200b1111\u200b1111\u200b1111",
+    "ua 5500 0055 5555 5559 end",
+    "378282246310005",
+]
 EMAILS = ["admin@example.com", "bot (contact: ops@corp.io)", "ａｄｍｉｎ＠ｅｘａｍｐｌｅ.com"]
 PHONES = ["+1 (555) 010-2000", "+44 20 7946 0958", "call 555-010-2000", "(555) 010-2000", "555.010.2000"]
-CLEAN = ["acc_000123", "4bc3de32a83e1df78e874aef1a8f0c81", "0x31e1ed81532f62abbe61a7de25b9ef52091a3bd4",
-         "bc1q8x2fv29a2gqnj8vlqf86ygf0saslm5wk9lyavx", "2026-01-01T10:00:00+02:00", "2026-01-01 10:00:00.123456789Z",
-         "10.0.0.1", "2001:db8::1", "1519.54", "-3", "+100", "4111111111111112",  # Luhn-invalid
-         "12345678901234567890123",  # one group of more than 19 digits
-         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.207",
-         "WELCOME50", "manual_review", "USDT", "fp[/x]\x1b[2J"]
+CLEAN = [
+    "acc_000123",
+    "4bc3de32a83e1df78e874aef1a8f0c81",
+    "0x31e1ed81532f62abbe61a7de25b9ef52091a3bd4",
+    "bc1q8x2fv29a2gqnj8vlqf86ygf0saslm5wk9lyavx",
+    "2026-01-01T10:00:00+02:00",
+    "2026-01-01 10:00:00.123456789Z",
+    "10.0.0.1",
+    "2001:db8::1",
+    "1519.54",
+    "-3",
+    "+100",
+    "4111111111111112",  # Luhn-invalid
+    "12345678901234567890123",  # one group of more than 19 digits
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.207",
+    "WELCOME50",
+    "manual_review",
+    "USDT",
+    "fp[/x]\x1b[2J",
+]
 
 
 def _flags(values: list[str], kind: str) -> list[bool]:
@@ -58,11 +82,29 @@ def test_only_the_columns_meant_for_personal_data_may_hold_it():
 
 def _good_row(contract: TableContract) -> dict[str, str]:
     values = {
-        "account_id": "acc_1", "created_at": "2026-01-01T00:00:00Z", "ts": "2026-01-01T00:00:00Z", "email": "a@b.io",
-        "phone": "+15550102000", "country": "DE", "kyc_level": "1", "referrer_id": "acc_0", "signup_ip": "10.0.0.1",
-        "signup_device_id": "d1", "ip": "10.0.0.2", "device_id": "d2", "user_agent": "ua", "card_number": PAN,
-        "event_type": "deposit", "amount": "1.5", "from_account_id": "acc_1", "to_account_id": "acc_2",
-        "asset": "BTC", "promo_code": "P1", "address": "w1", "label": "benign", "source": "manual",
+        "account_id": "acc_1",
+        "created_at": "2026-01-01T00:00:00Z",
+        "ts": "2026-01-01T00:00:00Z",
+        "email": "a@b.io",
+        "phone": "+15550102000",
+        "country": "DE",
+        "kyc_level": "1",
+        "referrer_id": "acc_0",
+        "signup_ip": "10.0.0.1",
+        "signup_device_id": "d1",
+        "ip": "10.0.0.2",
+        "device_id": "d2",
+        "user_agent": "ua",
+        "card_number": PAN,
+        "event_type": "deposit",
+        "amount": "1.5",
+        "from_account_id": "acc_1",
+        "to_account_id": "acc_2",
+        "asset": "BTC",
+        "promo_code": "P1",
+        "address": "w1",
+        "label": "benign",
+        "source": "manual",
     }
     return {c: values[c] for c in contract.columns}
 

@@ -52,7 +52,8 @@ def test_ray_data_scoring_equals_full_graph_inference(snapshot, tmp_path):
     """Each Ray Data batch sees its accounts' complete neighbourhoods, so its scores are the full-graph ones."""
     import numpy as np
 
-    from gnn.batch_inference import InferenceConfig, main as score_with_ray_data
+    from gnn.batch_inference import InferenceConfig
+    from gnn.batch_inference import main as score_with_ray_data
     from gnn.estimator import RiskModel
 
     graph = read_snapshot(snapshot)

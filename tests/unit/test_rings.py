@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from graph import schema as s
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
+from graph import schema as s
 from serving.output_evaluation import ring_recall
 from serving.reasons import account_reasons
 from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier, find_groups
@@ -19,29 +19,48 @@ from serving.score import neighbourhood
 NO_MONEY = pd.DataFrame(columns=["src", "dst", "type", "count"])
 
 
-def _candidates(margins: dict[str, float], shared: list[SharedIdentifier], money: pd.DataFrame = NO_MONEY,
-                threat: str = s.COLLUSION) -> RingCandidates:
+def _candidates(
+    margins: dict[str, float], shared: list[SharedIdentifier], money: pd.DataFrame = NO_MONEY, threat: str = s.COLLUSION
+) -> RingCandidates:
     """Candidates with the given margins (score over threshold; >= 1 is flagged on its own score)."""
     ids = sorted(margins)
     margin = np.array([margins[i] for i in ids])
-    frame = pd.DataFrame({"account_id": ids, "label": np.where(margin >= 1, threat, s.CLEAR),
-                          "score": margin * 0.3, **{t: margin * 0.3 * (t == threat) for t in s.THREATS},
-                          "margin": margin, "seed": margin >= 1, "known_label": None, "verdict": None,
-                          "run_id": "r", "first_seen": np.arange(len(ids)) * 1000,
-                          "last_seen": np.arange(len(ids)) * 1000 + 5000})
+    frame = pd.DataFrame(
+        {
+            "account_id": ids,
+            "label": np.where(margin >= 1, threat, s.CLEAR),
+            "score": margin * 0.3,
+            **{t: margin * 0.3 * (t == threat) for t in s.THREATS},
+            "margin": margin,
+            "seed": margin >= 1,
+            "known_label": None,
+            "verdict": None,
+            "run_id": "r",
+            "first_seen": np.arange(len(ids)) * 1000,
+            "last_seen": np.arange(len(ids)) * 1000 + 5000,
+        }
+    )
     return RingCandidates(frame, shared, money)
 
 
 def _transfers(pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    return pd.DataFrame({"src": [a for a, _ in pairs], "dst": [b for _, b in pairs],
-                         "type": [s.TRANSFERRED_TO.type] * len(pairs), "count": [2] * len(pairs)})
+    return pd.DataFrame(
+        {
+            "src": [a for a, _ in pairs],
+            "dst": [b for _, b in pairs],
+            "type": [s.TRANSFERRED_TO.type] * len(pairs),
+            "count": [2] * len(pairs),
+        }
+    )
 
 
 def test_rings_through_devices_and_money_and_a_pair_is_no_ring():
     flagged = {a: 1.5 for a in ("a1", "a2", "a3", "a4", "b1", "b2", "b3", "c1", "c2")}
-    shared = [SharedIdentifier("Device", "d1", ("a1", "a2", "a3"), 3),
-              SharedIdentifier("Card", "k1", ("b1", "b2"), 2),
-              SharedIdentifier("Device", "d2", ("c1", "c2"), 2)]
+    shared = [
+        SharedIdentifier("Device", "d1", ("a1", "a2", "a3"), 3),
+        SharedIdentifier("Card", "k1", ("b1", "b2"), 2),
+        SharedIdentifier("Device", "d2", ("c1", "c2"), 2),
+    ]
     money = _transfers([("a3", "a4"), ("b2", "b3"), ("b3", "b2")])
     rings = detect_rings(_candidates(flagged, shared, money), previous={})
     assert sorted(r.members for r in rings) == [["a1", "a2", "a3", "a4"], ["b1", "b2", "b3"]]  # c1–c2: a pair
@@ -65,9 +84,11 @@ def test_a_ring_member_under_its_threshold_joins_and_an_innocent_household_does_
     # live with r0 and share one device with it (four users); their scores are ordinary but elevated enough
     # to be candidates (15 % and 12 % of the threshold).
     margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2, "r4": 0.4, "h1": 0.15, "h2": 0.12}
-    shared = [SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4),
-              SharedIdentifier("Device", "dr", ("r2", "r4"), 2),
-              SharedIdentifier("Device", "dh", ("h1", "h2", "r0"), 4)]
+    shared = [
+        SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4),
+        SharedIdentifier("Device", "dr", ("r2", "r4"), 2),
+        SharedIdentifier("Device", "dh", ("h1", "h2", "r0"), 4),
+    ]
     rings = detect_rings(_candidates(margins, shared), previous={})
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "r4"]]
     assert rings[0].admitted == ["r4"] and "1 admitted as members" in rings[0].evidence
@@ -86,8 +107,10 @@ def _farm(prefix: str, size: int, elevated_share: float = 0.3) -> tuple[dict[str
     members = [f"{prefix}{i:03d}" for i in range(size)]
     margins = {m: (0.5 if i % 10 < 10 * elevated_share else 1.3) for i, m in enumerate(members)}
     blocks = max(1, size // 100)
-    shared = [SharedIdentifier("IPBlock", f"{prefix}-block{b}", tuple(members[b::blocks]),
-                               len(members[b::blocks]) + 5) for b in range(blocks)]
+    shared = [
+        SharedIdentifier("IPBlock", f"{prefix}-block{b}", tuple(members[b::blocks]), len(members[b::blocks]) + 5)
+        for b in range(blocks)
+    ]
     chunks = [members[i : i + 12] for i in range(0, size, 12)]
     shared += [SharedIdentifier("Device", f"{prefix}-dev{d}", tuple(c), len(c)) for d, c in enumerate(chunks)]
     return margins, shared
@@ -147,9 +170,13 @@ def test_ring_ids_survive_small_membership_changes_and_stay_unique():
 
 
 def test_ring_recall_needs_80_percent_of_members_flagged_in_one_ring():
-    truth = pd.DataFrame({"account_id": [f"m{i}" for i in range(10)] + ["n1"],
-                          "label": [s.COLLUSION] * 5 + [s.BOT_FARM] * 5 + ["benign"],
-                          "ring_id": ["p1"] * 5 + ["p2"] * 5 + [""]})
+    truth = pd.DataFrame(
+        {
+            "account_id": [f"m{i}" for i in range(10)] + ["n1"],
+            "label": [s.COLLUSION] * 5 + [s.BOT_FARM] * 5 + ["benign"],
+            "ring_id": ["p1"] * 5 + ["p2"] * 5 + [""],
+        }
+    )
     flagged = {f"m{i}" for i in range(10)}
     rings = {"R1": ["m0", "m1", "m2", "m3", "n1"], "R2": ["m5", "m6", "m7"], "R3": ["m8", "m9"]}
     r = ring_recall(truth, flagged, rings)
@@ -167,8 +194,11 @@ def _tiny_graph() -> RiskGraph:
     for label, n in counts.items():
         data[label].x = torch.zeros((n, 1))
         data[label].num_nodes = n
-    edges = {s.USED_DEVICE: [[0, 1, 2, 3], [0, 0, 0, 1]], s.USED_IP: [[0, 1, 2, 3, 4, 5], [0] * 6],
-             s.TRANSFERRED_TO: [[0], [5]]}
+    edges = {
+        s.USED_DEVICE: [[0, 1, 2, 3], [0, 0, 0, 1]],
+        s.USED_IP: [[0, 1, 2, 3, 4, 5], [0] * 6],
+        s.TRANSFERRED_TO: [[0], [5]],
+    }
     for rel in s.DOMAIN_RELS:
         data[rel.edge_type].edge_index = torch.tensor(edges.get(rel, [[], []]), dtype=torch.long)
     ids = {label: np.array([f"{label[0].lower()}{i}" for i in range(n)], dtype=object) for label, n in counts.items()}
@@ -203,6 +233,5 @@ def test_a_ring_tied_in_a_chain_is_not_cut_apart_when_a_large_component_is_split
     chain = [f"c{i:02d}" for i in range(12)]
     margins.update({m: 1.2 for m in chain})
     money = _transfers(list(zip(chain, chain[1:])) + [("c11", "f000")])
-    groups = [g for g in find_groups(_candidates(margins, shared, money), GroupingPolicy(split_above=305))
-              if g.is_ring]
+    groups = [g for g in find_groups(_candidates(margins, shared, money), GroupingPolicy(split_above=305)) if g.is_ring]
     assert sorted(len(g.members) for g in groups) == [12, 300]

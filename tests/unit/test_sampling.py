@@ -38,8 +38,9 @@ def risk_graph(seed: int = 0) -> HeteroData:
         data[t].x = torch.randn(n, f, generator=g)
     dev = torch.stack([torch.arange(N_ACC).repeat(2), torch.randint(0, N_DEV, (2 * N_ACC,), generator=g)])
     ip_src = torch.cat([torch.arange(50), torch.arange(N_ACC), torch.tensor([60, 60])])
-    ip_dst = torch.cat([torch.full((50,), SUPER_IP), torch.randint(1, N_IP, (N_ACC,), generator=g),
-                        torch.tensor([3, 3])])  # a parallel edge: counts once towards IP 3's degree
+    ip_dst = torch.cat(
+        [torch.full((50,), SUPER_IP), torch.randint(1, N_IP, (N_ACC,), generator=g), torch.tensor([3, 3])]
+    )  # a parallel edge: counts once towards IP 3's degree
     transfers = torch.randint(0, N_ACC, (2, 120), generator=g)
     for et, ei in ((USED_DEVICE, dev), (USED_IP, torch.stack([ip_src, ip_dst])), (TRANSFERRED, transfers)):
         data[et].edge_index = ei
@@ -49,8 +50,13 @@ def risk_graph(seed: int = 0) -> HeteroData:
 
 def homogeneous_graph(seed: int = 0, n: int = 60) -> Data:
     g = torch.Generator().manual_seed(seed)
-    ei = torch.cat([torch.randint(0, n, (2, 300), generator=g),
-                    torch.stack([torch.arange(1, n), torch.zeros(n - 1, dtype=torch.long)])], 1)  # hub 0
+    ei = torch.cat(
+        [
+            torch.randint(0, n, (2, 300), generator=g),
+            torch.stack([torch.arange(1, n), torch.zeros(n - 1, dtype=torch.long)]),
+        ],
+        1,
+    )  # hub 0
     return Data(x=torch.randn(n, 4, generator=g), edge_index=ei, num_nodes=n)
 
 
@@ -63,8 +69,14 @@ def as_hetero(out, data):
     if isinstance(data, HeteroData):
         return out.node, out.row, out.col, out.edge, out.num_sampled_nodes, out.num_sampled_edges
     et = ("n", "e", "n")
-    return ({"n": out.node}, {et: out.row}, {et: out.col}, {et: out.edge}, {"n": out.num_sampled_nodes},
-            {et: out.num_sampled_edges})
+    return (
+        {"n": out.node},
+        {et: out.row},
+        {et: out.col},
+        {et: out.edge},
+        {"n": out.num_sampled_nodes},
+        {et: out.num_sampled_edges},
+    )
 
 
 def edge_stores(data):
@@ -81,7 +93,7 @@ def check_subgraph(data, sampler, out, seeds, fanout, leaves=None):
     assert torch.equal(node[seed_type][: len(seeds)], seeds)  # seeds first, in order
     for t, ids in node.items():
         # Deduplicated per type across hops; a repeated seed keeps its place but is expanded once.
-        distinct = torch.cat([ids[: len(seeds)].unique(), ids[len(seeds):]]) if t == seed_type else ids
+        distinct = torch.cat([ids[: len(seeds)].unique(), ids[len(seeds) :]]) if t == seed_type else ids
         assert distinct.unique().numel() == distinct.numel()
         assert sum(n_nodes[t]) == ids.numel()
     leaves = leaves or {}
@@ -99,7 +111,7 @@ def check_subgraph(data, sampler, out, seeds, fanout, leaves=None):
         hops = fanout[et] if isinstance(fanout, dict) else fanout
         assert len(n_edges[et]) == len(hops)
         for hop, (k, count) in enumerate(zip(hops, n_edges[et])):
-            hop_col = col[et][start:start + count]
+            hop_col = col[et][start : start + count]
             start += count
             lo, hi = node_start[hop], node_start[hop + 1]
             # Directional: hop h expands exactly the nodes first reached in hop h - 1.
@@ -146,7 +158,7 @@ def test_per_edge_type_fanout():
     assert out.num_sampled_edges[_rev(USED_IP)] == [0, 0]
     assert out.num_sampled_edges[USED_IP] == [0, 0]  # no IP was reached, so none is expanded
     check_subgraph(data, sampler, out, torch.arange(10), fanout)
-    for et, hops in out.num_sampled_edges.items():
+    for _et, hops in out.num_sampled_edges.items():
         assert len(hops) == 2
 
 
@@ -170,8 +182,9 @@ def test_deterministic_under_a_seed_and_not_across_seeds():
 
 def test_floyd_draws_uniform_subsets():
     rows, deg, k = 30000, 5, 2
-    chosen = floyd_subsets(torch.full((rows,), deg), torch.full((rows,), k), k,
-                           torch.Generator().manual_seed(0), uniform_k=True)
+    chosen = floyd_subsets(
+        torch.full((rows,), deg), torch.full((rows,), k), k, torch.Generator().manual_seed(0), uniform_k=True
+    )
     assert bool((chosen >= 0).all()) and bool((chosen < deg).all())
     assert bool((chosen[:, 0] != chosen[:, 1]).all())
     pair = chosen.min(1).values * deg + chosen.max(1).values
@@ -179,7 +192,7 @@ def test_floyd_draws_uniform_subsets():
     counts = torch.bincount(pair, minlength=deg * deg)[pairs]
     assert int(counts.sum()) == rows
     expected = rows / len(pairs)  # each of the C(5, 2) pairs equally likely
-    assert float((counts - expected).abs().max()) < 5 * expected ** 0.5
+    assert float((counts - expected).abs().max()) < 5 * expected**0.5
 
 
 def test_supernode_becomes_a_leaf():
@@ -241,8 +254,16 @@ def test_loader_end_to_end_with_to_hetero_matches_full_graph(cap):
     model = _sage(data)
     with torch.no_grad():
         full = model(full_graph.x_dict, full_graph.edge_index_dict)["Account"]
-    loader = make_neighbor_loader(data, [-1, -1], ("Account", torch.arange(N_ACC)), batch_size=16, shuffle=True,
-                                  seed=3, supernode_cap=cap, backend="torch")
+    loader = make_neighbor_loader(
+        data,
+        [-1, -1],
+        ("Account", torch.arange(N_ACC)),
+        batch_size=16,
+        shuffle=True,
+        seed=3,
+        supernode_cap=cap,
+        backend="torch",
+    )
     assert isinstance(loader.node_sampler, TorchNeighborSampler)
     seen = []
     with torch.no_grad():
@@ -260,8 +281,16 @@ def test_loader_sampled_forward_and_backward():
     model = _sage(data).train()
     with torch.no_grad():
         model(data.x_dict, data.edge_index_dict)
-    loader = make_neighbor_loader(data, [3, 2], ("Account", torch.arange(N_ACC)), batch_size=32, shuffle=True,
-                                  seed=0, supernode_cap=20, backend="torch")
+    loader = make_neighbor_loader(
+        data,
+        [3, 2],
+        ("Account", torch.arange(N_ACC)),
+        batch_size=32,
+        shuffle=True,
+        seed=0,
+        supernode_cap=20,
+        backend="torch",
+    )
     batch = next(iter(loader))
     out = model(batch.x_dict, batch.edge_index_dict)["Account"][: batch["Account"].batch_size]
     assert out.shape == (32, 3) and bool(torch.isfinite(out).all())
@@ -280,8 +309,16 @@ def test_loader_is_reproducible_and_works_in_worker_processes():
     data = risk_graph()
 
     def batches(seed, workers=0):
-        loader = make_neighbor_loader(data, [3, 2], ("Account", torch.arange(N_ACC)), batch_size=20,
-                                      shuffle=True, seed=seed, backend="torch", num_workers=workers)
+        loader = make_neighbor_loader(
+            data,
+            [3, 2],
+            ("Account", torch.arange(N_ACC)),
+            batch_size=20,
+            shuffle=True,
+            seed=seed,
+            backend="torch",
+            num_workers=workers,
+        )
         return [b["Account"].n_id for b in loader]
 
     a, b, c = batches(5), batches(5), batches(6)
@@ -297,8 +334,7 @@ def test_homogeneous_loader_with_sage():
     torch.manual_seed(0)
     conv = SAGEConv(4, 2)
     full = conv(data.x, data.edge_index)
-    loader = make_neighbor_loader(data, [-1], torch.arange(60), batch_size=25, shuffle=False, seed=0,
-                                  backend="torch")
+    loader = make_neighbor_loader(data, [-1], torch.arange(60), batch_size=25, shuffle=False, seed=0, backend="torch")
     for batch in loader:
         out = conv(batch.x, batch.edge_index)[: batch.batch_size]
         torch.testing.assert_close(out, full[batch.n_id[: batch.batch_size]], atol=1e-5, rtol=1e-5)
@@ -330,8 +366,17 @@ def test_lookup_table_is_clean_between_batches_and_threads_are_restored():
     assert torch.get_num_threads() == before
 
 
-@pytest.mark.parametrize("kwargs", [{"replace": True}, {"disjoint": True}, {"time_attr": "t"},
-                                    {"subgraph_type": "induced"}, {"supernode_cap": -1}, {"num_threads": 0}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"replace": True},
+        {"disjoint": True},
+        {"time_attr": "t"},
+        {"subgraph_type": "induced"},
+        {"supernode_cap": -1},
+        {"num_threads": 0},
+    ],
+)
 def test_rejects_unsupported_options(kwargs):
     with pytest.raises(ValueError):
         TorchNeighborSampler(risk_graph(), [2], **kwargs)
@@ -343,15 +388,21 @@ def test_cuda_subgraph_is_valid_and_deterministic():
     seeds = torch.tensor([5, 0, 77, 12, 49])
 
     def draw():
-        sampler = TorchNeighborSampler(data, [3, 2], supernode_cap=20, device="cuda",
-                                       generator=torch.Generator("cuda").manual_seed(0))
+        sampler = TorchNeighborSampler(
+            data, [3, 2], supernode_cap=20, device="cuda", generator=torch.Generator("cuda").manual_seed(0)
+        )
         return sampler, sample(sampler, seeds.cuda())
 
     sampler, out = draw()
     assert out.node["Account"].is_cuda
-    cpu = type(out)(node={k: v.cpu() for k, v in out.node.items()}, row={k: v.cpu() for k, v in out.row.items()},
-                    col={k: v.cpu() for k, v in out.col.items()}, edge={k: v.cpu() for k, v in out.edge.items()},
-                    num_sampled_nodes=out.num_sampled_nodes, num_sampled_edges=out.num_sampled_edges)
+    cpu = type(out)(
+        node={k: v.cpu() for k, v in out.node.items()},
+        row={k: v.cpu() for k, v in out.row.items()},
+        col={k: v.cpu() for k, v in out.col.items()},
+        edge={k: v.cpu() for k, v in out.edge.items()},
+        num_sampled_nodes=out.num_sampled_nodes,
+        num_sampled_edges=out.num_sampled_edges,
+    )
     sampler.perm = {k: v.cpu() if v is not None else None for k, v in sampler.perm.items()}
     check_subgraph(data, sampler, cpu, seeds, [3, 2], leaves=supernode_mask(data, 20))
     _, again = draw()

@@ -172,8 +172,10 @@ def test_fraud_rate_and_rings(exchange: dict[str, pd.DataFrame]) -> None:
 
 def test_collusion_rings_circulate_funds(exchange: dict[str, pd.DataFrame], ring_of: pd.Series) -> None:
     tr = exchange["transfers"]
-    inside = tr[tr["from_account_id"].map(ring_of).eq(tr["to_account_id"].map(ring_of))
-                & tr["from_account_id"].map(ring_of).ne("")]
+    inside = tr[
+        tr["from_account_id"].map(ring_of).eq(tr["to_account_id"].map(ring_of))
+        & tr["from_account_id"].map(ring_of).ne("")
+    ]
     internal = inside.groupby(inside["from_account_id"].map(ring_of)).size()
     rings = _rings(exchange, COLLUSION)
     assert internal.reindex(rings).fillna(0).gt(0).mean() >= 0.9
@@ -280,8 +282,10 @@ def _ring_tie_components(tables: dict[str, pd.DataFrame]) -> pd.Series:
         tables["withdrawals"][["account_id", "address"]].set_axis(["account_id", "key"], axis=1).assign(kind="w"),
     ]
     ips = pd.concat([u for u in uses if u["kind"].iloc[0] == "i"])
-    blocks = ips.assign(key=ips["key"].map(lambda ip: str(ipaddress.ip_network(
-        f"{ip}/{24 if '.' in ip else 64}", strict=False))), kind="b")
+    blocks = ips.assign(
+        key=ips["key"].map(lambda ip: str(ipaddress.ip_network(f"{ip}/{24 if '.' in ip else 64}", strict=False))),
+        kind="b",
+    )
     used = pd.concat([*uses, blocks]).drop_duplicates().assign(ring=lambda d: d["account_id"].map(ring_of))
     users = used.groupby(["kind", "key"]).size().rename("users")
     mates = used.dropna(subset=["ring"]).groupby(["kind", "key", "ring"]).size().rename("mates").reset_index()
@@ -292,13 +296,16 @@ def _ring_tie_components(tables: dict[str, pd.DataFrame]) -> pd.Series:
     member_uses = used.merge(ties[["kind", "key", "ring"]], on=["kind", "key", "ring"])
     g.add_edges_from(zip(member_uses["account_id"], "id:" + member_uses["kind"] + ":" + member_uses["key"]))
     t = tables["transfers"]
-    pairs = [(t["from_account_id"], t["to_account_id"]),
-             (tables["accounts"]["account_id"], tables["accounts"]["referrer_id"])]
+    pairs = [
+        (t["from_account_id"], t["to_account_id"]),
+        (tables["accounts"]["account_id"], tables["accounts"]["referrer_id"]),
+    ]
     for a, b in pairs:
         same = a.map(ring_of).notna() & (a.map(ring_of) == b.map(ring_of))
         g.add_edges_from(zip(a[same], b[same]))
     return pd.Series({a: i for i, comp in enumerate(nx.connected_components(g)) for a in comp}).reindex(
-        ring_of.dropna().index)
+        ring_of.dropna().index
+    )
 
 
 @pytest.mark.parametrize("weak_tie_rate", [0.25, 0.8])

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from graph import schema as s
 from gnn.thresholds import (
     PUCalibrator,
     ThresholdPolicy,
@@ -17,10 +16,17 @@ from gnn.thresholds import (
     labels_at,
     wilson_lower,
 )
+from graph import schema as s
 
 
-def _exchange(n: int = 40_000, prevalence: float = 0.05, label_rate: float = 0.3, benign_rate: float = 0.05,
-              seed: int = 0, gap: float = 3.5) -> dict[str, np.ndarray]:
+def _exchange(
+    n: int = 40_000,
+    prevalence: float = 0.05,
+    label_rate: float = 0.3,
+    benign_rate: float = 0.05,
+    seed: int = 0,
+    gap: float = 3.5,
+) -> dict[str, np.ndarray]:
     """Accounts with a true class, a one-feature signal (fraud shifted by ``gap`` standard deviations: AUROC
     0.99, like the project's models on a good day), partial fraud labels and a sample of known benign."""
     rng = np.random.default_rng(seed)

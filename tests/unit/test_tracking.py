@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from graph.settings import Settings
 from gnn.tracking import (
     CHAMPION,
     REGISTERED_MODEL,
@@ -19,6 +18,7 @@ from gnn.tracking import (
     log_training_run,
     tracking_client,
 )
+from graph.settings import Settings
 
 
 @pytest.fixture()
@@ -36,10 +36,16 @@ def _model_dir(tmp_path: Path, name: str) -> Path:
 
 
 def _log(settings: Settings, tmp_path: Path, name: str, score: float, client=None):
-    return log_training_run(settings, _model_dir(tmp_path, name), params={"epochs": 1},
-                            history=[{"epoch": 0, "loss": 0.5, "val_auprc_mean": score,
-                                      "val_auprc": {"collusion": score}}],
-                            metrics={"val_auprc_mean": score}, tags={"run": name}, run_name=name, client=client)
+    return log_training_run(
+        settings,
+        _model_dir(tmp_path, name),
+        params={"epochs": 1},
+        history=[{"epoch": 0, "loss": 0.5, "val_auprc_mean": score, "val_auprc": {"collusion": score}}],
+        metrics={"val_auprc_mean": score},
+        tags={"run": name},
+        run_name=name,
+        client=client,
+    )
 
 
 class FailingRegistry:
@@ -50,8 +56,10 @@ class FailingRegistry:
 
     def __getattr__(self, name: str):
         if name == self._fail_on:
+
             def fail(*args, **kwargs):
                 raise ConnectionError("connection refused")
+
             return fail
         return getattr(self._client, name)
 

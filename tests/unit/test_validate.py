@@ -69,8 +69,12 @@ def test_accounts_rules_and_duplicates():
     v = validate_table(frame(ACCOUNTS, rows), ACCOUNTS)
     reasons = dict(zip(v.rejects[ROW], v.rejects["reason"]))
     assert set(reasons) == {2, 3}
-    for expected in ("email: must be an email address", "country: must be an ISO-3166 alpha-2 country code",
-                     "kyc_level: must be one of 0, 1, 2, 3", "referrer_id: an account cannot refer itself"):
+    for expected in (
+        "email: must be an email address",
+        "country: must be an ISO-3166 alpha-2 country code",
+        "kyc_level: must be one of 0, 1, 2, 3",
+        "referrer_id: an account cannot refer itself",
+    ):
         assert expected in reasons[2]
     assert reasons[3] == "account_id: duplicate of row 1"
     assert v.accepted["country"].tolist() == ["US", "DE"]
