@@ -8,7 +8,8 @@ full-graph inference, not a sampled estimate), runs the GNN on it, and calibrate
 of the same accounts. Batches stream back to the caller with ``iter_batches``; nothing is collected with
 ``take_all``.
 
-Ray runs locally (``ray.init()``) unless ``RAY_ADDRESS`` names a cluster; on a cluster the model folder and
+Ray runs locally unless ``RAY_ADDRESS`` (``InferenceConfig.address``) names a cluster
+(:func:`gnn.runtime.init_ray`); on a cluster the model folder and
 snapshot must be on storage every node can read. How many actors and how big a batch come from
 :class:`InferenceConfig`, not from this module.
 """
@@ -22,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from graph import schema as s
 from gnn.estimator import RiskModel
+from gnn.runtime import init_ray
 from gnn.sampling import make_neighbor_loader
 from gnn.snapshot import read_snapshot
 from gnn.train import standardised
+from graph import schema as s
+from graph.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,13 @@ class InferenceConfig:
         actors: scorer actors (each holds the graph and model in memory).
         batch_size: accounts per batch.
         cpus_per_actor: CPUs Ray reserves per actor (also its torch threads).
+        address: the Ray cluster (``Settings.ray_address``, ``RAY_ADDRESS``); None starts a local Ray.
     """
 
     actors: int = 1
     batch_size: int = 4096
     cpus_per_actor: int = 1
+    address: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("actors", "batch_size", "cpus_per_actor"):
@@ -59,7 +64,7 @@ class AccountScorer:
     """
 
     def __init__(self, model_dir: str, snapshot_dir: str, threads: int = 1) -> None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # an actor is a process of its own (see gnn.runtime)
         self.model = RiskModel.load(Path(model_dir))
         graph = read_snapshot(Path(snapshot_dir))
         self.model.check_compatible(graph)
@@ -71,8 +76,9 @@ class AccountScorer:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Scores of the accounts at positions ``batch["id"]``: one column per threat, plus ``position``."""
         positions = torch.as_tensor(batch["id"], dtype=torch.long)
-        loader = make_neighbor_loader(self.data, self.hops, (s.ACCOUNT.label, positions),
-                                      batch_size=len(positions), shuffle=False, seed=0)
+        loader = make_neighbor_loader(
+            self.data, self.hops, (s.ACCOUNT.label, positions), batch_size=len(positions), shuffle=False, seed=0
+        )
         sub = next(iter(loader))
         gnn = self.model.gnn
         gnn.eval()  # type: ignore[union-attr]
@@ -86,18 +92,22 @@ class AccountScorer:
         return out
 
 
-def iter_scores(model_dir: Path, snapshot_dir: Path, num_accounts: int,
-                config: InferenceConfig | None = None) -> Iterator[dict[str, np.ndarray]]:
+def iter_scores(
+    model_dir: Path, snapshot_dir: Path, num_accounts: int, config: InferenceConfig | None = None
+) -> Iterator[dict[str, np.ndarray]]:
     """Stream ``{"position", <threat>…}`` batches for every account, scored by Ray Data actors."""
     import ray
 
     config = config or InferenceConfig()
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)  # RAY_ADDRESS, when set, points it at a cluster
+    init_ray(config.address)
     scored = ray.data.range(num_accounts).map_batches(
-        AccountScorer, fn_constructor_args=(str(model_dir), str(snapshot_dir), config.cpus_per_actor),
-        batch_size=config.batch_size, batch_format="numpy", concurrency=config.actors,
-        num_cpus=config.cpus_per_actor)
+        AccountScorer,
+        fn_constructor_args=(str(model_dir), str(snapshot_dir), config.cpus_per_actor),
+        batch_size=config.batch_size,
+        batch_format="numpy",
+        concurrency=config.actors,
+        num_cpus=config.cpus_per_actor,
+    )
     yield from scored.iter_batches(batch_size=config.batch_size, batch_format="numpy")
 
 
@@ -108,5 +118,8 @@ def main(model_dir: Path, snapshot_dir: Path, num_accounts: int, config: Inferen
         scores[batch["position"]] = np.stack([batch[t] for t in s.THREATS], axis=1)
     missing = int(np.isnan(scores).any(axis=1).sum())
     if missing:
-        raise RuntimeError(f"Ray Data scoring returned no score for {missing} accounts")
+        raise ModelError(
+            f"Ray Data scoring returned no score for {missing} of {num_accounts} accounts; "
+            "nothing was written, run the scoring again"
+        )
     return scores

@@ -20,8 +20,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from graph.errors import RingwatchError
-from graph.schema import ACCOUNT, BENIGN, CLEAR, THREATS
 from gnn.baseline import GraphBoostBaseline, neighbourhood_features
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
 from gnn.metrics import PlattCalibrator, threat_metrics
@@ -30,6 +28,8 @@ from gnn.normalize import FeatureScaler
 from gnn.split import TimeSplit
 from gnn.thresholds import PUCalibrator, ThresholdPolicy, benign_weights, budget_flags, fpr_level, labels_at
 from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training, standardised
+from graph.errors import ModelError
+from graph.schema import ACCOUNT, BENIGN, CLEAR, THREATS
 
 SOURCES = ("gnn", "baseline", "ensemble")
 #: The threshold of a threat the model has no labelled example of: above every calibrated score.
@@ -41,10 +41,6 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-class ModelError(RingwatchError):
-    """A model cannot be trained, loaded or applied to this graph."""
-
-
 class RiskModel:
     """Scores accounts for collusion, promotion abuse and bot farms.
 
@@ -53,8 +49,9 @@ class RiskModel:
         use_baseline: also train the baseline (needed for the per-threat choice).
     """
 
-    def __init__(self, config: TrainConfig | None = None, use_baseline: bool = True,
-                 policy: ThresholdPolicy | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig | None = None, use_baseline: bool = True, policy: ThresholdPolicy | None = None
+    ) -> None:
         self.config = config or TrainConfig()
         self.use_baseline = use_baseline
         self.policy = policy or ThresholdPolicy()
@@ -80,8 +77,14 @@ class RiskModel:
         result, td = fit_gnn(graph, split, self.config, on_epoch)
         return self.finish(graph, split, result.state_dict, td, result.history)
 
-    def finish(self, graph: RiskGraph, split: TimeSplit, state_dict: dict[str, torch.Tensor],
-               td: TrainingData | None = None, history: list[EpochResult] | None = None) -> RiskModel:
+    def finish(
+        self,
+        graph: RiskGraph,
+        split: TimeSplit,
+        state_dict: dict[str, torch.Tensor],
+        td: TrainingData | None = None,
+        history: list[EpochResult] | None = None,
+    ) -> RiskModel:
         """Load trained GNN weights, train the baseline, calibrate and choose per threat on validation."""
         td = td or prepare_training(graph, split)
         self.split, self.scaler = split, td.scaler
@@ -95,8 +98,9 @@ class RiskModel:
         if self.use_baseline:
             features, _ = neighbourhood_features(graph, self.config.supernode_cap)
             train = np.concatenate([td.train_labelled, td.train_unlabelled])
-            weights = np.concatenate([np.ones(len(td.train_labelled)),
-                                      np.full(len(td.train_unlabelled), self.config.unlabelled_sample)])
+            weights = np.concatenate(
+                [np.ones(len(td.train_labelled)), np.full(len(td.train_unlabelled), self.config.unlabelled_sample)]
+            )
             self.baseline = GraphBoostBaseline(supernode_cap=self.config.supernode_cap, seed=self.config.seed)
             self.baseline.fit(features, td.targets.numpy(), train, weights, td.val)
             raw["baseline"] = self.baseline.decision_function(features)
@@ -104,8 +108,9 @@ class RiskModel:
         self._set_thresholds(raw, graph.labels, td.val)
         return self
 
-    def _calibrate_and_choose(self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray,
-                              train_labelled: np.ndarray) -> None:
+    def _calibrate_and_choose(
+        self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray, train_labelled: np.ndarray
+    ) -> None:
         """Per threat: calibrate each source, choose the best, estimate the label frequency — on validation.
 
         A threat without a positive among the validation accounts (a small exchange, a rare threat — labels
@@ -120,8 +125,10 @@ class RiskModel:
         for i, threat in enumerate(THREATS):
             fitted_on, rows = "validation", val
             if not targets[val, i].any():
-                fitted_on, rows = "labelled training + validation (no validation positive)", \
-                    np.concatenate([train_labelled, val])
+                fitted_on, rows = (
+                    "labelled training + validation (no validation positive)",
+                    np.concatenate([train_labelled, val]),
+                )
             y = targets[rows, i].astype(bool)
             cal = {src: PlattCalibrator.fit(y, r[rows, i]) for src, r in raw.items()}
             probs = {src: cal[src](r[rows, i]) for src, r in raw.items()}
@@ -136,15 +143,21 @@ class RiskModel:
             self.pu[threat] = PUCalibrator.fit(y, _logit(probs[best]))
             if not y.any():
                 fitted_on = "nothing (no labelled positive): never flags"
-            self.validation[threat] = {"auprc": scores, "chosen": best, "fitted_on": fitted_on,
-                                       "label_frequency": self.pu[threat].frequency,
-                                       "labelled_positives": int(y.sum())}
+            self.validation[threat] = {
+                "auprc": scores,
+                "chosen": best,
+                "fitted_on": fitted_on,
+                "label_frequency": self.pu[threat].frequency,
+                "labelled_positives": int(y.sum()),
+            }
 
     def _set_thresholds(self, raw: dict[str, np.ndarray], labels: np.ndarray, val: np.ndarray) -> None:
         """Thresholds of the model's policy on the validation accounts (see :mod:`gnn.thresholds`)."""
-        self.thresholds = self.policy_thresholds(self.calibrate({k: v[val] for k, v in raw.items()}),
-                                                 labels[val], self.policy if self.policy.kind == "fpr" else
-                                                 ThresholdPolicy())
+        self.thresholds = self.policy_thresholds(
+            self.calibrate({k: v[val] for k, v in raw.items()}),
+            labels[val],
+            self.policy if self.policy.kind == "fpr" else ThresholdPolicy(),
+        )
         for threat in THREATS:
             self.validation[threat]["threshold"] = self.thresholds[threat]
 
@@ -162,13 +175,16 @@ class RiskModel:
         probs = np.where(usable, probs, 0.0)
         known_benign = labels == LABEL_CODES[BENIGN]
         weight = benign_weights(probs, known_benign, labels == UNLABELLED)
-        share = float(policy.fpr_target) / max(sum(usable), 1)
-        return {t: (fpr_level(probs[:, i], weight, known_benign, share) if ok else NEVER_FLAG)
-                for i, (t, ok) in enumerate(zip(THREATS, usable))}
+        share = float(policy.fpr_target or 0.0) / max(sum(usable), 1)
+        return {
+            t: (fpr_level(probs[:, i], weight, known_benign, share) if ok else NEVER_FLAG)
+            for i, (t, ok) in enumerate(zip(THREATS, usable))
+        }
 
     @staticmethod
-    def _source_probs(cal: dict[str, PlattCalibrator], raw: dict[str, np.ndarray], rows: np.ndarray | slice,
-                      i: int, source: str) -> np.ndarray:
+    def _source_probs(
+        cal: dict[str, PlattCalibrator], raw: dict[str, np.ndarray], rows: np.ndarray | slice, i: int, source: str
+    ) -> np.ndarray:
         """Calibrated scores of threat ``i`` from ``source`` (``ensemble``: the mean of GNN and baseline)."""
         if source == "ensemble":
             return np.mean([cal["gnn"](raw["gnn"][rows, i]), cal["baseline"](raw["baseline"][rows, i])], axis=0)
@@ -224,8 +240,9 @@ class RiskModel:
         scores = self.decision_function(graph) if scores is None else scores
         return labels_at(scores, self.thresholds)
 
-    def decide(self, graph: RiskGraph, scores: np.ndarray, policy: ThresholdPolicy | None = None
-               ) -> tuple[np.ndarray, dict[str, float], ThresholdPolicy]:
+    def decide(
+        self, graph: RiskGraph, scores: np.ndarray, policy: ThresholdPolicy | None = None
+    ) -> tuple[np.ndarray, dict[str, float], ThresholdPolicy]:
         """Labels and thresholds for ``graph``'s accounts under ``policy`` (None: the model's own thresholds).
 
         An ``fpr`` policy re-estimates the level on this graph's accounts the model did not train on (created
@@ -303,10 +320,11 @@ class RiskModel:
         model.scaler = FeatureScaler.from_state(spec["scaler"])
         in_channels = {t: len(model.feature_names[t]) for t in node_types}
         c = model.config
-        model.gnn = RiskSAGE(model.metadata, in_channels, c.hidden, c.num_layers, c.dropout)  # type: ignore[arg-type]
+        model.gnn = RiskSAGE(model.metadata, in_channels, c.hidden, c.num_layers, c.dropout)
         model.gnn.load_state_dict(torch.load(path / "gnn.pt", map_location="cpu", weights_only=True))
-        model.calibrators = {t: {s: PlattCalibrator(**v) for s, v in cals.items()}
-                             for t, cals in spec["calibrators"].items()}
+        model.calibrators = {
+            t: {s: PlattCalibrator(**v) for s, v in cals.items()} for t, cals in spec["calibrators"].items()
+        }
         model.choice, model.thresholds = spec["choice"], spec["thresholds"]
         model.pu = {t: PUCalibrator(**v) for t, v in spec.get("pu", {}).items()}  # older models: uncorrected
         model.policy = ThresholdPolicy(**spec["policy"]) if "policy" in spec else ThresholdPolicy()

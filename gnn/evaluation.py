@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from graph.errors import InputContractError
-from graph.schema import THREATS
 from gnn.graph_data import RiskGraph
 from gnn.metrics import calibration, threat_metrics
+from graph.errors import InputContractError
+from graph.schema import THREATS
 
 
 def truth_targets(graph: RiskGraph, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -37,8 +37,9 @@ def truth_targets(graph: RiskGraph, truth: pd.DataFrame) -> tuple[np.ndarray, np
     return targets, known
 
 
-def evaluate_scores(scores: np.ndarray, thresholds: dict[str, float], evaluated: np.ndarray,
-                    targets: np.ndarray, model_version: str) -> dict[str, Any]:
+def evaluate_scores(
+    scores: np.ndarray, thresholds: dict[str, float], evaluated: np.ndarray, targets: np.ndarray, model_version: str
+) -> dict[str, Any]:
     """Metrics per threat and overall (any threat: the highest score vs any fraud label)."""
     out: dict[str, Any] = {"threats": {}, "evaluated_accounts": int(evaluated.sum()), "model_version": model_version}
     for i, threat in enumerate(THREATS):
@@ -47,15 +48,17 @@ def evaluate_scores(scores: np.ndarray, thresholds: dict[str, float], evaluated:
         out["threats"][threat]["calibration"] = calibration(y, scores[evaluated, i])
     any_y = targets[evaluated].max(axis=1).astype(bool)
     margin = scores / np.maximum(np.array([thresholds[t] for t in THREATS]), 1e-9)
-    overall = threat_metrics(any_y, scores[evaluated].max(axis=1), threshold=0.0)
+    overall: dict[str, Any] = dict(threat_metrics(any_y, scores[evaluated].max(axis=1), threshold=0.0))
     flagged = margin[evaluated].max(axis=1) >= 1.0
-    overall.update({
-        "threshold": None,
-        "flagged": int(flagged.sum()),
-        "precision": float((flagged & any_y).sum() / flagged.sum()) if flagged.any() else float("nan"),
-        "recall": float((flagged & any_y).sum() / any_y.sum()) if any_y.any() else float("nan"),
-        "fpr": float((flagged & ~any_y).sum() / (~any_y).sum()) if (~any_y).any() else float("nan"),
-    })
+    overall.update(
+        {
+            "threshold": None,
+            "flagged": int(flagged.sum()),
+            "precision": float((flagged & any_y).sum() / flagged.sum()) if flagged.any() else float("nan"),
+            "recall": float((flagged & any_y).sum() / any_y.sum()) if any_y.any() else float("nan"),
+            "fpr": float((flagged & ~any_y).sum() / (~any_y).sum()) if (~any_y).any() else float("nan"),
+        }
+    )
     out["overall"] = overall
     return out
 
@@ -70,8 +73,9 @@ def evaluation_scope(model, graph: RiskGraph, truth: pd.DataFrame | None) -> tup
     return targets, evaluated, "every account created after the training period, against the truth file"
 
 
-def evaluate_model(model, graph: RiskGraph, truth: pd.DataFrame | None, model_version: str,
-                   scores: np.ndarray | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model, graph: RiskGraph, truth: pd.DataFrame | None, model_version: str, scores: np.ndarray | None = None
+) -> dict[str, Any]:
     """Evaluate ``model`` (a :class:`gnn.estimator.RiskModel`) on ``graph``; see the module docstring."""
     scores = model.decision_function(graph) if scores is None else scores
     targets, evaluated, scope = evaluation_scope(model, graph, truth)
@@ -81,19 +85,18 @@ def evaluate_model(model, graph: RiskGraph, truth: pd.DataFrame | None, model_ve
     return result
 
 
-def save_report(result: dict[str, Any], scores: np.ndarray, targets: np.ndarray, evaluated: np.ndarray,
-                out_dir: Path) -> list[Path]:
+def save_report(
+    result: dict[str, Any], scores: np.ndarray, targets: np.ndarray, evaluated: np.ndarray, out_dir: Path
+) -> list[Path]:
     """Write ``metrics.json`` and PR-curve / reliability pictures into ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a Figure of its own: no pyplot state, no process-wide backend
     from sklearn.metrics import precision_recall_curve
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [out_dir / "metrics.json"]
     files[0].write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
     for i, threat in enumerate(THREATS):
         y = targets[evaluated, i].astype(bool)
         if not y.any():
@@ -111,5 +114,18 @@ def save_report(result: dict[str, Any], scores: np.ndarray, targets: np.ndarray,
     fig.tight_layout()
     files.append(out_dir / "pr_curves.png")
     fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
     return files
+
+
+def evaluate_saved_model(
+    model, model_version: str, graph: RiskGraph, truth: pd.DataFrame | None, out_dir: Path | None = None
+) -> dict[str, Any]:
+    """The offline evaluation job (``ringwatch evaluate --model``): score ``graph`` with ``model`` (a
+    :class:`gnn.estimator.RiskModel`), evaluate (see the module docstring), and with ``out_dir`` write
+    ``metrics.json`` and the pictures there (listed under ``files``)."""
+    scores = model.decision_function(graph)
+    result = evaluate_model(model, graph, truth, model_version, scores=scores)
+    if out_dir is not None:
+        targets, evaluated, _ = evaluation_scope(model, graph, truth)
+        result["files"] = [str(p) for p in save_report(result, scores, targets, evaluated, out_dir)]
+    return result

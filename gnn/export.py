@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import neo4j
@@ -28,24 +28,33 @@ from neo4j.exceptions import DriverError, Neo4jError
 
 from graph.errors import RingwatchError
 from graph.queries import export as q
-
-Progress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``."""
+from graph.queries.inspect import count_label, count_type
+from graph.runs import Progress
 
 DEFAULT_PAGE_SIZE = 10_000
 
 #: Arrow type and pandas dtype of each kind of property (datetimes travel as epoch milliseconds).
 ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.large_string(), "long": pa.int64(), "datetime": pa.int64(),
-    "double": pa.float64(), "boolean": pa.bool_(),
+    "string": pa.large_string(),
+    "long": pa.int64(),
+    "datetime": pa.int64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
 }
 COLUMN_DTYPES: dict[str, Any] = {
-    "string": pd.StringDtype("pyarrow"), "long": pd.Int64Dtype(), "datetime": pd.Int64Dtype(),
-    "double": pd.Float64Dtype(), "boolean": pd.BooleanDtype(),
+    "string": pd.StringDtype("pyarrow"),
+    "long": pd.Int64Dtype(),
+    "datetime": pd.Int64Dtype(),
+    "double": pd.Float64Dtype(),
+    "boolean": pd.BooleanDtype(),
 }
-_PANDAS_FOR_ARROW = {pa.large_string(): COLUMN_DTYPES["string"], pa.string(): COLUMN_DTYPES["string"],
-                     pa.int64(): COLUMN_DTYPES["long"], pa.float64(): COLUMN_DTYPES["double"],
-                     pa.bool_(): COLUMN_DTYPES["boolean"]}
+_PANDAS_FOR_ARROW = {
+    pa.large_string(): COLUMN_DTYPES["string"],
+    pa.string(): COLUMN_DTYPES["string"],
+    pa.int64(): COLUMN_DTYPES["long"],
+    pa.float64(): COLUMN_DTYPES["double"],
+    pa.bool_(): COLUMN_DTYPES["boolean"],
+}
 
 
 class GraphExportError(RingwatchError):
@@ -115,7 +124,12 @@ class _ColumnBuilder:
 
 
 def _read_pages(
-    session: neo4j.Session, cypher: str, builder: _ColumnBuilder, page_size: int, stage: str, total: int,
+    session: neo4j.Session,
+    cypher: str,
+    builder: _ColumnBuilder,
+    page_size: int,
+    stage: str,
+    total: int,
     progress: Progress | None,
 ) -> None:
     metadata = {"app": "ringwatch", "job": "export", "stage": stage}
@@ -168,18 +182,21 @@ def export_graph(
     rels: dict[str, pd.DataFrame] = {}
     try:
         # Notifications off: a graph without (say) any label yet makes every page warn "property key does not exist".
-        with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS,
-                            notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF) as session:
+        with driver.session(
+            database=database,
+            default_access_mode=neo4j.READ_ACCESS,
+            notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF,
+        ) as session:
             for node_export in q.NODE_EXPORTS:
                 label = node_export.node.label
                 builder = _ColumnBuilder(node_export.columns, label)
-                total = _count(session, q.count_nodes(node_export.node))
+                total = _count(session, count_label(node_export.node))
                 _read_pages(session, node_export.cypher, builder, page_size, label, total, progress)
                 nodes[label] = builder.frame((node_export.node.key,))
             for rel_export in q.REL_EXPORTS:
                 rel_type = rel_export.rel.type
                 builder = _ColumnBuilder(rel_export.columns, rel_type)
-                total = _count(session, q.count_rels(rel_export.rel))
+                total = _count(session, count_type(rel_export.rel))
                 _read_pages(session, rel_export.cypher, builder, page_size, rel_type, total, progress)
                 rels[rel_type] = builder.frame(rel_export.keys)
     except Neo4jError as e:

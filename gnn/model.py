@@ -5,6 +5,8 @@ A plain ``nn.Module``: the training loop, data loading and checkpointing live el
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import HeteroConv, SAGEConv
@@ -56,7 +58,7 @@ class RiskSAGE(nn.Module):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.node_types = list(node_types)
-        self.edge_types: list[EdgeType] = [tuple(e) for e in edge_types]  # type: ignore[misc]
+        self.edge_types: list[EdgeType] = [(e[0], e[1], e[2]) for e in edge_types]
         self.encoders = nn.ModuleDict({t: nn.Linear(in_channels[t], hidden) for t in self.node_types})
         self.convs = nn.ModuleList(
             HeteroConv({e: SAGEConv((hidden, hidden), hidden, aggr="mean") for e in self.edge_types}, aggr="sum")
@@ -74,6 +76,7 @@ class RiskSAGE(nn.Module):
         h0 = h[ACCOUNT.label]
         for conv, norms in zip(self.convs, self.norms):
             edges = {e: ei for e, ei in edge_index_dict.items() if ei.numel() > 0}
-            out = conv(h, edges)
-            h = {t: self.dropout(norms[t](h[t] + torch.relu(out[t]) if t in out else h[t])) for t in h}
+            out: dict[NodeType, Tensor] = conv(h, edges)
+            norm = cast(nn.ModuleDict, norms)
+            h = {t: self.dropout(norm[t](h[t] + torch.relu(out[t]) if t in out else h[t])) for t in h}
         return self.head(torch.cat([h0, h[ACCOUNT.label]], dim=-1))

@@ -1,4 +1,4 @@
-"""Training under Ray Train: local Ray by default, a cluster when ``RAY_ADDRESS`` is set.
+"""Training under Ray Train: local Ray by default, the cluster at ``RayConfig.address`` (``RAY_ADDRESS``) when set.
 
 Each worker loads the graph from a snapshot folder (no database access from workers), takes an equal
 share of each epoch's training accounts, and reports validation AUPRC with a checkpoint every epoch.
@@ -11,25 +11,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from gnn.runtime import init_ray
 from gnn.split import TimeSplit
-from gnn.train import (
-    EpochResult,
-    TrainConfig,
-    build_model,
-    epoch_seeds,
-    predict_logits,
-    prepare_training,
-    train_epoch,
-    validation_auprc,
-)
+from gnn.train import EarlyStopping, TrainConfig, build_model, epoch_seeds, prepare_training, run_epoch
+from graph.errors import ModelError
 
 STATE_FILE = "state.pt"
 
@@ -43,7 +34,7 @@ class RayConfig:
     cpus_per_worker: float | None = None
     max_failures: int = 2
     storage_path: Path | None = None
-    address: str | None = None  # None: RAY_ADDRESS, else a local Ray
+    address: str | None = None  # a Ray cluster (Settings.ray_address, RAY_ADDRESS); None: a local Ray
 
 
 def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
@@ -57,17 +48,17 @@ def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
     split = TimeSplit(**loop_config["split"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    # A worker is a process of its own: its thread count is its own business (see gnn.runtime).
     torch.set_num_threads(config.threads or max(1, int(loop_config["threads"]) - 1))
     torch.manual_seed(config.seed)
 
     graph = read_snapshot(Path(loop_config["snapshot"]))
     td = prepare_training(graph, split)
     device = rtt.get_device() if torch.cuda.is_available() and loop_config.get("use_gpu") else torch.device("cpu")
-    model = build_model(td.data, config)
-    model = rtt.prepare_model(model, move_to_device=device,
-                              parallel_strategy_kwargs={"find_unused_parameters": True})
+    model: torch.nn.Module = build_model(td.data, config)
+    model = rtt.prepare_model(model, move_to_device=device, parallel_strategy_kwargs={"find_unused_parameters": True})
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start, best, best_epoch, stale, history, best_state = 0, -1.0, 0, 0, [], None
+    start, history, stopping = 0, [], EarlyStopping(config.patience)
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -75,37 +66,42 @@ def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
             state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
         _unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, best, best_epoch, stale = state["epoch"] + 1, state["best"], state["best_epoch"], state["stale"]
-        history, best_state = state["history"], state["best_state"]
+        start, history, stopping = state["epoch"] + 1, state["history"], EarlyStopping(**state["stopping"])
 
     fail_at = loop_config.get("fail_once_at_epoch")
     for epoch in range(start, config.epochs):
         if fail_at is not None and epoch == fail_at and rank == 0 and not checkpoint_marked(loop_config):
             mark_checkpoint_failure(loop_config)
             raise RuntimeError(f"injected worker failure at epoch {epoch} (testing resume)")
-        t0 = time.perf_counter()
         seeds = epoch_seeds(td, config, epoch)
         share = len(seeds) // world * world
-        seeds = seeds[:share][rank::world]
-        loss = train_epoch(model, td, seeds, optimizer, config, device, epoch)
-        aps = validation_auprc(predict_logits(_unwrap(model), td.data, device), td.targets, td.val)
-        mean_ap = float(np.nanmean(list(aps.values())))
-        result = EpochResult(epoch, loss, aps, mean_ap, time.perf_counter() - t0)
+        result = run_epoch(
+            model, td, seeds[:share][rank::world], optimizer, config, device, epoch, evaluated=_unwrap(model)
+        )
         history.append(result.__dict__)
-        if mean_ap > best:
-            best, best_epoch, stale = mean_ap, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}
-        else:
-            stale += 1
-        done = stale >= config.patience or epoch == config.epochs - 1
-        metrics = {"epoch": epoch, "loss": loss, "val_auprc_mean": mean_ap, "best_epoch": best_epoch,
-                   "done": done, **{f"val_auprc_{k}": v for k, v in aps.items()}}
+        stopping.update(result, _unwrap(model))
+        done = stopping.should_stop or epoch == config.epochs - 1
+        metrics = {
+            "epoch": epoch,
+            "loss": result.loss,
+            "val_auprc_mean": result.val_auprc_mean,
+            "best_epoch": stopping.best_epoch,
+            "done": done,
+            **{f"val_auprc_{k}": v for k, v in result.val_auprc.items()},
+        }
         with tempfile.TemporaryDirectory() as folder:
             ckpt = None
             if rank == 0:
-                torch.save({"model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch, "best": best, "best_epoch": best_epoch, "stale": stale,
-                            "history": history, "best_state": best_state}, Path(folder) / STATE_FILE)
+                torch.save(
+                    {
+                        "model": _unwrap(model).state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch,
+                        "history": history,
+                        "stopping": asdict(stopping),
+                    },
+                    Path(folder) / STATE_FILE,
+                )
                 ckpt = ray.train.Checkpoint.from_directory(folder)
             ray.train.report(metrics, checkpoint=ckpt)
         if done:
@@ -113,7 +109,9 @@ def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The model inside a DDP wrapper (or the model itself)."""
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, torch.nn.Module) else model
 
 
 def checkpoint_marked(loop_config: dict[str, Any]) -> bool:
@@ -124,22 +122,14 @@ def mark_checkpoint_failure(loop_config: dict[str, Any]) -> None:
     Path(loop_config["failure_marker"]).write_text("failed once\n", encoding="utf-8")
 
 
-def init_ray(address: str | None) -> None:
-    """Connect to ``address`` / ``RAY_ADDRESS`` when given, else start a local Ray sized to this machine."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local single-user Ray: no token files
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-
-
-def fit_with_ray(snapshot: Path, split: TimeSplit, config: TrainConfig, scaling: RayConfig,
-                 run_name: str, fail_once_at_epoch: int | None = None) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def fit_with_ray(
+    snapshot: Path,
+    split: TimeSplit,
+    config: TrainConfig,
+    scaling: RayConfig,
+    run_name: str,
+    fail_once_at_epoch: int | None = None,
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Train with Ray Train; returns the best epoch's weights and the per-epoch history."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -161,8 +151,9 @@ def fit_with_ray(snapshot: Path, split: TimeSplit, config: TrainConfig, scaling:
     trainer = TorchTrainer(
         train_risk_model_worker,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus}),
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers, use_gpu=use_gpu, resources_per_worker={"CPU": cpus}
+        ),
         run_config=RunConfig(
             name=run_name,
             storage_path=str(storage),
@@ -172,7 +163,7 @@ def fit_with_ray(snapshot: Path, split: TimeSplit, config: TrainConfig, scaling:
     )
     result = trainer.fit()
     if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train run {run_name} produced no checkpoint: {result.error}")
+        raise ModelError(f"Ray Train run {run_name} produced no checkpoint (every attempt failed): {result.error}")
     with result.checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
-    return state["best_state"], state["history"]
+    return state["stopping"]["best_state"], state["history"]

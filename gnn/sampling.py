@@ -67,8 +67,8 @@ from torch_geometric.loader import NeighborLoader
 from torch_geometric.sampler import HeteroSamplerOutput, NeighborSampler, SamplerOutput
 from torch_geometric.sampler.base import SubgraphType
 
-from graph.schema import IDENTIFIER_NODES, EdgeType, NodeType
 from gnn.sampling_kernels import ABSENT, MAP_DTYPE, Subgraph, distinct_in_degree, fuse_csc, sample_subgraph
+from graph.schema import IDENTIFIER_NODES, EdgeType, NodeType
 
 SamplerBackend = Literal["auto", "pyg", "torch"]
 
@@ -129,8 +129,9 @@ def _over_cap(edge_indices: list[Tensor], num_nodes: int, cap: int) -> Tensor:
     return distinct > cap
 
 
-def drop_supernode_in_edges(data: Data | HeteroData, cap: int,
-                            node_types: list[NodeType] | None = None) -> Data | HeteroData:
+def drop_supernode_in_edges(
+    data: Data | HeteroData, cap: int, node_types: list[NodeType] | None = None
+) -> Data | HeteroData:
     """The graph without the edges into super-nodes: the full-graph form of the sampler's leaf rule.
 
     Edge attributes are filtered alongside; nodes and their features are shared, not copied.
@@ -145,8 +146,7 @@ def drop_supernode_in_edges(data: Data | HeteroData, cap: int,
     """
     if isinstance(data, HeteroData):
         masks = supernode_mask(data, cap, node_types)
-        keep = {et: ~masks[et[2]][store.edge_index[1].cpu()]
-                for et, store in data.edge_items() if et[2] in masks}
+        keep = {et: ~masks[et[2]][store.edge_index[1].cpu()] for et, store in data.edge_items() if et[2] in masks}
         return data.edge_subgraph({et: k.nonzero().view(-1) for et, k in keep.items()})
     mask = _homogeneous_supernode_mask(data, cap)
     return data.edge_subgraph((~mask[data.edge_index[1].cpu()]).nonzero().view(-1))
@@ -202,8 +202,12 @@ class TorchNeighborSampler(NeighborSampler):
     ) -> None:
         if not isinstance(data, (Data, HeteroData)):
             raise ValueError(f"data must be a Data or HeteroData, got {type(data).__name__}")
-        for name, value, allowed in (("replace", replace, False), ("disjoint", disjoint, False),
-                                     ("time_attr", time_attr, None), ("weight_attr", weight_attr, None)):
+        for name, value, allowed in (
+            ("replace", replace, False),
+            ("disjoint", disjoint, False),
+            ("time_attr", time_attr, None),
+            ("weight_attr", weight_attr, None),
+        ):
             if value != allowed:
                 raise ValueError(f"TorchNeighborSampler does not support {name}={value!r}")
         if SubgraphType(subgraph_type) == SubgraphType.induced:
@@ -217,8 +221,9 @@ class TorchNeighborSampler(NeighborSampler):
             raise ValueError(f"generator is on {generator.device}, but device is {self.device}")
         with warnings.catch_warnings():  # PyG warns that sampling without pyg-lib is deprecated
             warnings.filterwarnings("ignore", message=".*without a 'pyg-lib' installation.*")
-            super().__init__(data, num_neighbors, subgraph_type=subgraph_type, is_sorted=is_sorted,
-                             share_memory=share_memory)
+            super().__init__(
+                data, num_neighbors, subgraph_type=subgraph_type, is_sorted=is_sorted, share_memory=share_memory
+            )
         self.supernode_cap = supernode_cap
         self.num_threads = num_threads
         self._generator = generator
@@ -236,28 +241,29 @@ class TorchNeighborSampler(NeighborSampler):
             sizes = [int(self.num_nodes[t]) for t in self.node_types]
             rels = [self.to_rel_type[et] for et in edge_types]
             # PyG's CSC attributes (assigned from untyped helpers, hence getattr for the type checker).
-            colptr_dict: dict[str, Tensor] = getattr(self, "colptr_dict")
-            row_dict: dict[str, Tensor] = getattr(self, "row_dict")
+            colptr_dict: dict[str, Tensor] = getattr(self, "colptr_dict")  # noqa: B009
+            row_dict: dict[str, Tensor] = getattr(self, "row_dict")  # noqa: B009
             colptrs, rows = [colptr_dict[r] for r in rels], [row_dict[r] for r in rels]
             src_type = [index[et[0]] for et in edge_types]
             dst_type = [index[et[2]] for et in edge_types]
             fanout = self.num_neighbors.get_values(self.edge_types)
             per_hop = [list(hops) for hops in zip(*(fanout[et] for et in edge_types))]
-            masks: dict[NodeType, Tensor] = (supernode_mask(data, self.supernode_cap, supernode_types)
-                                              if self.supernode_cap is not None else {})
+            masks: dict[NodeType, Tensor] = (
+                supernode_mask(data, self.supernode_cap, supernode_types) if self.supernode_cap is not None else {}
+            )
             leaves = [masks.get(et[2]) for et in edge_types]
         else:
             self._edge_names = [None]
-            colptr: Tensor = getattr(self, "colptr")
-            row: Tensor = getattr(self, "row")
+            colptr: Tensor = getattr(self, "colptr")  # noqa: B009
+            row: Tensor = getattr(self, "row")  # noqa: B009
             sizes, colptrs, rows, src_type, dst_type = [int(self.num_nodes)], [colptr], [row], [0], [0]
             per_hop = [[k] for k in self.num_neighbors.get_values()]
-            leaves = [_homogeneous_supernode_mask(data, self.supernode_cap)
-                      if self.supernode_cap is not None else None]
+            leaves = [_homogeneous_supernode_mask(data, self.supernode_cap) if self.supernode_cap is not None else None]
         self._sizes = sizes
         self._node_offset = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0).to(self.device)
-        self._csc = fuse_csc(colptrs, rows, src_type, dst_type, self._node_offset.tolist(), sum(sizes), self.device,
-                             leaves)
+        self._csc = fuse_csc(
+            colptrs, rows, src_type, dst_type, self._node_offset.tolist(), sum(sizes), self.device, leaves
+        )
         # PyG's per-type CSC arrays are folded into the fused ones (`perm` stays: the loader maps edge ids
         # through it); dropping them keeps the edges in memory once.
         if isinstance(data, HeteroData):
@@ -288,8 +294,9 @@ class TorchNeighborSampler(NeighborSampler):
             self._worker_generator.manual_seed(self._generator.initial_seed() + 7919 * (info.id + 1))
         return self._worker_generator
 
-    def _sample(self, seed: Tensor | dict[NodeType, Tensor], seed_time: Any = None,
-                **kwargs: Any) -> SamplerOutput | HeteroSamplerOutput:
+    def _sample(
+        self, seed: Tensor | dict[NodeType, Tensor], seed_time: Any = None, **kwargs: Any
+    ) -> SamplerOutput | HeteroSamplerOutput:
         if seed_time is not None:
             raise ValueError("TorchNeighborSampler does not support temporal sampling (seed_time given)")
         if isinstance(seed, dict):
@@ -310,9 +317,16 @@ class TorchNeighborSampler(NeighborSampler):
                 if switch:
                     torch.set_num_threads(threads)
         if not isinstance(seed, dict):
-            (row, col, edge), = edges
-            return SamplerOutput(node=nodes[0], row=row, col=col, edge=edge, batch=None,
-                                 num_sampled_nodes=n_nodes[0], num_sampled_edges=n_edges[0])
+            ((row, col, edge),) = edges
+            return SamplerOutput(
+                node=nodes[0],
+                row=row,
+                col=col,
+                edge=edge,
+                batch=None,
+                num_sampled_nodes=n_nodes[0],
+                num_sampled_edges=n_edges[0],
+            )
         by_type = {et: (e, n) for et, e, n in zip(self._edge_names, edges, n_edges)}
         ets = self.edge_types  # the graph's order, not the internal one
         return HeteroSamplerOutput(
@@ -330,11 +344,16 @@ class TorchNeighborSampler(NeighborSampler):
         dev = self.device
         if self._node_map is None:
             self._node_map = torch.full((sum(self._sizes),), ABSENT, dtype=MAP_DTYPE, device=dev)
-        seed_local = [torch.as_tensor(s, device=dev).long().view(-1) if s is not None
-                      else torch.empty(0, dtype=torch.long, device=dev) for s in seeds]
+        seed_local = [
+            torch.as_tensor(s, device=dev).long().view(-1)
+            if s is not None
+            else torch.empty(0, dtype=torch.long, device=dev)
+            for s in seeds
+        ]
         try:
-            return sample_subgraph(self._csc, self._node_offset, self._node_map, seed_local, self._fanout,
-                                   self._width, self._rng())
+            return sample_subgraph(
+                self._csc, self._node_offset, self._node_map, seed_local, self._fanout, self._width, self._rng()
+            )
         except BaseException:
             self._node_map = None  # may hold half-written entries: rebuilt clean on the next call
             raise
@@ -386,18 +405,26 @@ def make_neighbor_loader(
         raise ValueError(f"backend must be 'auto', 'pyg' or 'torch', got {backend!r}")
     has_extension = torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE
     if backend == "pyg" and not has_extension:
-        raise ValueError("backend='pyg' needs pyg-lib or torch-sparse, and neither is importable; "
-                         "use backend='torch' or 'auto'")
+        raise ValueError(
+            "backend='pyg' needs pyg-lib or torch-sparse, and neither is importable; use backend='torch' or 'auto'"
+        )
     use_ours = backend == "torch" or (backend == "auto" and not has_extension)
     kw.setdefault("generator", torch.Generator().manual_seed(seed))  # the DataLoader's shuffle
     if use_ours and kw.get("neighbor_sampler") is None:
         sampler_args = {name: kw.pop(name) for name in _SAMPLER_ARGS if name in kw}
         dev = torch.device(device) if device is not None else torch.device("cpu")
         kw["neighbor_sampler"] = TorchNeighborSampler(
-            data, num_neighbors, supernode_cap=supernode_cap, supernode_types=supernode_types,
-            generator=torch.Generator(dev).manual_seed(seed), device=dev, num_threads=sampler_threads,
-            **sampler_args)
+            data,
+            num_neighbors,
+            supernode_cap=supernode_cap,
+            supernode_types=supernode_types,
+            generator=torch.Generator(dev).manual_seed(seed),
+            device=dev,
+            num_threads=sampler_threads,
+            **sampler_args,
+        )
     elif not use_ours and supernode_cap is not None:
         data = drop_supernode_in_edges(data, supernode_cap, supernode_types)
-    return NeighborLoader(data, num_neighbors=num_neighbors, input_nodes=input_nodes, batch_size=batch_size,
-                          shuffle=shuffle, **kw)
+    return NeighborLoader(
+        data, num_neighbors=num_neighbors, input_nodes=input_nodes, batch_size=batch_size, shuffle=shuffle, **kw
+    )

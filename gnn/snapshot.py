@@ -59,8 +59,14 @@ def redact_uri(uri: str) -> str:
 
 
 def write_snapshot(
-    tables: GraphTables, out_dir: Path, *, graph: RiskGraph | None = None, reference_time: int | None = None,
-    source: str = "", overwrite: bool = False, shared_cap: int = SHARED_CAP,
+    tables: GraphTables,
+    out_dir: Path,
+    *,
+    graph: RiskGraph | None = None,
+    reference_time: int | None = None,
+    source: str = "",
+    overwrite: bool = False,
+    shared_cap: int = SHARED_CAP,
 ) -> dict[str, Any]:
     """Write ``tables`` and their features as a snapshot folder.
 
@@ -87,8 +93,9 @@ def write_snapshot(
         raise SnapshotError(f"{out_dir} already exists and is not empty; choose another folder or overwrite")
     indexed = index_graph(tables.nodes, tables.rels)
     if graph is None:
-        graph = build_risk_graph(indexed.nodes, {t: r.props for t, r in indexed.rels.items()}, reference_time,
-                                 shared_cap)
+        graph = build_risk_graph(
+            indexed.nodes, {t: r.props for t, r in indexed.rels.items()}, reference_time, shared_cap
+        )
     elif graph.content_hash != content_hash(indexed):
         raise SnapshotError("graph was not built from these tables (content hashes differ)")
     staging = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -232,15 +239,21 @@ def read_snapshot(folder: Path) -> RiskGraph:
     stored_labels = node_files[s.ACCOUNT.label]["label"].to_numpy(dtype=np.int8)
     if not np.array_equal(stored_labels, graph.labels):
         raise SnapshotError(f"snapshot {folder}: stored label codes disagree with known_label/verdict")
-    graph.meta.update({"feature_version": manifest.get("feature_version"), "source": manifest.get("source"),
-                       "snapshot": str(folder), "snapshot_created_at": manifest.get("created_at")})
+    graph.meta.update(
+        {
+            "feature_version": manifest.get("feature_version"),
+            "source": manifest.get("source"),
+            "snapshot": str(folder),
+            "snapshot_created_at": manifest.get("created_at"),
+        }
+    )
     return graph
 
 
 def _stored_features(node_files: Mapping[str, pd.DataFrame], names: Any, folder: Path) -> dict[str, NodeFeatures]:
     features: dict[str, NodeFeatures] = {}
     for label, frame in node_files.items():
-        stored = [c[len(FEATURE_PREFIX):] for c in frame.columns if c.startswith(FEATURE_PREFIX)]
+        stored = [c[len(FEATURE_PREFIX) :] for c in frame.columns if c.startswith(FEATURE_PREFIX)]
         if not isinstance(names, dict) or names.get(label) != stored:
             raise SnapshotError(f"snapshot {folder}: {label} features differ from the manifest's feature names")
         values = frame[[FEATURE_PREFIX + n for n in stored]].to_numpy(dtype=np.float32)
@@ -269,3 +282,52 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def erase_from_snapshot(folder: Path, account_id: str) -> bool:
+    """Rewrite the snapshot at ``folder`` without ``account_id`` (an erased account, ``ringwatch erase``).
+
+    Removed: the account's node, every relationship at either end of it, and the personal identifiers (devices,
+    cards, IPs, emails, phones, wallets) only it used. Features are recomputed on what is left, with the same
+    reference time; the manifest's content hash changes accordingly.
+
+    Returns:
+        True when the snapshot held the account (and was rewritten); False when it did not (left as it is).
+
+    Raises:
+        SnapshotError: the snapshot cannot be read or written.
+    """
+    tables, _, manifest = read_snapshot_tables(folder)
+    accounts = tables.nodes[s.ACCOUNT.label]
+    if not (accounts[s.ACCOUNT.key] == account_id).any():
+        return False
+    nodes = {label: frame.copy() for label, frame in tables.nodes.items()}
+    rels: dict[str, pd.DataFrame] = {}
+    personal = {spec.label: spec for spec in s.PERSONAL_IDENTIFIER_NODES}
+    only_theirs: dict[str, set[Any]] = {}
+    for rel_type, frame in tables.rels.items():
+        rel = s.rel_by_type(rel_type)
+        own = (frame["src"] == account_id).to_numpy()
+        if rel.target == s.ACCOUNT:
+            own |= (frame["dst"] == account_id).to_numpy()
+        elif rel.target.label in personal:
+            theirs = set(frame["dst"][own]) - set(frame["dst"][~own])
+            only_theirs.setdefault(rel.target.label, set()).update(theirs)
+        rels[rel_type] = frame[~own].reset_index(drop=True)
+    for label, keys in only_theirs.items():
+        # An identifier used by the account through one relationship type and by others through another stays.
+        still_used = {
+            k for rel_type, frame in rels.items() if s.rel_by_type(rel_type).target.label == label for k in frame["dst"]
+        }
+        spec = personal[label]
+        nodes[label] = nodes[label][~nodes[label][spec.key].isin(list(keys - still_used))].reset_index(drop=True)
+    nodes[s.ACCOUNT.label] = accounts[accounts[s.ACCOUNT.key] != account_id].reset_index(drop=True)
+    write_snapshot(
+        GraphTables(nodes, rels),
+        folder,
+        reference_time=manifest["reference_time"],
+        source=manifest.get("source", ""),
+        overwrite=True,
+        shared_cap=manifest.get("shared_cap") or SHARED_CAP,
+    )
+    return True

@@ -140,10 +140,16 @@ class PUCalibrator:
 
         best = None
         for t0 in (6.0, 0.0, -2.0):  # start from c ≈ 1 (Platt), ½ and ⅛; keep the best likelihood
-            result = minimize(loss, np.array([1.0, float(np.log(y.mean() / (1 - y.mean()))), t0]),
-                              method="L-BFGS-B", bounds=[(1e-3, 50.0), (-50.0, 50.0), (-7.0, 12.0)])
+            result = minimize(
+                loss,
+                np.array([1.0, float(np.log(y.mean() / (1 - y.mean()))), t0]),
+                method="L-BFGS-B",
+                bounds=[(1e-3, 50.0), (-50.0, 50.0), (-7.0, 12.0)],
+            )
             if best is None or result.fun < best.fun:
                 best = result
+        if best is None:  # unreachable: the loop above runs at least once
+            raise ValueError("no starting point")
         a, b, t = best.x
         return cls(a, b, max(float(1 / (1 + np.exp(-t))), MIN_LABEL_FREQUENCY))
 
@@ -209,7 +215,7 @@ def fpr_level(prob: np.ndarray, weight: np.ndarray, known_benign: np.ndarray, ta
     for i in ends:
         if fp[i] > target or wilson_lower(int(kb[i]), n_kb) > target:
             break
-        best = i
+        best = int(i)
     return float(prob[order][best]) if best >= 0 else 1.0 + 1e-9
 
 

@@ -29,6 +29,8 @@ from graph.settings import Settings
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from gnn.estimator import RiskModel
+
 REGISTERED_MODEL = "ringwatch-risk"
 CHAMPION = "champion"
 EXPERIMENT = "ringwatch"
@@ -87,9 +89,11 @@ def _is_not_found(error: Exception) -> bool:
 
 
 def _registry_error(action: str, client: MlflowClient, error: Exception) -> TrackingError:
-    return TrackingError(f"the model registry at {client.tracking_uri} did not answer while {action}: "
-                         f"{type(error).__name__}: {error}; nothing was promoted, fix the store "
-                         "(MLFLOW_TRACKING_URI) and run again")
+    return TrackingError(
+        f"the model registry at {client.tracking_uri} did not answer while {action}: "
+        f"{type(error).__name__}: {error}; nothing was promoted, fix the store "
+        "(MLFLOW_TRACKING_URI) and run again"
+    )
 
 
 def champion_version(client: MlflowClient) -> Any | None:
@@ -100,7 +104,7 @@ def champion_version(client: MlflowClient) -> Any | None:
     """
     try:
         registered = client.get_registered_model(REGISTERED_MODEL)
-    except Exception as e:  # noqa: BLE001 — sorted below: "not registered" is an answer, anything else is not
+    except Exception as e:
         if _is_not_found(e):
             return None
         raise _registry_error("looking for the champion", client, e) from e
@@ -108,13 +112,20 @@ def champion_version(client: MlflowClient) -> Any | None:
         return None
     try:
         return client.get_model_version(REGISTERED_MODEL, str(registered.aliases[CHAMPION]))
-    except Exception as e:  # noqa: BLE001 — the alias names a version: failing to read it is an error
+    except Exception as e:
         raise _registry_error("reading the champion", client, e) from e
 
 
-def log_training_run(settings: Settings, model_dir: Path, params: dict[str, Any], history: list[dict[str, Any]],
-                     metrics: dict[str, float], tags: dict[str, str], run_name: str,
-                     client: MlflowClient | None = None) -> LoggedModel:
+def log_training_run(
+    settings: Settings,
+    model_dir: Path,
+    params: dict[str, Any],
+    history: list[dict[str, Any]],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    run_name: str,
+    client: MlflowClient | None = None,
+) -> LoggedModel:
     """Log a finished training run, register the model, and promote it if it beats the champion.
 
     Args:
@@ -140,44 +151,56 @@ def log_training_run(settings: Settings, model_dir: Path, params: dict[str, Any]
         epoch_metrics = []
         for h in history:
             step = int(h["epoch"])
-            epoch_metrics += [Metric("train_loss", float(h["loss"]), now, step),
-                              Metric("val_auprc_mean", float(h["val_auprc_mean"]), now, step)]
-            epoch_metrics += [Metric(f"val_auprc_{t}", float(v), now, step)
-                              for t, v in h["val_auprc"].items() if not math.isnan(v)]
+            epoch_metrics += [
+                Metric("train_loss", float(h["loss"]), now, step),
+                Metric("val_auprc_mean", float(h["val_auprc_mean"]), now, step),
+            ]
+            epoch_metrics += [
+                Metric(f"val_auprc_{t}", float(v), now, step) for t, v in h["val_auprc"].items() if not math.isnan(v)
+            ]
         final = [Metric(k, float(v), now, 0) for k, v in metrics.items() if not math.isnan(v)]
-        client.log_batch(run_id, metrics=epoch_metrics + final,
-                         params=[Param(k, str(v)[:500]) for k, v in params.items()])
+        client.log_batch(
+            run_id, metrics=epoch_metrics + final, params=[Param(k, str(v)[:500]) for k, v in params.items()]
+        )
         client.log_artifacts(run_id, str(model_dir), "model")
         client.set_terminated(run_id)
         source = f"{run.info.artifact_uri}/model"
-    except Exception as e:  # noqa: BLE001 — any failure of the store is reported as one, with what to do
-        raise TrackingError(f"logging training run {run_name} to {tracking_uri(settings)} failed: "
-                            f"{type(e).__name__}: {e}") from e
+    except Exception as e:
+        raise TrackingError(
+            f"logging training run {run_name} to {tracking_uri(settings)} failed: {type(e).__name__}: {e}"
+        ) from e
     try:
         client.get_registered_model(REGISTERED_MODEL)
-    except Exception as e:  # noqa: BLE001 — only "not registered" is expected; anything else is an error
+    except Exception as e:
         if not _is_not_found(e):
             raise _registry_error("registering the model", client, e) from e
         client.create_registered_model(REGISTERED_MODEL)
     score = float(metrics.get(SCORE_TAG, float("nan")))
     try:
-        version = client.create_model_version(REGISTERED_MODEL, source=source, run_id=run_id,
-                                              tags={SCORE_TAG: str(score), **tags})
-    except Exception as e:  # noqa: BLE001
+        version = client.create_model_version(
+            REGISTERED_MODEL, source=source, run_id=run_id, tags={SCORE_TAG: str(score), **tags}
+        )
+    except Exception as e:
         raise _registry_error("registering the model", client, e) from e
     champion = champion_version(client)
     champion_score = None if champion is None else float(champion.tags.get(SCORE_TAG, "nan"))
     promoted = champion_score is None or (not math.isnan(score) and score > champion_score)
     if promoted:
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version.version)
-    log.info("tracked training run %s as %s/%s (%s)", run_name, REGISTERED_MODEL, version.version,
-             "promoted to champion" if promoted else "not better than the champion",
-             extra={"mlflow_run_id": run_id, "score": score, "champion_score": champion_score})
+    log.info(
+        "tracked training run %s as %s/%s (%s)",
+        run_name,
+        REGISTERED_MODEL,
+        version.version,
+        "promoted to champion" if promoted else "not better than the champion",
+        extra={"mlflow_run_id": run_id, "score": score, "champion_score": champion_score},
+    )
     return LoggedModel(run_id, str(version.version), promoted, score, champion_score)
 
 
-def champion_model_dir(settings: Settings, dest: Path | None = None,
-                       client: MlflowClient | None = None) -> tuple[Path, str]:
+def champion_model_dir(
+    settings: Settings, dest: Path | None = None, client: MlflowClient | None = None
+) -> tuple[Path, str]:
     """Download the champion's model folder; returns (folder, version such as ``ringwatch-risk/3``).
 
     Raises:
@@ -188,10 +211,31 @@ def champion_model_dir(settings: Settings, dest: Path | None = None,
     client = client or tracking_client(settings)
     version = champion_version(client)
     if version is None:
-        raise TrackingError(f"no {CHAMPION!r} model in the registry at {tracking_uri(settings)}: "
-                            "run `ringwatch train` first")
+        raise TrackingError(
+            f"no {CHAMPION!r} model in the registry at {tracking_uri(settings)}: run `ringwatch train` first"
+        )
     dest = dest or Path(tempfile.mkdtemp(prefix="ringwatch-model-"))
     uri = tracking_uri(settings)
-    path = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest),
-                                               tracking_uri=uri, registry_uri=uri)
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=version.source, dst_path=str(dest), tracking_uri=uri, registry_uri=uri
+    )
     return Path(path), f"{REGISTERED_MODEL}/{version.version}"
+
+
+def load_model(settings: Settings, model: str) -> tuple[RiskModel, str, Path]:
+    """The model a job should use: ``"champion"`` (the registry's alias) or a model folder.
+
+    Returns:
+        (the model, its version — ``ringwatch-risk/<n>`` or the folder's name —, its folder).
+
+    Raises:
+        TrackingError: ``"champion"`` and there is none, or the registry could not be read.
+        ModelError: the folder holds no model ringwatch can load.
+    """
+    from gnn.estimator import RiskModel
+
+    if model == CHAMPION:
+        folder, version = champion_model_dir(settings)
+        return RiskModel.load(folder), version, folder
+    path = Path(model)
+    return RiskModel.load(path), path.name, path

@@ -9,8 +9,7 @@ epoch, so the few known positives are not drowned. Class imbalance is further ha
 
 from __future__ import annotations
 
-import copy
-import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,12 +19,16 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from graph.schema import ACCOUNT, THREATS
 from gnn.graph_data import UNLABELLED, RiskGraph
 from gnn.metrics import threat_metrics
 from gnn.model import RiskSAGE
 from gnn.normalize import FeatureScaler
+from gnn.runtime import default_threads, torch_threads
 from gnn.split import TimeSplit
+from graph.logs import logger
+from graph.schema import ACCOUNT, THREATS
+
+log = logger(__name__)
 
 
 @dataclass
@@ -47,9 +50,7 @@ class TrainConfig:
     supernode_cap: int | None = 500
     seed: int = 0
     device: str | None = None  # None: CUDA when available, else CPU
-    # CPU threads for torch. None: all cores but one. On a small, shared machine OpenMP threads that
-    # outnumber the free cores spin against each other and run 10-30x slower than one thread (measured).
-    threads: int | None = None
+    threads: int | None = None  # torch CPU threads; None: gnn.runtime.default_threads()
 
     def __post_init__(self) -> None:
         if self.sampling not in ("neighbor", "full"):
@@ -59,7 +60,8 @@ class TrainConfig:
         self.fanout = tuple(int(f) for f in self.fanout)
 
     def resolved_threads(self) -> int:
-        return self.threads or max(1, (os.cpu_count() or 2) - 1)
+        """Torch CPU threads of a run in this process: ``threads``, else :func:`gnn.runtime.default_threads`."""
+        return self.threads or default_threads()
 
     def resolved_device(self) -> torch.device:
         if self.device:
@@ -89,6 +91,31 @@ class EpochResult:
     val_auprc: dict[str, float]
     val_auprc_mean: float
     seconds: float = 0.0
+
+
+@dataclass
+class EarlyStopping:
+    """The best epoch so far by mean validation AUPRC, its weights, and when to stop: after ``patience`` epochs
+    without improvement. One instance per run (plain or Ray); a Ray checkpoint saves and restores it whole."""
+
+    patience: int
+    best: float = -1.0
+    best_epoch: int = 0
+    stale: int = 0
+    best_state: dict[str, Tensor] | None = None
+
+    def update(self, result: EpochResult, model: torch.nn.Module) -> None:
+        """Record an epoch's result; keep a CPU copy of ``model``'s weights when it is the best so far."""
+        if result.val_auprc_mean > self.best:
+            self.best, self.best_epoch, self.stale = result.val_auprc_mean, result.epoch, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1
+
+    @property
+    def should_stop(self) -> bool:
+        """No improvement for ``patience`` epochs."""
+        return self.stale >= self.patience
 
 
 @dataclass
@@ -145,8 +172,15 @@ def pos_weight(targets: Tensor, seeds: np.ndarray, cap: float) -> Tensor:
     return ((len(seeds) - pos) / pos.clamp(min=1)).clamp(max=cap)
 
 
-def train_epoch(model: torch.nn.Module, td: TrainingData, seeds: np.ndarray, optimizer: torch.optim.Optimizer,
-                config: TrainConfig, device: torch.device, epoch: int) -> float:
+def train_epoch(
+    model: torch.nn.Module,
+    td: TrainingData,
+    seeds: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+) -> float:
     """One pass over ``seeds`` (this worker's share); returns the mean loss."""
     model.train()
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight(td.targets, seeds, config.pos_weight_cap).to(device))
@@ -163,8 +197,12 @@ def train_epoch(model: torch.nn.Module, td: TrainingData, seeds: np.ndarray, opt
     from gnn.sampling import make_neighbor_loader
 
     loader = make_neighbor_loader(
-        td.data, num_neighbors=list(config.fanout), input_nodes=(ACCOUNT.label, torch.from_numpy(seeds)),
-        batch_size=config.batch_size, shuffle=False, seed=config.seed * 1000 + epoch,
+        td.data,
+        num_neighbors=list(config.fanout),
+        input_nodes=(ACCOUNT.label, torch.from_numpy(seeds)),
+        batch_size=config.batch_size,
+        shuffle=False,
+        seed=config.seed * 1000 + epoch,
         supernode_cap=config.supernode_cap,
     )
     for batch in loader:
@@ -199,32 +237,45 @@ def validation_auprc(logits: np.ndarray, targets: Tensor, val: np.ndarray) -> di
     return out
 
 
-def fit_gnn(graph: RiskGraph, split: TimeSplit, config: TrainConfig,
-            on_epoch: Callable[[EpochResult], None] | None = None) -> tuple[TrainResult, TrainingData]:
-    """Plain (single-process) training with early stopping on mean validation AUPRC."""
-    import time
+def run_epoch(
+    model: torch.nn.Module,
+    td: TrainingData,
+    seeds: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    evaluated: torch.nn.Module | None = None,
+) -> EpochResult:
+    """Train one epoch on ``seeds``, then measure validation AUPRC over the full graph.
 
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.resolved_threads())
-    td = prepare_training(graph, split)
-    device = config.resolved_device()
-    model = build_model(td.data, config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    best, best_epoch, best_state, history, stale = -1.0, 0, None, [], 0
-    for epoch in range(config.epochs):
-        t0 = time.perf_counter()
-        loss = train_epoch(model, td, epoch_seeds(td, config, epoch), optimizer, config, device, epoch)
-        aps = validation_auprc(predict_logits(model, td.data, device), td.targets, td.val)
-        mean_ap = float(np.nanmean(list(aps.values())))
-        result = EpochResult(epoch, loss, aps, mean_ap, time.perf_counter() - t0)
-        history.append(result)
-        if on_epoch:
-            on_epoch(result)
-        if mean_ap > best:
-            best, best_epoch, stale = mean_ap, epoch, 0
-            best_state = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
-        else:
-            stale += 1
-            if stale >= config.patience:
+    Args:
+        evaluated: the module to validate (the unwrapped model under DDP); default ``model``.
+    """
+    started = time.perf_counter()
+    loss = train_epoch(model, td, seeds, optimizer, config, device, epoch)
+    aps = validation_auprc(predict_logits(evaluated or model, td.data, device), td.targets, td.val)
+    return EpochResult(epoch, loss, aps, float(np.nanmean(list(aps.values()))), time.perf_counter() - started)
+
+
+def fit_gnn(
+    graph: RiskGraph, split: TimeSplit, config: TrainConfig, on_epoch: Callable[[EpochResult], None] | None = None
+) -> tuple[TrainResult, TrainingData]:
+    """Plain (single-process) training with early stopping on mean validation AUPRC."""
+    with torch_threads(config.resolved_threads()):
+        torch.manual_seed(config.seed)
+        td = prepare_training(graph, split)
+        device = config.resolved_device()
+        model = build_model(td.data, config).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        stopping, history = EarlyStopping(config.patience), []
+        for epoch in range(config.epochs):
+            result = run_epoch(model, td, epoch_seeds(td, config, epoch), optimizer, config, device, epoch)
+            history.append(result)
+            log.info("epoch %d: loss %.4f, mean validation AUPRC %.4f", epoch, result.loss, result.val_auprc_mean)
+            if on_epoch:
+                on_epoch(result)
+            stopping.update(result, model)
+            if stopping.should_stop:
                 break
-    return TrainResult(best_state or model.state_dict(), best_epoch, history), td
+    return TrainResult(stopping.best_state or model.state_dict(), stopping.best_epoch, history), td

@@ -1,28 +1,93 @@
-"""``ringwatch train``: one training run from a snapshot — GNN (under Ray Train, or plain PyTorch), the
-baseline, calibration, per-threat choice, evaluation on the test split, tracking and promotion.
+"""The training job (``ringwatch train``): one training run from a snapshot — GNN (under Ray Train, or plain
+PyTorch), the baseline, calibration, per-threat choice, evaluation on the test split, tracking and promotion.
+
+:func:`main` takes a graph already read; :func:`train_on_snapshot` reads the snapshot folder first. Both return
+a :class:`TrainingSummary` and print nothing (epochs are reported to ``on_epoch`` and the log).
 """
 
 from __future__ import annotations
 
+import math
 import time
-import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from graph.settings import Settings
 from gnn.estimator import RiskModel
 from gnn.evaluation import evaluate_model
 from gnn.graph_data import RiskGraph
 from gnn.ray_train import RayConfig, fit_with_ray
+from gnn.snapshot import read_snapshot
 from gnn.split import TimeSplit
-from gnn.tracking import log_training_run
+from gnn.tracking import REGISTERED_MODEL, log_training_run
 from gnn.train import EpochResult, TrainConfig, fit_gnn
+from graph.logs import logger
+from graph.runs import new_run_id, run_scope
+from graph.settings import Settings
+
+log = logger(__name__)
 
 
-def main(settings: Settings, graph: RiskGraph, snapshot_dir: Path, config: TrainConfig,
-         ray: RayConfig | None, on_epoch=None, fail_once_at_epoch: int | None = None,
-         track: bool = True) -> dict[str, Any]:
+@dataclass
+class TrainingSummary:
+    """What one training run produced.
+
+    Attributes:
+        run: the run id (``train-…``), also the model folder's name and the MLflow run name.
+        model_dir: the saved model folder.
+        trainer: ``ray`` or ``plain``.
+        epochs: epochs run (early stopping may end sooner).
+        best_val_auprc_mean: the best epoch's mean validation AUPRC of the GNN.
+        choice: per threat, the shipped source (``gnn``, ``baseline`` or ``ensemble``).
+        validation: per threat, validation metrics of each source.
+        test: metrics on the test split (known labels).
+        seconds: ``gnn`` and ``total``.
+        snapshot: the snapshot trained on; content_hash: its content hash.
+        tracking: the MLflow outcome (run id, version, promoted, scores), None when not tracked.
+        model_version: ``ringwatch-risk/<version>`` when tracked.
+    """
+
+    run: str
+    model_dir: str
+    trainer: str
+    epochs: int
+    best_val_auprc_mean: float
+    choice: dict[str, str]
+    validation: dict[str, Any]
+    test: dict[str, Any]
+    seconds: dict[str, float]
+    snapshot: str
+    content_hash: str
+    tracking: dict[str, Any] | None = None
+    model_version: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (``ringwatch train --json``)."""
+        return asdict(self)
+
+
+def train_on_snapshot(
+    settings: Settings,
+    snapshot_dir: Path,
+    config: TrainConfig,
+    ray: RayConfig | None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> TrainingSummary:
+    """Read the snapshot at ``snapshot_dir`` and train on it (see :func:`main`)."""
+    return main(settings, read_snapshot(snapshot_dir), snapshot_dir, config, ray, on_epoch=on_epoch)
+
+
+def main(
+    settings: Settings,
+    graph: RiskGraph,
+    snapshot_dir: Path,
+    config: TrainConfig,
+    ray: RayConfig | None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    fail_once_at_epoch: int | None = None,
+    track: bool = True,
+) -> TrainingSummary:
     """Train, evaluate on the test split, save, track and (when better) promote a model.
 
     Args:
@@ -36,10 +101,35 @@ def main(settings: Settings, graph: RiskGraph, snapshot_dir: Path, config: Train
         track: log to MLflow and the registry.
 
     Returns:
-        A summary: run name, model folder, validation and test metrics, tracking outcome, timings.
+        The run's summary.
+
+    Raises:
+        ModelError: training failed (every Ray attempt).
+        TrackingError: the tracking store or registry failed (the model is saved, never promoted).
     """
+    run_name = new_run_id("train")
+    with run_scope(run_name):
+        return _train(settings, graph, snapshot_dir, config, ray, on_epoch, fail_once_at_epoch, track, run_name)
+
+
+def _train(
+    settings: Settings,
+    graph: RiskGraph,
+    snapshot_dir: Path,
+    config: TrainConfig,
+    ray: RayConfig | None,
+    on_epoch: Callable[[EpochResult], None] | None,
+    fail_once_at_epoch: int | None,
+    track: bool,
+    run_name: str,
+) -> TrainingSummary:
     started = time.perf_counter()
-    run_name = f"train-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    log.info(
+        "training on %s (%s)",
+        snapshot_dir,
+        "Ray Train" if ray else "plain PyTorch",
+        extra={"content_hash": graph.content_hash, "epochs": config.epochs},
+    )
     split = TimeSplit.by_quantiles(graph)
     model = RiskModel(config)
     if ray is None:
@@ -54,38 +144,45 @@ def main(settings: Settings, graph: RiskGraph, snapshot_dir: Path, config: Train
     model_dir = model.save(settings.data_dir.resolve() / "models" / run_name)
     test = evaluate_model(model, graph, truth=None, model_version=run_name)
     val_mean = max((h.val_auprc_mean for h in history), default=float("nan"))
-    summary: dict[str, Any] = {
-        "run": run_name,
-        "model_dir": str(model_dir),
-        "trainer": "ray" if ray else "plain",
-        "epochs": len(history),
-        "best_val_auprc_mean": val_mean,
-        "choice": model.choice,
-        "validation": model.validation,
-        "test": test,
-        "seconds": {"gnn": round(gnn_seconds, 2), "total": round(time.perf_counter() - started, 2)},
-        "snapshot": str(snapshot_dir),
-        "content_hash": graph.content_hash,
-    }
+    summary = TrainingSummary(
+        run=run_name,
+        model_dir=str(model_dir),
+        trainer="ray" if ray else "plain",
+        epochs=len(history),
+        best_val_auprc_mean=val_mean,
+        choice=dict(model.choice),
+        validation=model.validation,
+        test=test,
+        seconds={"gnn": round(gnn_seconds, 2), "total": round(time.perf_counter() - started, 2)},
+        snapshot=str(snapshot_dir),
+        content_hash=graph.content_hash,
+    )
     if track:
         chosen_val = _mean([model.validation[t]["auprc"][model.choice[t]] for t in model.choice])
         logged = log_training_run(
-            settings, model_dir,
-            params={**config.as_dict(), "trainer": summary["trainer"], "split": split.as_dict(),
-                    "num_workers": ray.num_workers if ray else 1},
+            settings,
+            model_dir,
+            params={
+                **config.as_dict(),
+                "trainer": summary.trainer,
+                "split": split.as_dict(),
+                "num_workers": ray.num_workers if ray else 1,
+            },
             history=[h.__dict__ for h in history],
-            metrics={"val_auprc_mean": chosen_val,
-                     **{f"test_auprc_{t}": m["auprc"] for t, m in test["threats"].items()},
-                     **{f"test_auroc_{t}": m["auroc"] for t, m in test["threats"].items()}},
+            metrics={
+                "val_auprc_mean": chosen_val,
+                **{f"test_auprc_{t}": m["auprc"] for t, m in test["threats"].items()},
+                **{f"test_auroc_{t}": m["auroc"] for t, m in test["threats"].items()},
+            },
             tags={"snapshot_hash": graph.content_hash, "snapshot": str(snapshot_dir), "run": run_name},
             run_name=run_name,
         )
-        summary["tracking"] = logged.__dict__
-        model_version = f"ringwatch-risk/{logged.version}"
-        summary["model_version"] = model_version
+        summary.tracking = logged.__dict__
+        summary.model_version = f"{REGISTERED_MODEL}/{logged.version}"
+    log.info("trained %s: %d epochs, model in %s", run_name, summary.epochs, model_dir)
     return summary
 
 
 def _mean(values: list[float]) -> float:
-    vals = [v for v in values if v == v]
+    vals = [v for v in values if not math.isnan(v)]
     return float(sum(vals) / len(vals)) if vals else float("nan")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import neo4j
 from neo4j.exceptions import AuthError, ServiceUnavailable
@@ -29,7 +29,7 @@ def local_password(settings: Settings) -> str | None:
     return None
 
 
-def open_driver(uri: str, username: str, password: str, **config: object) -> neo4j.Driver:
+def open_driver(uri: str, username: str, password: str, **config: Any) -> neo4j.Driver:
     """The only call to ``GraphDatabase.driver`` in the project (the local server's probes use it too)."""
     return neo4j.GraphDatabase.driver(uri, auth=(username, password), user_agent="ringwatch", **config)
 
@@ -45,7 +45,8 @@ def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
         ConfigurationError: no password is known for the server.
         Neo4jServerError: the server cannot be reached or refuses the credentials.
     """
-    if settings.uses_external_server:
+    password: str | None
+    if settings.neo4j_uri:
         uri = settings.neo4j_uri
         if settings.neo4j_password is None:
             raise ConfigurationError("NEO4J_URI is set but NEO4J_PASSWORD is not; set both to use your own server")
@@ -57,17 +58,24 @@ def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
             raise Neo4jServerError("the local Neo4j server has not been set up yet: run `ringwatch neo4j start`")
     # Server notifications off: they are query-tuning hints (e.g. "property key does not exist" before a first
     # scoring run), which the driver would log as warnings into every command's output.
-    driver = open_driver(uri, settings.neo4j_username, password, max_connection_pool_size=8,
-                         notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF)
+    driver = open_driver(
+        uri,
+        settings.neo4j_username,
+        password,
+        max_connection_pool_size=8,
+        notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF,
+    )
     if verify:
         try:
             driver.verify_connectivity()
         except AuthError as e:
             driver.close()
-            advice = "check NEO4J_USERNAME and NEO4J_PASSWORD" if settings.uses_external_server else \
-                WRONG_PASSWORD_ADVICE
-            raise Neo4jServerError(f"Neo4j at {uri} refused the credentials of user {settings.neo4j_username!r}: "
-                                   f"{advice}") from e
+            advice = (
+                "check NEO4J_USERNAME and NEO4J_PASSWORD" if settings.uses_external_server else WRONG_PASSWORD_ADVICE
+            )
+            raise Neo4jServerError(
+                f"Neo4j at {uri} refused the credentials of user {settings.neo4j_username!r}: {advice}"
+            ) from e
         except (ServiceUnavailable, OSError) as e:
             driver.close()
             hint = "" if settings.uses_external_server else " (start it with `ringwatch neo4j start`)"

@@ -21,3 +21,7 @@ class GraphWriteError(RingwatchError):
 
 class InputContractError(RingwatchError):
     """An input table breaks the contract as a whole (missing column, unreadable file)."""
+
+
+class ModelError(RingwatchError):
+    """A model could not be trained, loaded or run (incompatible graph, failed workers, missing scores)."""

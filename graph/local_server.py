@@ -53,6 +53,10 @@ ADMIN_MAIN: Final[str] = "org.neo4j.server.startup.Neo4jAdminCommand"
 USERNAME: Final[str] = "neo4j"
 
 
+#: Seconds ``start`` waits for Bolt to answer by default.
+START_TIMEOUT_S: Final = 180.0
+
+
 @dataclass(frozen=True)
 class LocalServerStatus:
     """What ``ringwatch neo4j status`` shows. ``pid`` without ``running`` means starting or unresponsive."""
@@ -75,15 +79,17 @@ class LocalServerStatus:
             where = f"not created yet (generated into {self.password_file} on first start)"
         else:
             where = f"in {self.password_file} (readable by you only)"
-        return "\n".join([
-            f"state:    {state}" + (f" (pid {self.pid})" if self.pid else ""),
-            f"version:  Neo4j {self.version}" if self.version else "version:  unknown (not running)",
-            f"bolt:     {self.bolt_uri}",
-            f"browser:  {self.browser_url}",
-            f"user:     {USERNAME}",
-            f"password: {where}",
-            f"home:     {self.home}",
-        ])
+        return "\n".join(
+            [
+                f"state:    {state}" + (f" (pid {self.pid})" if self.pid else ""),
+                f"version:  Neo4j {self.version}" if self.version else "version:  unknown (not running)",
+                f"bolt:     {self.bolt_uri}",
+                f"browser:  {self.browser_url}",
+                f"user:     {USERNAME}",
+                f"password: {where}",
+                f"home:     {self.home}",
+            ]
+        )
 
 
 class LocalNeo4j:
@@ -234,11 +240,20 @@ class LocalNeo4j:
         """(Re)write ``conf/neo4j.conf`` from this object's settings; returns its path."""
         self.layout.make_dirs()
         conf = self.layout.conf_dir / "neo4j.conf"
-        write_atomic(conf, render_conf(self.layout, bolt_port=self.bolt_port, http_port=self.http_port,
-                                        heap=self.heap, pagecache=self.pagecache, extra=self.extra_conf))
+        write_atomic(
+            conf,
+            render_conf(
+                self.layout,
+                bolt_port=self.bolt_port,
+                http_port=self.http_port,
+                heap=self.heap,
+                pagecache=self.pagecache,
+                extra=self.extra_conf,
+            ),
+        )
         return conf
 
-    def start(self, timeout: float = 180.0) -> LocalServerStatus:
+    def start(self, timeout: float = START_TIMEOUT_S) -> LocalServerStatus:
         """Start the server in the background and return once ``RETURN 1`` answers over Bolt.
 
         Installs the jars first if needed and sets the initial password before the very first start. If the
@@ -309,9 +324,14 @@ class LocalNeo4j:
         with suppress(Neo4jServerError):
             password = self.password()
         return LocalServerStatus(
-            running=version is not None, pid=pid, version=version, bolt_uri=self.uri,
-            browser_url=self.browser_url, home=self.home,
-            password_file=None if self._given_password is not None else self.password_file, password=password,
+            running=version is not None,
+            pid=pid,
+            version=version,
+            bolt_uri=self.uri,
+            browser_url=self.browser_url,
+            home=self.home,
+            password_file=None if self._given_password is not None else self.password_file,
+            password=password,
         )
 
     def run_admin(self, args: Sequence[str], *, heap: str | None = None, timeout: float | None = None) -> str:
@@ -341,8 +361,10 @@ class LocalNeo4j:
             self._java_path = find_java()
             major = java_major_version(self._java_path)
             if major not in SUPPORTED_JAVA:
-                self._say(f"Note: Neo4j 5.26 supports Java 17 and 21; {self._java_path} is Java {major} "
-                          "(it starts, with warnings). Set JAVA_HOME to pick another.")
+                self._say(
+                    f"Note: Neo4j 5.26 supports Java 17 and 21; {self._java_path} is Java {major} "
+                    "(it starts, with warnings). Set JAVA_HOME to pick another."
+                )
         return self._java_path
 
     def _java_env(self) -> dict[str, str]:
@@ -369,8 +391,17 @@ class LocalNeo4j:
         shown = " ".join(args)
         try:
             # umask 077: what the importer writes (the new store) is owner-only, like the server's own files.
-            done = subprocess.run(cmd, cwd=self.home, env=env, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL, check=False, umask=PRIVATE_UMASK)
+            done = subprocess.run(
+                cmd,
+                cwd=self.home,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+                umask=PRIVATE_UMASK,
+            )
         except subprocess.TimeoutExpired as e:
             raise Neo4jServerError(f"neo4j-admin {shown} did not finish within {timeout} s") from e
         if done.returncode != 0:
@@ -395,9 +426,18 @@ class LocalNeo4j:
         return generated
 
     def _launch(self) -> tuple[int, int]:
-        cmd = [str(self._java()), f"-Xms{self.heap}", f"-Xmx{self.heap}", *JVM_FLAGS,
-               "-cp", f"{self.layout.lib_dir}/*:{self.layout.plugins_dir}/*", SERVER_MAIN,
-               f"--home-dir={self.home}", f"--config-dir={self.layout.conf_dir}", "--console-mode"]
+        cmd = [
+            str(self._java()),
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            *JVM_FLAGS,
+            "-cp",
+            f"{self.layout.lib_dir}/*:{self.layout.plugins_dir}/*",
+            SERVER_MAIN,
+            f"--home-dir={self.home}",
+            f"--config-dir={self.layout.conf_dir}",
+            "--console-mode",
+        ]
         fd = os.open(self.console_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         with os.fdopen(fd, "ab") as log:
             log.write(f"\n==== ringwatch: starting Neo4j at {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
@@ -405,9 +445,16 @@ class LocalNeo4j:
             offset = log.tell()
             # Own session: the server outlives the command that started it and ignores its Ctrl-C.
             # umask 077: the store files, transaction logs and server logs it creates are owner-only.
-            self._proc = subprocess.Popen(cmd, cwd=self.home, env=self._java_env(), stdin=subprocess.DEVNULL,
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                          umask=PRIVATE_UMASK)
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.home,
+                env=self._java_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                umask=PRIVATE_UMASK,
+            )
         write_atomic(self.pid_file, f"{self._proc.pid}\n")
         return self._proc.pid, offset
 
@@ -435,8 +482,9 @@ class LocalNeo4j:
             time.sleep(0.5)
 
     def _query_version(self) -> str:
-        with closing(open_driver(self.uri, USERNAME, self.password(),
-                                 connection_timeout=3.0, connection_acquisition_timeout=5.0)) as d:
+        with closing(
+            open_driver(self.uri, USERNAME, self.password(), connection_timeout=3.0, connection_acquisition_timeout=5.0)
+        ) as d:
             with d.session() as session:  # auto-commit: a readiness probe must not be retried
                 session.run("RETURN 1").consume()
                 record = session.run(
@@ -486,8 +534,10 @@ class LocalNeo4j:
         raise Neo4jServerError(f"Neo4j (pid {pid}) survived SIGKILL; check `ps -p {pid}`")
 
     def _check_ports_free(self) -> None:
-        for name, env, port in (("Bolt", "RINGWATCH_BOLT_PORT", self.bolt_port),
-                                ("HTTP", "RINGWATCH_HTTP_PORT", self.http_port)):
+        for name, env, port in (
+            ("Bolt", "RINGWATCH_BOLT_PORT", self.bolt_port),
+            ("HTTP", "RINGWATCH_HTTP_PORT", self.http_port),
+        ):
             if _port_taken(port):
                 raise Neo4jServerError(
                     f"cannot start Neo4j: its {name} port 127.0.0.1:{port} is already in use"
@@ -517,8 +567,9 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def start_throwaway(tmp_dir: Path, cache_dir: Path, *, timeout: float = 240.0,
-                    on_status: StatusCallback | None = None) -> LocalNeo4j:
+def start_throwaway(
+    tmp_dir: Path, cache_dir: Path, *, timeout: float = 240.0, on_status: StatusCallback | None = None
+) -> LocalNeo4j:
     """Start a small test server in ``tmp_dir/neo4j`` on free ports (heap 1g, page cache 256m).
 
     The jars come from (and, the first time, go to) ``cache_dir``, so a test session downloads them once.
@@ -534,9 +585,16 @@ def start_throwaway(tmp_dir: Path, cache_dir: Path, *, timeout: float = 240.0,
         The running server; connect with ``server.uri``, ``server.username`` and ``server.password()``.
     """
     bolt_port, http_port = free_ports(2)
-    server = LocalNeo4j(home=Path(tmp_dir) / "neo4j", cache_dir=Path(cache_dir), bolt_port=bolt_port,
-                        http_port=http_port, heap="1g", pagecache="256m", extra_conf=FAST_SHUTDOWN_CONF,
-                        on_status=on_status)
+    server = LocalNeo4j(
+        home=Path(tmp_dir) / "neo4j",
+        cache_dir=Path(cache_dir),
+        bolt_port=bolt_port,
+        http_port=http_port,
+        heap="1g",
+        pagecache="256m",
+        extra_conf=FAST_SHUTDOWN_CONF,
+        on_status=on_status,
+    )
     server.start(timeout=timeout)
     return server
 

@@ -10,7 +10,8 @@ logging. The command line configures it once per process with :func:`configure_l
 - standard error: ``LEVEL logger [run id] message``, from ``RINGWATCH_LOG_LEVEL`` up (default WARNING, so a
   command's own output stays readable), control characters shown as escapes.
 
-Every record carries the current run id (:func:`graph.runs.current_run`), or ``null`` outside a job.
+Every record carries the current run id (:func:`graph.runs.current_run`), or ``null`` outside a job. A record
+logged with ``extra=SHOWN`` (the command line has already shown it in its own words) goes to the file only.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ LOG_FILE: Final = "ringwatch.jsonl"
 MAX_BYTES: Final = 10_000_000
 BACKUPS: Final = 5
 
+#: ``extra=`` of a record the terminal has already shown: it goes to the log file only.
+SHOWN: Final = {"shown": True}
+
 # C0 and C1 controls and DEL (tab included), plus the invisible bidirectional controls that reorder what a
 # terminal shows: what must never reach a terminal from the data.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and goes into the JSON.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "run_id"}
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "run_id", "shown"}
 
 
 def printable(value: object) -> str:
@@ -92,10 +96,10 @@ class ReadableFormatter(logging.Formatter):
         return text
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderr(logging.StreamHandler):
     """A stream handler writing to whatever ``sys.stderr`` is at the time of the record (tests swap it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 
@@ -103,11 +107,15 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, value: TextIO) -> None:  # the base class assigns it once; the property ignores it
         pass
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "shown", False) and bool(super().filter(record))
+
 
 def _private_rotating_file(path: Path) -> logging.Handler:
     private_dir(path.parent)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
-                                                   encoding="utf-8", delay=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True
+    )
     path.touch(mode=FILE_MODE, exist_ok=True)
     path.chmod(FILE_MODE)
     return handler

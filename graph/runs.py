@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -52,3 +52,7 @@ def run_scope(run_id: str) -> Iterator[str]:
         yield run_id
     finally:
         _current_run.reset(token)
+
+
+Progress = Callable[[str, int, int], None]
+"""What a job reports while it runs: called as ``progress(stage, done, total)`` (the command line draws bars)."""

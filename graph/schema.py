@@ -25,6 +25,7 @@ Written by the scoring job and by investigators (see the README's "Investigating
     (:ScoreBatch {batch_id})                    one per committed write-back batch (resumability ledger)
     (:Account)-[:MEMBER_OF]->(:Ring {ring_id})  rings of risky accounts: kind, size, score, evidence
     (:Verdict {verdict_id})-[:ABOUT]->(:Account)  an investigator's verdict (history; the latest is on Account)
+    (:Erasure {account_hash})                   the tombstone of an erased account (``ringwatch erase``)
 """
 
 from __future__ import annotations
@@ -80,12 +81,16 @@ SCORING_RUN: Final = NodeSpec("ScoringRun", "run_id")
 SCORE_BATCH: Final = NodeSpec("ScoreBatch", "batch_id")
 RING: Final = NodeSpec("Ring", "ring_id")
 VERDICT: Final = NodeSpec("Verdict", "verdict_id")
+#: The tombstone of an erased account: the keyed hash of its id, when, why (``ringwatch erase``).
+ERASURE: Final = NodeSpec("Erasure", "account_hash")
 
 #: Identifier nodes an account can share with others; rings hide behind these.
 IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET, PROMO)
+#: Identifiers that can point at a person; erasing an account deletes those only it uses (a promo code can't).
+PERSONAL_IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET)
 DOMAIN_NODES: Final = (ACCOUNT, *IDENTIFIER_NODES)
 #: Nodes the jobs and investigators write (not exported for training, except verdicts through Account).
-JOB_NODES: Final = (SCORING_RUN, SCORE_BATCH, RING, VERDICT)
+JOB_NODES: Final = (SCORING_RUN, SCORE_BATCH, RING, VERDICT, ERASURE)
 ALL_NODES: Final = (*DOMAIN_NODES, INGEST_BATCH, *JOB_NODES)
 
 USED_DEVICE: Final = RelSpec("USED_DEVICE", ACCOUNT, DEVICE)
@@ -143,9 +148,17 @@ def risk_property(threat: str) -> str:
 #: for the ring members it flags, by ring grouping (``risk_flagged_by``, ``risk_rings_run_id``).
 RISK_PROPERTIES: Final = (
     *(f"risk_{t}" for t in THREATS),
-    "risk_score", "risk_label", "risk_reasons", "risk_model_version", "risk_run_id", "risk_scored_at",
-    "risk_flagged_by", "risk_rings_run_id",
-    "prev_risk_score", "prev_risk_label", "prev_risk_run_id",
+    "risk_score",
+    "risk_label",
+    "risk_reasons",
+    "risk_model_version",
+    "risk_run_id",
+    "risk_scored_at",
+    "risk_flagged_by",
+    "risk_rings_run_id",
+    "prev_risk_score",
+    "prev_risk_label",
+    "prev_risk_run_id",
 )
 #: ``risk_flagged_by``: the account's label comes from its own score, or from the ring it is a member of.
 FLAGGED_BY_SCORE: Final = "score"

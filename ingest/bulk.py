@@ -18,13 +18,19 @@ from graph.bulk_import import write_import_files
 from graph.errors import GraphWriteError
 from graph.local_server import LocalNeo4j
 from graph.queries.inspect import count_nodes
+from graph.runs import Progress
 from graph.writer import BatchWriter
-from ingest.load import PreparedRun, Progress
+from ingest.load import PreparedRun
 
 
-
-def bulk_load(run: PreparedRun, server: LocalNeo4j, driver: neo4j.Driver, database: str, run_id: str,
-              progress: Progress | None = None) -> dict[str, float]:
+def bulk_load(
+    run: PreparedRun,
+    server: LocalNeo4j,
+    driver: neo4j.Driver,
+    database: str,
+    run_id: str,
+    progress: Progress | None = None,
+) -> dict[str, float]:
     """Load a prepared run into an empty local database with the offline importer.
 
     The store is replaced, so bookmarks that open drivers hold no longer apply: use a new driver afterwards

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import neo4j
 import numpy as np
 import pandas as pd
 
 from graph.errors import GraphWriteError
 from graph.queries.ingest import WRITES_BY_NAME
+from graph.runs import Progress
 from graph.schema import SCHEMA_VERSION
 from graph.writer import BatchWriter, columns, split
 from ingest.graph_rows import GraphPart, build_graph_parts, combine_parts
@@ -39,8 +37,6 @@ from ingest.validate import TableValidation, validate_table
 DEFAULT_BATCH_SIZE = 10_000
 #: Rows per ledger chunk: a batch is a whole number of chunks, so ``--batch-size`` is rounded up to a multiple.
 CHUNK_ROWS = 100
-Progress = Callable[[str, int, int], None]
-"""Called as ``progress(stage, done, total)``."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +72,16 @@ class PreparedRun:
     batch_size: int
     quality: dict[str, Any]
     graph_rows: dict[str, pd.DataFrame] = field(repr=False, default_factory=dict)
+    #: Rows not to write, per part index (a boolean mask over the part's rows): the rows of erased accounts
+    #: (:mod:`ingest.erasure`). They stay in the part, so its identity and chunks are those of the folder as
+    #: read, and a chunk committed before the erasure is still recognised as committed.
+    withheld: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def chunk_rows(self, chunk: Chunk) -> np.ndarray:
+        """Positions (in its part) of the rows of ``chunk`` that are written: all but the withheld ones."""
+        positions = np.arange(chunk.start, chunk.stop)
+        mask = self.withheld.get(chunk.part)
+        return positions if mask is None else positions[~mask[positions]]
 
     @property
     def accounted_for(self) -> bool:
@@ -89,22 +95,6 @@ class PreparedRun:
     def batches(self) -> list[list[Chunk]]:
         """The transactions of a run that finds nothing committed."""
         return list(_group(self.chunks, self.chunks_per_batch))
-
-
-@dataclass
-class IngestReport:
-    run_id: str
-    folder: str
-    rejects_dir: str
-    tables: dict[str, dict[str, int]]
-    chunks_total: int
-    chunks_written: int
-    chunks_skipped: int
-    rows_written: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def part_id(part: GraphPart) -> str:
@@ -133,8 +123,9 @@ def plan_chunks(parts: list[GraphPart], ids: list[str]) -> list[Chunk]:
     ]
 
 
-def prepare(folder: Path, hasher: Hasher | None, batch_size: int = DEFAULT_BATCH_SIZE,
-            progress: Progress | None = None) -> PreparedRun:
+def prepare(
+    folder: Path, hasher: Hasher | None, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
+) -> PreparedRun:
     """Read, validate and aggregate a folder; plan its chunks. Touches no database.
 
     Raises:
@@ -167,7 +158,9 @@ def write_rejects(run: PreparedRun, rejects_dir: Path) -> None:
     write_rejects_folder(run.validations, run.quality, rejects_dir)
 
 
-def write_graph(run: PreparedRun, writer: BatchWriter, progress: Progress | None = None) -> tuple[int, int, dict[str, int]]:
+def write_graph(
+    run: PreparedRun, writer: BatchWriter, progress: Progress | None = None
+) -> tuple[int, int, dict[str, int]]:
     """Write every chunk not yet committed, a few whole chunks per transaction.
 
     Returns:
@@ -197,7 +190,7 @@ def write_graph(run: PreparedRun, writer: BatchWriter, progress: Progress | None
         written += len(landed)
         skipped += len(batch) - len(landed)
         if landed:
-            rows_written[part.kind] = rows_written.get(part.kind, 0) + sum(c.rows for c in landed)
+            rows_written[part.kind] = rows_written.get(part.kind, 0) + sum(len(run.chunk_rows(c)) for c in landed)
     if progress:
         progress("done", total, total)
     return written, skipped, rows_written
@@ -209,8 +202,9 @@ def _write_batch(run: PreparedRun, writer: BatchWriter, batch: list[Chunk]) -> l
     part = run.parts[batch[0].part]
     kind = WRITES_BY_NAME[part.kind]
     while batch:
-        rows = part.rows.iloc[np.concatenate([np.arange(c.start, c.stop) for c in batch])]
-        chunks = [{"id": c.chunk_id, "index": c.index, "rows": c.rows} for c in batch]
+        positions = [run.chunk_rows(c) for c in batch]
+        rows = part.rows.iloc[np.concatenate(positions)]
+        chunks = [{"id": c.chunk_id, "index": c.index, "rows": len(p)} for c, p in zip(batch, positions)]
         if writer.write_chunks(kind, columns(rows), run.part_ids[batch[0].part], chunks):
             return batch
         done = writer.committed([c.chunk_id for c in batch])
@@ -230,34 +224,3 @@ def _group(chunks: list[Chunk], size: int) -> Iterator[list[Chunk]]:
         group.append(chunk)
     if group:
         yield group
-
-
-def ingest_folder(
-    folder: Path,
-    driver: neo4j.Driver,
-    database: str,
-    rejects_dir: Path,
-    hasher: Hasher | None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: Progress | None = None,
-    run_id: str | None = None,
-) -> IngestReport:
-    """Ingest one folder of exchange events into Neo4j (see the module docstring for guarantees)."""
-    started = datetime.now(UTC)
-    run_id = run_id or f"ingest-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    run = prepare(folder, hasher, batch_size, progress)
-    write_rejects(run, rejects_dir)
-    writer = BatchWriter(driver, database, run_id, job="ingest")
-    written, skipped, rows_written = write_graph(run, writer, progress)
-    return IngestReport(
-        run_id=run_id,
-        folder=str(folder),
-        rejects_dir=str(rejects_dir),
-        tables={n: {"read": v.read, "accepted": len(v.accepted), "rejected": len(v.rejects)}
-                for n, v in run.validations.items()},
-        chunks_total=len(run.chunks),
-        chunks_written=written,
-        chunks_skipped=skipped,
-        rows_written=rows_written,
-        seconds=(datetime.now(UTC) - started).total_seconds(),
-    )

@@ -52,7 +52,7 @@ class Hasher:
 
     def digest(self, kind: str, value: str) -> str:
         """Keyed hash of one normalised value; ``kind`` separates namespaces (card vs email vs phone)."""
-        message = f"{kind}\x1f{value}".encode("utf-8")
+        message = f"{kind}\x1f{value}".encode()
         return digest_text(hmac.new(self._key, message, hashlib.sha256).digest())
 
     def digest_series(self, kind: str, values: pd.Series) -> pd.Series:
@@ -96,8 +96,8 @@ def luhn_valid_series(digits: pd.Series) -> pd.Series:
     # Group by length so each group is one dense digit matrix.
     for length in np.unique(lengths[ok]):
         rows = np.flatnonzero(ok & (lengths == length))
-        mat = np.frombuffer("".join(text.iloc[rows]).encode("ascii"), dtype=np.uint8)
-        mat = (mat.reshape(len(rows), length) - ord("0")).astype(np.int64)[:, ::-1]
+        raw = np.frombuffer("".join(text.iloc[rows]).encode("ascii"), dtype=np.uint8)
+        mat = (raw.reshape(len(rows), length) - ord("0")).astype(np.int64)[:, ::-1]
         doubled = mat[:, 1::2] * 2
         doubled = np.where(doubled > 9, doubled - 9, doubled)
         result[rows] = (mat[:, 0::2].sum(axis=1) + doubled.sum(axis=1)) % 10 == 0

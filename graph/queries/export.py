@@ -139,16 +139,6 @@ NODE_EXPORTS_BY_LABEL: Final = {e.node.label: e for e in NODE_EXPORTS}
 REL_EXPORTS_BY_TYPE: Final = {e.rel.type: e for e in REL_EXPORTS}
 
 
-def count_nodes(node: s.NodeSpec) -> str:
-    """Number of nodes of a label (answered from the count store)."""
-    return f"MATCH (n:{node.label}) RETURN count(n) AS n"
-
-
-def count_rels(rel: s.RelSpec) -> str:
-    """Number of relationships of a type (answered from the count store)."""
-    return f"MATCH ()-[r:{rel.type}]->() RETURN count(r) AS n"
-
-
 def _check_complete() -> None:
     labels = [e.node.label for e in NODE_EXPORTS]
     types = [e.rel.type for e in REL_EXPORTS]

@@ -125,8 +125,12 @@ def rel_write(rel: s.RelSpec, props: tuple[Prop, ...]) -> WriteKind:
 
 
 _SEEN = (Prop("count", "sum", "long"), Prop("first_seen", "min", "datetime"), Prop("last_seen", "max", "datetime"))
-_FLOW = (Prop("count", "sum", "long"), Prop("total", "sum", "double"),
-         Prop("first_seen", "min", "datetime"), Prop("last_seen", "max", "datetime"))
+_FLOW = (
+    Prop("count", "sum", "long"),
+    Prop("total", "sum", "double"),
+    Prop("first_seen", "min", "datetime"),
+    Prop("last_seen", "max", "datetime"),
+)
 
 ACCOUNT_ROWS: Final = node_write(
     "Account",
@@ -179,8 +183,13 @@ REL_ROWS: Final = (
     rel_write(s.USED_IP, (*_SEEN, Prop("signup", "or", "boolean"))),
     rel_write(
         s.USED_CARD,
-        (*_SEEN, Prop("deposit_count", "sum", "long"), Prop("deposit_total", "sum", "double"),
-         Prop("chargeback_count", "sum", "long"), Prop("chargeback_total", "sum", "double")),
+        (
+            *_SEEN,
+            Prop("deposit_count", "sum", "long"),
+            Prop("deposit_total", "sum", "double"),
+            Prop("chargeback_count", "sum", "long"),
+            Prop("chargeback_total", "sum", "double"),
+        ),
     ),
     rel_write(s.HAS_EMAIL, (Prop("since", "min", "datetime"),)),
     rel_write(s.HAS_PHONE, (Prop("since", "min", "datetime"),)),
@@ -211,8 +220,10 @@ INDEXES: Final = ((s.IP, "prefix"), (s.ACCOUNT, "risk_label"), (s.ACCOUNT, "risk
 
 def index_statements() -> list[str]:
     """``CREATE INDEX … IF NOT EXISTS`` for :data:`INDEXES`."""
-    return [f"CREATE INDEX {spec.label.lower()}_{prop} IF NOT EXISTS FOR (n:{spec.label}) ON (n.{prop})"
-            for spec, prop in INDEXES]
+    return [
+        f"CREATE INDEX {spec.label.lower()}_{prop} IF NOT EXISTS FOR (n:{spec.label}) ON (n.{prop})"
+        for spec, prop in INDEXES
+    ]
 
 
 AWAIT_INDEXES: Final = "CALL db.awaitIndexes(300)"
@@ -239,12 +250,4 @@ def record_chunks(ledger: s.NodeSpec = s.INGEST_BATCH) -> str:
 
 def committed_batches(ledger: s.NodeSpec = s.INGEST_BATCH) -> str:
     """Which of ``$batch_ids`` have a ledger node."""
-    return (
-        "UNWIND $batch_ids AS id\n"
-        f"MATCH (b:{ledger.label} {{{ledger.key}: id}})\n"
-        f"RETURN b.{ledger.key} AS batch_id"
-    )
-
-
-COUNT_NODES: Final = "MATCH (n) RETURN labels(n)[0] AS label, count(*) AS n"
-COUNT_RELS: Final = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS n"
+    return f"UNWIND $batch_ids AS id\nMATCH (b:{ledger.label} {{{ledger.key}: id}})\nRETURN b.{ledger.key} AS batch_id"

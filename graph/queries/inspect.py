@@ -1,10 +1,29 @@
-"""Read-only summaries of what is in the graph (for run summaries and status)."""
+"""Read-only summaries of what is in the graph — every way ringwatch counts it — for run summaries and status."""
 
 from __future__ import annotations
+
+from typing import Final
 
 import neo4j
 
 from graph import schema as s
+
+
+def count_label(node: s.NodeSpec) -> str:
+    """Number of nodes of a label (answered from the count store)."""
+    return f"MATCH (n:{node.label}) RETURN count(n) AS n"
+
+
+def count_type(rel: s.RelSpec) -> str:
+    """Number of relationships of a type (answered from the count store)."""
+    return f"MATCH ()-[r:{rel.type}]->() RETURN count(r) AS n"
+
+
+#: Every node in the database.
+COUNT_ALL_NODES: Final = "MATCH (n) RETURN count(n) AS n"
+#: Nodes per (first) label and relationships per type, whatever they are (benchmarks count ledgers too).
+COUNT_PER_LABEL: Final = "MATCH (n) RETURN labels(n)[0] AS label, count(*) AS n"
+COUNT_PER_TYPE: Final = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS n"
 
 
 def graph_counts(driver: neo4j.Driver, database: str) -> dict[str, int]:
@@ -12,13 +31,18 @@ def graph_counts(driver: neo4j.Driver, database: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
         for node in s.DOMAIN_NODES:
-            counts[node.label] = session.run(f"MATCH (n:{node.label}) RETURN count(n) AS n").single()["n"]
+            counts[node.label] = int(session.run(count_label(node)).single(strict=True)["n"])
         for rel in s.DOMAIN_RELS:
-            counts[rel.type] = session.run(f"MATCH ()-[r:{rel.type}]->() RETURN count(r) AS n").single()["n"]
+            counts[rel.type] = int(session.run(count_type(rel)).single(strict=True)["n"])
     return counts
 
 
-COUNT_ALL_NODES = "MATCH (n) RETURN count(n) AS n"
+def counts_per_label_and_type(driver: neo4j.Driver, database: str) -> dict[str, dict[str, int]]:
+    """``{"nodes": {label: n}, "relationships": {type: n}}`` over everything in the database (bookmark-free)."""
+    nodes, _, _ = driver.execute_query(COUNT_PER_LABEL, database_=database, bookmark_manager_=None)
+    rels, _, _ = driver.execute_query(COUNT_PER_TYPE, database_=database, bookmark_manager_=None)
+    return {"nodes": {r["label"]: r["n"] for r in nodes}, "relationships": {r["type"]: r["n"] for r in rels}}
+
 
 #: A first query for Neo4j Browser: devices used by five or more accounts, with those accounts.
 EXAMPLE_SHARED_DEVICES = (

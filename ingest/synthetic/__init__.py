@@ -35,13 +35,37 @@ from ingest.synthetic.tables import FORMATS, SyntheticWriteError, build_tables, 
 from ingest.synthetic.transfers import generate_transfers
 from ingest.synthetic.world import build_world
 
-__all__ = ["ExchangeParams", "GenerationSummary", "SyntheticWriteError", "generate_exchange", "MIN_ACCOUNTS"]
+__all__ = [
+    "ExchangeParams",
+    "GenerationSummary",
+    "SyntheticWriteError",
+    "generate_exchange",
+    "MIN_ACCOUNTS",
+    "DEFAULT_ACCOUNTS",
+    "DEFAULT_SEED",
+    "FORMATS",
+]
 
 #: Fewest accounts an exchange may have (rings of every threat must fit among mostly benign accounts).
 MIN_ACCOUNTS = 500
+#: ``ringwatch generate``'s defaults: accounts, seed, file format.
+DEFAULT_ACCOUNTS = 10_000
+DEFAULT_SEED = 7
 # Stage streams are spawned in this order; a new stage goes at the end so earlier streams stay the same.
-_STAGES = ("rings", "population", "world", "planting", "logins", "transfers", "cards", "promos",
-           "withdrawals", "labels", "tables", "connecting")
+_STAGES = (
+    "rings",
+    "population",
+    "world",
+    "planting",
+    "logins",
+    "transfers",
+    "cards",
+    "promos",
+    "withdrawals",
+    "labels",
+    "tables",
+    "connecting",
+)
 
 
 @dataclass(frozen=True)
