@@ -40,16 +40,16 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graph import schema as s  # noqa: E402
-from graph.driver import open_driver  # noqa: E402
-from graph.errors import Neo4jServerError  # noqa: E402
-from graph.local_server import LocalNeo4j, free_ports  # noqa: E402
-from graph.neo4j_conf import FAST_SHUTDOWN_CONF  # noqa: E402
-from graph.queries.ingest import COUNT_NODES, COUNT_RELS  # noqa: E402
-from graph.settings import Settings  # noqa: E402
-from graph.writer import BatchWriter  # noqa: E402
-from ingest.load import DEFAULT_BATCH_SIZE, PreparedRun, prepare, write_graph  # noqa: E402
-from ingest.privacy import Hasher  # noqa: E402
+from graph import schema as s
+from graph.driver import open_driver
+from graph.errors import Neo4jServerError
+from graph.local_server import LocalNeo4j, free_ports
+from graph.neo4j_conf import FAST_SHUTDOWN_CONF
+from graph.queries.inspect import counts_per_label_and_type
+from graph.settings import Settings
+from graph.writer import BatchWriter
+from ingest.load import DEFAULT_BATCH_SIZE, PreparedRun, prepare, write_graph
+from ingest.privacy import Hasher
 
 #: A fixed key: the benchmark's hashes need to be stable, not secret.
 BENCH_HASH_KEY = "ringwatch-benchmark-key-not-a-secret"
@@ -113,14 +113,15 @@ def store_size(server: LocalNeo4j) -> dict[str, float]:
     store = dir_size(data / "databases" / DATABASE)
     txlogs = dir_size(data / "transactions" / DATABASE)
     mib = 1024 * 1024
-    return {"store_mib": round(store / mib, 1), "transactions_mib": round(txlogs / mib, 1),
-            "total_mib": round((store + txlogs) / mib, 1)}
+    return {
+        "store_mib": round(store / mib, 1),
+        "transactions_mib": round(txlogs / mib, 1),
+        "total_mib": round((store + txlogs) / mib, 1),
+    }
 
 
 def graph_counts(driver: neo4j.Driver) -> dict[str, dict[str, int]]:
-    nodes, _, _ = driver.execute_query(COUNT_NODES, database_=DATABASE, bookmark_manager_=None)
-    rels, _, _ = driver.execute_query(COUNT_RELS, database_=DATABASE, bookmark_manager_=None)
-    return {"nodes": {r["label"]: r["n"] for r in nodes}, "relationships": {r["type"]: r["n"] for r in rels}}
+    return counts_per_label_and_type(driver, DATABASE)
 
 
 @contextmanager
@@ -128,8 +129,16 @@ def server_in(home: Path, heap: str, pagecache: str, progress: Progress) -> Iter
     """A started server in a fresh ``home``; stopped on the way out whatever happens."""
     for attempt in range(1, 4):
         bolt_port, http_port = free_ports(2)
-        server = LocalNeo4j(home=home, cache_dir=Settings().cache_dir, bolt_port=bolt_port, http_port=http_port,
-                            heap=heap, pagecache=pagecache, extra_conf=FAST_SHUTDOWN_CONF, on_status=progress.say)
+        server = LocalNeo4j(
+            home=home,
+            cache_dir=Settings().cache_dir,
+            bolt_port=bolt_port,
+            http_port=http_port,
+            heap=heap,
+            pagecache=pagecache,
+            extra_conf=FAST_SHUTDOWN_CONF,
+            on_status=progress.say,
+        )
         try:
             server.start(timeout=300)
             break
@@ -175,8 +184,14 @@ def online_path(run: PreparedRun, home: Path, args: argparse.Namespace, progress
             if args.verify:
                 counts["dump"] = _dump(driver)  # type: ignore[assignment]
         progress.say(f"online: {written} ledger chunks in {seconds:.1f}s")
-    return {"write_s": seconds, "chunks_written": written, "chunks_skipped": skipped, "counts": counts,
-            "neo4j_peak_rss_mib": round(neo_rss.peak / 2**20), "store": store_size(server)}
+    return {
+        "write_s": seconds,
+        "chunks_written": written,
+        "chunks_skipped": skipped,
+        "counts": counts,
+        "neo4j_peak_rss_mib": round(neo_rss.peak / 2**20),
+        "store": store_size(server),
+    }
 
 
 def bulk_path(run: PreparedRun, home: Path, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
@@ -193,8 +208,13 @@ def bulk_path(run: PreparedRun, home: Path, args: argparse.Namespace, progress: 
             if args.verify:
                 counts["dump"] = _dump(fresh)  # type: ignore[assignment]
         progress.say(f"bulk: {seconds:.1f}s")
-    return {"write_s": seconds, "steps_s": {k: round(v, 2) for k, v in steps.items()}, "counts": counts,
-            "neo4j_peak_rss_mib": round(neo_rss.peak / 2**20), "store": store_size(server)}
+    return {
+        "write_s": seconds,
+        "steps_s": {k: round(v, 2) for k, v in steps.items()},
+        "counts": counts,
+        "neo4j_peak_rss_mib": round(neo_rss.peak / 2**20),
+        "store": store_size(server),
+    }
 
 
 def _dump(driver: neo4j.Driver) -> Any:
@@ -242,15 +262,17 @@ def main(argv: list[str] | None = None) -> None:
         prepare_s = time.perf_counter() - t
         events = sum(v.read for v in run.validations.values())
         rows = sum(len(f) for f in run.graph_rows.values())
-        report.update({
-            "accounts": int(run.validations["accounts"].read) if "accounts" in run.validations else args.accounts,
-            "events_read": int(events),
-            "events_by_table": {n: int(v.read) for n, v in run.validations.items()},
-            "graph_rows": int(rows),
-            "batches": len(run.batches),
-            "chunks": len(run.chunks),
-            "prepare_validate_s": round(prepare_s, 2),
-        })
+        report.update(
+            {
+                "accounts": int(run.validations["accounts"].read) if "accounts" in run.validations else args.accounts,
+                "events_read": int(events),
+                "events_by_table": {n: int(v.read) for n, v in run.validations.items()},
+                "graph_rows": int(rows),
+                "batches": len(run.batches),
+                "chunks": len(run.chunks),
+                "prepare_validate_s": round(prepare_s, 2),
+            }
+        )
 
         results: dict[str, dict[str, Any]] = {}
         for name in paths:

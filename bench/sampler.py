@@ -41,20 +41,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 try:  # before torch_geometric, so that PyG sees it
-    import torch_sparse  # noqa: F401
+    import torch_sparse
 except ImportError:
     torch_sparse = None
 
-import torch_geometric.typing  # noqa: E402
-from torch_geometric.data import HeteroData  # noqa: E402
-from torch_geometric.sampler import NeighborSampler, NodeSamplerInput  # noqa: E402
+import torch_geometric.typing
+from torch_geometric.data import HeteroData
+from torch_geometric.sampler import NeighborSampler, NodeSamplerInput
 
-from gnn.build import build_risk_graph, tables_from_graph_rows  # noqa: E402
-from gnn.sampling import TorchNeighborSampler, make_neighbor_loader  # noqa: E402
-from graph.schema import ACCOUNT  # noqa: E402
-from ingest.load import prepare  # noqa: E402
-from ingest.privacy import Hasher  # noqa: E402
-from ingest.synthetic import generate_exchange  # noqa: E402
+from gnn.build import build_risk_graph, tables_from_graph_rows
+from gnn.sampling import TorchNeighborSampler, make_neighbor_loader
+from graph.schema import ACCOUNT
+from ingest.load import prepare
+from ingest.privacy import Hasher
+from ingest.synthetic import generate_exchange
 
 BENCH_HASH_KEY = "x" * 20
 
@@ -101,9 +101,13 @@ def sampling_pass(sampler: NeighborSampler, batches: list[torch.Tensor]) -> tupl
 
 def summarise(walls: list[float], cpus: list[float], nodes: int, edges: int, batches: int) -> dict[str, Any]:
     wall, cpu = statistics.median(walls), statistics.median(cpus)
-    return {"batches_per_s": round(batches / wall, 1), "cpu_ms_per_batch": round(cpu / batches * 1e3, 2),
-            "pass_wall_s": [round(t, 3) for t in walls],
-            "mean_nodes_per_batch": round(nodes / batches, 1), "mean_edges_per_batch": round(edges / batches, 1)}
+    return {
+        "batches_per_s": round(batches / wall, 1),
+        "cpu_ms_per_batch": round(cpu / batches * 1e3, 2),
+        "pass_wall_s": [round(t, 3) for t in walls],
+        "mean_nodes_per_batch": round(nodes / batches, 1),
+        "mean_edges_per_batch": round(edges / batches, 1),
+    }
 
 
 def timed(make: Callable[[], NeighborSampler]) -> tuple[NeighborSampler, float]:
@@ -121,8 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--passes", type=int, default=3, help="timed passes over all accounts per sampler")
     parser.add_argument("--supernode-cap", type=int, default=500)
-    parser.add_argument("--sampler-threads", type=int, default=1,
-                        help="intra-op threads of our sampler (torch-sparse's sampler uses one)")
+    parser.add_argument(
+        "--sampler-threads",
+        type=int,
+        default=1,
+        help="intra-op threads of our sampler (torch-sparse's sampler uses one)",
+    )
     args = parser.parse_args(argv)
 
     data, timings = build_graph(args.accounts, args.seed, args.data)
@@ -132,16 +140,25 @@ def main(argv: list[str] | None = None) -> None:
 
     samplers: dict[str, NeighborSampler] = {}
     init_s: dict[str, float] = {}
-    samplers["ours"], init_s["ours"] = timed(lambda: TorchNeighborSampler(
-        data, fanout, generator=torch.Generator().manual_seed(args.seed), num_threads=args.sampler_threads))
-    samplers["ours_supernode_cap"], init_s["ours_supernode_cap"] = timed(lambda: TorchNeighborSampler(
-        data, fanout, supernode_cap=args.supernode_cap, generator=torch.Generator().manual_seed(args.seed),
-        num_threads=args.sampler_threads))
+    samplers["ours"], init_s["ours"] = timed(
+        lambda: TorchNeighborSampler(
+            data, fanout, generator=torch.Generator().manual_seed(args.seed), num_threads=args.sampler_threads
+        )
+    )
+    samplers["ours_supernode_cap"], init_s["ours_supernode_cap"] = timed(
+        lambda: TorchNeighborSampler(
+            data,
+            fanout,
+            supernode_cap=args.supernode_cap,
+            generator=torch.Generator().manual_seed(args.seed),
+            num_threads=args.sampler_threads,
+        )
+    )
     if torch_geometric.typing.WITH_TORCH_SPARSE and not torch_geometric.typing.WITH_PYG_LIB:
         samplers["torch_sparse"], init_s["torch_sparse"] = timed(lambda: NeighborSampler(data, fanout))
 
     results: dict[str, dict[str, Any]] = {}
-    for name, sampler in samplers.items():  # warm-up
+    for sampler in samplers.values():  # warm-up
         sampling_pass(sampler, batches[:3])
     walls: dict[str, list[float]] = {name: [] for name in samplers}
     cpus: dict[str, list[float]] = {name: [] for name in samplers}
@@ -152,19 +169,30 @@ def main(argv: list[str] | None = None) -> None:
             walls[name].append(wall)
             cpus[name].append(cpu)
             sizes[name] = (nodes, edges)
-            log(f"pass {p + 1}/{args.passes} {name}: {len(batches) / wall:.1f} batches/s, "
-                f"{cpu / len(batches) * 1e3:.1f} ms CPU per batch")
+            log(
+                f"pass {p + 1}/{args.passes} {name}: {len(batches) / wall:.1f} batches/s, "
+                f"{cpu / len(batches) * 1e3:.1f} ms CPU per batch"
+            )
     for name in samplers:
-        results[name] = {**summarise(walls[name], cpus[name], *sizes[name], len(batches)),
-                         "init_s": round(init_s[name], 3)}
+        results[name] = {
+            **summarise(walls[name], cpus[name], *sizes[name], len(batches)),
+            "init_s": round(init_s[name], 3),
+        }
 
     loader_rates: dict[str, float] = {}
     default_threads = torch.get_num_threads()
     for threads in sorted({1, default_threads}):  # PyG's feature slicing runs with torch's threads
         torch.set_num_threads(threads)
-        loader = make_neighbor_loader(data, fanout, (ACCOUNT.label, torch.arange(num_accounts)), args.batch_size,
-                                      shuffle=True, seed=args.seed, backend="torch",
-                                      sampler_threads=args.sampler_threads)
+        loader = make_neighbor_loader(
+            data,
+            fanout,
+            (ACCOUNT.label, torch.arange(num_accounts)),
+            args.batch_size,
+            shuffle=True,
+            seed=args.seed,
+            backend="torch",
+            sampler_threads=args.sampler_threads,
+        )
         began = time.perf_counter()
         count = sum(1 for _ in loader)
         loader_rates[f"torch_threads_{threads}"] = round(count / (time.perf_counter() - began), 1)
@@ -174,28 +202,43 @@ def main(argv: list[str] | None = None) -> None:
     node_counts = {t: int(data[t].num_nodes) for t in data.node_types}
     edge_counts = {"__".join(et): int(data[et].num_edges) for et in data.edge_types}
     report: dict[str, Any] = {
-        "graph": {"accounts": num_accounts, "nodes": node_counts, "edges": edge_counts,
-                  "total_nodes": sum(node_counts.values()), "total_edges": sum(edge_counts.values()), **{
-                      k: round(v, 1) for k, v in timings.items()}},
-        "config": {"fanout": fanout, "batch_size": args.batch_size, "batches_per_pass": len(batches),
-                   "passes": args.passes, "supernode_cap": args.supernode_cap,
-                   "sampler_threads": args.sampler_threads, "torch_threads": torch.get_num_threads(),
-                   "torch": torch.__version__,
-                   "torch_geometric": torch_geometric.__version__,
-                   "torch_sparse": getattr(torch_sparse, "__version__", None)},
+        "graph": {
+            "accounts": num_accounts,
+            "nodes": node_counts,
+            "edges": edge_counts,
+            "total_nodes": sum(node_counts.values()),
+            "total_edges": sum(edge_counts.values()),
+            **{k: round(v, 1) for k, v in timings.items()},
+        },
+        "config": {
+            "fanout": fanout,
+            "batch_size": args.batch_size,
+            "batches_per_pass": len(batches),
+            "passes": args.passes,
+            "supernode_cap": args.supernode_cap,
+            "sampler_threads": args.sampler_threads,
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "torch_geometric": torch_geometric.__version__,
+            "torch_sparse": getattr(torch_sparse, "__version__", None),
+        },
         "samplers": results,
         "ours_neighbor_loader_batches_per_s": {
-            **loader_rates, "note": "whole NeighborLoader passes: our sampling plus PyG's feature slicing"},
+            **loader_rates,
+            "note": "whole NeighborLoader passes: our sampling plus PyG's feature slicing",
+        },
     }
     if "torch_sparse" in results:
         ts = results["torch_sparse"]
         for name in ("ours", "ours_supernode_cap"):
             report[f"ratio_{name}_vs_torch_sparse"] = {
                 "batches_per_s": round(results[name]["batches_per_s"] / ts["batches_per_s"], 2),
-                "cpu_time": round(ts["cpu_ms_per_batch"] / results[name]["cpu_ms_per_batch"], 2)}
+                "cpu_time": round(ts["cpu_ms_per_batch"] / results[name]["cpu_ms_per_batch"], 2),
+            }
         report["batch_size_agreement_ours_vs_torch_sparse"] = {
             "nodes": round(results["ours"]["mean_nodes_per_batch"] / ts["mean_nodes_per_batch"], 4),
-            "edges": round(results["ours"]["mean_edges_per_batch"] / ts["mean_edges_per_batch"], 4)}
+            "edges": round(results["ours"]["mean_edges_per_batch"] / ts["mean_edges_per_batch"], 4),
+        }
     else:
         report["torch_sparse"] = "not importable: build it as the module docstring says, then rerun"
     print(json.dumps(report, indent=2))

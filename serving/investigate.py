@@ -2,7 +2,7 @@
 
 It runs the query pack's own questions (:mod:`graph.queries.investigator`), so what the terminal shows is
 what the same query shows in Neo4j Browser. Every value from the graph is shown as plain text (rich ``Text``,
-control characters escaped: :func:`serving.console.plain`), never parsed as markup: ids and fingerprints are
+control characters escaped: :func:`graph.logs.printable`), never parsed as markup: ids and fingerprints are
 attacker-chosen.
 """
 
@@ -18,8 +18,8 @@ from rich.text import Text
 
 from graph import schema as s
 from graph.errors import RingwatchError
+from graph.logs import printable as plain
 from graph.queries.investigator import RING_OF_ACCOUNT, WHY_FLAGGED
-from serving.console import plain
 
 
 class UnknownAccountError(RingwatchError):
@@ -32,7 +32,7 @@ def investigate(driver: neo4j.Driver, database: str, account_id: str) -> dict[st
     Raises:
         UnknownAccountError: no such account.
     """
-    read = {"database_": database, "routing_": neo4j.RoutingControl.READ}
+    read: dict[str, Any] = {"database_": database, "routing_": neo4j.RoutingControl.READ}
     records, _, _ = driver.execute_query(WHY_FLAGGED.cypher, account_id=account_id, **read)
     if not records:
         raise UnknownAccountError(f"no account {account_id!r} in the graph")
@@ -54,8 +54,13 @@ def render(view: dict[str, Any]) -> Group:
     if view.get("flagged_by") == s.FLAGGED_BY_RING and view["label"] != s.CLEAR:
         facts.append("flagged as a member of its ring (its own score is under the threshold)")
     if view.get("policy"):
-        facts.append(f"thresholds: {view['policy']} (" + ", ".join(
-            f"{t} {view[f'threshold_{t}']:.3f}" for t in s.THREATS if view.get(f"threshold_{t}") is not None) + ")")
+        facts.append(
+            f"thresholds: {view['policy']} ("
+            + ", ".join(
+                f"{t} {view[f'threshold_{t}']:.3f}" for t in s.THREATS if view.get(f"threshold_{t}") is not None
+            )
+            + ")"
+        )
     if view["known_label"]:
         facts.append(f"known label: {view['known_label']}")
     if view["verdict"]:
@@ -69,20 +74,29 @@ def render(view: dict[str, Any]) -> Group:
         shared.add_column(column)
     for row in view["shared"][:15]:
         peers = row["risky_peers"]
-        shared.add_row(Text(plain(row["identifier"])), str(row["users"]),
-                       Text(f"{len(peers)}: " + ", ".join(map(plain, peers[:5])) + (" …" if len(peers) > 5 else "")))
+        shared.add_row(
+            Text(plain(row["identifier"])),
+            str(row["users"]),
+            Text(f"{len(peers)}: " + ", ".join(map(plain, peers[:5])) + (" …" if len(peers) > 5 else "")),
+        )
     parts.append(shared if view["shared"] else Text("shares no identifier with a risky account", style="dim"))
     members = view["ring_members"]
     if members:
-        ring = Table(title=Text(plain(f"ring {members[0]['ring_id']} — {members[0]['kind']}, "
-                                      f"{members[0]['size']} members")), title_justify="left")
+        ring = Table(
+            title=Text(plain(f"ring {members[0]['ring_id']} — {members[0]['kind']}, {members[0]['size']} members")),
+            title_justify="left",
+        )
         for column in ("member", "label", "score", "shares with other members", "transfer partners"):
             ring.add_column(column)
         for m in members:
             mark = "bold cyan" if m["member"] == view["account_id"] else ""
-            ring.add_row(Text(plain(m["member"]), style=mark), Text(plain(m["label"])), f"{m['score']:.3f}",
-                         Text(", ".join(map(plain, m["shares"][:4])) + (" …" if len(m["shares"]) > 4 else "")),
-                         str(m["transfer_partners_in_ring"]))
+            ring.add_row(
+                Text(plain(m["member"]), style=mark),
+                Text(plain(m["label"])),
+                f"{m['score']:.3f}",
+                Text(", ".join(map(plain, m["shares"][:4])) + (" …" if len(m["shares"]) > 4 else "")),
+                str(m["transfer_partners_in_ring"]),
+            )
         parts.append(ring)
     else:
         parts.append(Text("in no active ring", style="dim"))

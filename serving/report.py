@@ -23,7 +23,7 @@ import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import neo4j
 
@@ -38,8 +38,14 @@ PICTURES_DIR = "rings"
 INDEX_FILE = "index.html"
 #: Reasons shown per member in the table (the graph keeps up to five).
 REASONS_SHOWN = 3
+
+
 class ReportError(RingwatchError):
     """The report cannot be built (unreadable metrics file, unwritable folder)."""
+
+
+#: Rings shown by default (highest score first).
+TOP_RINGS: Final = 20
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -51,15 +57,14 @@ def read_metrics(path: Path) -> dict[str, Any]:
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise ReportError(f"metrics file {path} not found; pass the metrics.json that "
-                          "`ringwatch evaluate --out DIR` writes") from e
+        raise ReportError(
+            f"metrics file {path} not found; pass the metrics.json that `ringwatch evaluate --out DIR` writes"
+        ) from e
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReportError(f"cannot read metrics file {path}: {e}") from e
     if not isinstance(metrics, dict) or not isinstance(metrics.get("threats"), dict):
         raise ReportError(f"{path} is not a metrics.json of `ringwatch evaluate` (it has no 'threats' block)")
     return metrics
-
-
 
 
 # --- HTML -----------------------------------------------------------------------------------------------
@@ -93,20 +98,33 @@ def _run_section(run: dict[str, Any] | None, rings: list[RingView], total: int) 
         return '<p class="note">No completed scoring run in the graph: run <code>ringwatch score</code>.</p>'
     started, finished = run.get("started_at"), run.get("finished_at")
     seconds = (finished - started) / 1000 if started is not None and finished is not None else None
-    facts = [("scoring run", _e(run.get("run_id"))), ("model version", _e(run.get("model_version"))),
-             ("accounts scored", _num(run.get("written", run.get("accounts")))),
-             ("flagged on their own score", _num(run.get("flagged"))),
-             ("flagged as ring members", _num(run.get("ring_admitted"))),
-             ("thresholds", _e(f"{run.get('policy') or 'the model’s'}: " + ", ".join(
-                 f"{t} {run[f'threshold_{t}']:.3f}" for t in s.THREATS if run.get(f"threshold_{t}") is not None))),
-             ("label changes", _num(run.get("label_changes"))),
-             ("rings", _num(run.get("rings", total))), ("finished", _time(run.get("finished_at"))),
-             ("run time", "—" if seconds is None else f"{seconds:,.1f} s")]
+    facts = [
+        ("scoring run", _e(run.get("run_id"))),
+        ("model version", _e(run.get("model_version"))),
+        ("accounts scored", _num(run.get("written", run.get("accounts")))),
+        ("flagged on their own score", _num(run.get("flagged"))),
+        ("flagged as ring members", _num(run.get("ring_admitted"))),
+        (
+            "thresholds",
+            _e(
+                f"{run.get('policy') or 'the model’s'}: "
+                + ", ".join(
+                    f"{t} {run[f'threshold_{t}']:.3f}" for t in s.THREATS if run.get(f"threshold_{t}") is not None
+                )
+            ),
+        ),
+        ("label changes", _num(run.get("label_changes"))),
+        ("rings", _num(run.get("rings", total))),
+        ("finished", _time(run.get("finished_at"))),
+        ("run time", "—" if seconds is None else f"{seconds:,.1f} s"),
+    ]
     out = '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
     other = sorted({str(r.props.get("scoring_run_id")) for r in rings} - {str(run.get("run_id"))})
     if other:
-        out += (f'<p class="note">Some rings were grouped from another scoring run ({_e(", ".join(other))}); '
-                "rerun <code>ringwatch rings</code> to group the latest scores.</p>")
+        out += (
+            f'<p class="note">Some rings were grouped from another scoring run ({_e(", ".join(other))}); '
+            "rerun <code>ringwatch rings</code> to group the latest scores.</p>"
+        )
     return out
 
 
@@ -124,14 +142,23 @@ def _flatten(block: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 def _metrics_section(metrics: dict[str, Any] | None) -> str:
     if metrics is None:
         return ""
-    columns = [("auroc", "AUROC"), ("auprc", "AUPRC"), ("recall_at_k", "Recall@K"), ("precision", "precision"),
-               ("recall", "recall"), ("fpr", "FPR"), ("threshold", "threshold"), ("positives", "positives")]
+    columns = [
+        ("auroc", "AUROC"),
+        ("auprc", "AUPRC"),
+        ("recall_at_k", "Recall@K"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("fpr", "FPR"),
+        ("threshold", "threshold"),
+        ("positives", "positives"),
+    ]
     threats = {**metrics["threats"], **({"overall": metrics["overall"]} if "overall" in metrics else {})}
-    rows = [[_e(t), *(_num(m.get(k)) if isinstance(m, dict) else "—" for k, _ in columns)]
-            for t, m in threats.items()]
-    out = (f"<h2>Model evaluation</h2><p>{_e(metrics.get('model_version'))} on "
-           f"{_num(metrics.get('evaluated_accounts'))} accounts ({_e(metrics.get('scope'))})</p>"
-           + _table(["threat", *(h for _, h in columns)], rows, "metrics"))
+    rows = [[_e(t), *(_num(m.get(k)) if isinstance(m, dict) else "—" for k, _ in columns)] for t, m in threats.items()]
+    out = (
+        f"<h2>Model evaluation</h2><p>{_e(metrics.get('model_version'))} on "
+        f"{_num(metrics.get('evaluated_accounts'))} accounts ({_e(metrics.get('scope'))})</p>"
+        + _table(["threat", *(h for _, h in columns)], rows, "metrics")
+    )
     if isinstance(metrics.get("rings"), dict):
         rows = [[_e(k), _num(v)] for k, v in _flatten(metrics["rings"])]
         out += "<h3>Rings</h3>" + _table(["measure", "value"], rows, "metrics")
@@ -139,8 +166,16 @@ def _metrics_section(metrics: dict[str, Any] | None) -> str:
 
 
 def _toc(rings: list[RingView]) -> str:
-    rows = [[f'<a href="#ring-{i}">{_e(r.ring_id)}</a>', _e(r.props.get("kind")), _num(r.props.get("size")),
-             _num(r.props.get("score")), _e(r.props.get("evidence"))] for i, r in enumerate(rings, 1)]
+    rows = [
+        [
+            f'<a href="#ring-{i}">{_e(r.ring_id)}</a>',
+            _e(r.props.get("kind")),
+            _num(r.props.get("size")),
+            _num(r.props.get("score")),
+            _e(r.props.get("evidence")),
+        ]
+        for i, r in enumerate(rings, 1)
+    ]
     return "<h2>Top rings</h2>" + _table(["ring", "kind", "size", "score", "evidence"], rows, "toc")
 
 
@@ -149,16 +184,25 @@ def _member_rows(ring: RingView) -> list[list[str]]:
     for m in ring.members:
         known = " / ".join(_e(x) for x in (m.known_label, m.verdict) if x) or "—"
         reasons = "".join(f"<li>{_e(r)}</li>" for r in m.reasons[:REASONS_SHOWN])
-        rows.append([f"<code>{_e(m.account_id)}</code>", f'<span class="label {_e(m.risk_label)}">'
-                     f"{_e(m.risk_label)}</span>", _num(m.risk_score), *(_num(m.scores.get(t)) for t in s.THREATS),
-                     known, f'<span class="nowrap">{_time(m.created_at, "%Y-%m-%d")}</span>',
-                     f"<ul>{reasons}</ul>" if reasons else "—"])
+        rows.append(
+            [
+                f"<code>{_e(m.account_id)}</code>",
+                f'<span class="label {_e(m.risk_label)}">{_e(m.risk_label)}</span>',
+                _num(m.risk_score),
+                *(_num(m.scores.get(t)) for t in s.THREATS),
+                known,
+                f'<span class="nowrap">{_time(m.created_at, "%Y-%m-%d")}</span>',
+                f"<ul>{reasons}</ul>" if reasons else "—",
+            ]
+        )
     return rows
 
 
 def _caption(ring: RingView) -> str:
-    text = ("Members are circles coloured by risk score; diamonds are identifiers two or more of them share, "
-            "with the number of accounts using each in all; arrows are transfers and referrals.")
+    text = (
+        "Members are circles coloured by risk score; diamonds are identifiers two or more of them share, "
+        "with the number of accounts using each in all; arrows are transfers and referrals."
+    )
     supers = sum(i.users > SUPERNODE_CAP for i in ring.identifiers)
     if supers and len(ring.members) > SUPERNODES_DRAWN_UP_TO:
         text += f" {supers} super-node identifiers (over {SUPERNODE_CAP} users) are listed below but not drawn."
@@ -170,32 +214,66 @@ def render_ring(ring: RingView, rank: int, picture: str, picture_file: str | Non
     ``picture_file`` the picture's path relative to the page, linked for a full-size view."""
     p = ring.props
     span_days = (p["last_seen"] - p["first_seen"]) / 86_400_000 if p.get("first_seen") and p.get("last_seen") else None
-    facts = [("kind", _e(p.get("kind"))), ("size", _num(p.get("size"))), ("score", _num(p.get("score"))),
-             ("active", f"{_time(p.get('first_seen'), '%Y-%m-%d')} → {_time(p.get('last_seen'), '%Y-%m-%d')}"
-                        + ("" if span_days is None else f" ({span_days:,.0f} days)")),
-             ("first detected", _time(p.get("first_detected"))), ("last detected", _time(p.get("last_detected"))),
-             ("known fraud", _num(p.get("known_fraud"))), ("scoring run", _e(p.get("scoring_run_id")))]
-    idents = [[_e(IDENTIFIER_NAMES.get(i.label, i.label)), f"<code>{_e(i.key)}</code>", _num(len(i.members)),
-               _num(i.users) + (" (super-node: links nobody)" if i.users > SUPERNODE_CAP else "")]
-              for i in ring.identifiers]
-    links = [[f"<code>{_e(x.src)}</code>", f"<code>{_e(x.dst)}</code>", _e(x.type), _e(x.asset) or "—",
-              _num(x.count), _num(x.total, 2)] for x in ring.links]
+    facts = [
+        ("kind", _e(p.get("kind"))),
+        ("size", _num(p.get("size"))),
+        ("score", _num(p.get("score"))),
+        (
+            "active",
+            f"{_time(p.get('first_seen'), '%Y-%m-%d')} → {_time(p.get('last_seen'), '%Y-%m-%d')}"
+            + ("" if span_days is None else f" ({span_days:,.0f} days)"),
+        ),
+        ("first detected", _time(p.get("first_detected"))),
+        ("last detected", _time(p.get("last_detected"))),
+        ("known fraud", _num(p.get("known_fraud"))),
+        ("scoring run", _e(p.get("scoring_run_id"))),
+    ]
+    idents = [
+        [
+            _e(IDENTIFIER_NAMES.get(i.label, i.label)),
+            f"<code>{_e(i.key)}</code>",
+            _num(len(i.members)),
+            _num(i.users) + (" (super-node: links nobody)" if i.users > SUPERNODE_CAP else ""),
+        ]
+        for i in ring.identifiers
+    ]
+    links = [
+        [
+            f"<code>{_e(x.src)}</code>",
+            f"<code>{_e(x.dst)}</code>",
+            _e(x.type),
+            _e(x.asset) or "—",
+            _num(x.count),
+            _num(x.total, 2),
+        ]
+        for x in ring.links
+    ]
     header = ["account", "label", "risk", *s.THREATS, "known / verdict", "created", "top reasons"]
-    return (f'<section class="ring" id="ring-{rank}" data-ring-id="{_e(ring.ring_id)}">\n'
-            f'<h2>{rank}. Ring <code>{_e(ring.ring_id)}</code> <a class="top" href="#top">↑ top</a></h2>\n'
-            '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>\n"
-            f'<p class="evidence"><b>Evidence:</b> {_e(p.get("evidence"))}</p>\n'
-            f'<img class="picture" src="{picture}" alt="subgraph of ring {_e(ring.ring_id)}">\n'
-            f'<p class="muted">{_caption(ring)}'
-            + (f' Full size: <a href="{_e(picture_file)}">{_e(picture_file)}</a>.' if picture_file else "")
-            + "</p>\n"
-            f"<h3>Members ({len(ring.members)})</h3>\n"
-            + _table(header, _member_rows(ring), "members", row_cls="member")
-            + (f"\n<h3>Shared identifiers ({len(idents)})</h3>\n"
-               + _table(["kind", "key", "members using it", "users in all"], idents, "idents") if idents else "")
-            + (f"\n<h3>Transfers and referrals among members ({len(links)})</h3>\n"
-               + _table(["from", "to", "type", "asset", "count", "total"], links, "links") if links else "")
-            + "\n</section>\n")
+    return (
+        f'<section class="ring" id="ring-{rank}" data-ring-id="{_e(ring.ring_id)}">\n'
+        f'<h2>{rank}. Ring <code>{_e(ring.ring_id)}</code> <a class="top" href="#top">↑ top</a></h2>\n'
+        '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>\n"
+        f'<p class="evidence"><b>Evidence:</b> {_e(p.get("evidence"))}</p>\n'
+        f'<img class="picture" src="{picture}" alt="subgraph of ring {_e(ring.ring_id)}">\n'
+        f'<p class="muted">{_caption(ring)}'
+        + (f' Full size: <a href="{_e(picture_file)}">{_e(picture_file)}</a>.' if picture_file else "")
+        + "</p>\n"
+        f"<h3>Members ({len(ring.members)})</h3>\n"
+        + _table(header, _member_rows(ring), "members", row_cls="member")
+        + (
+            f"\n<h3>Shared identifiers ({len(idents)})</h3>\n"
+            + _table(["kind", "key", "members using it", "users in all"], idents, "idents")
+            if idents
+            else ""
+        )
+        + (
+            f"\n<h3>Transfers and referrals among members ({len(links)})</h3>\n"
+            + _table(["from", "to", "type", "asset", "count", "total"], links, "links")
+            if links
+            else ""
+        )
+        + "\n</section>\n"
+    )
 
 
 _CSS = """
@@ -222,9 +300,15 @@ a.top{font-size:.8rem;font-weight:normal;margin-left:.6rem}
 """
 
 
-def render_report(rings: list[RingView], pictures: list[str], run: dict[str, Any] | None, total_rings: int,
-                  metrics: dict[str, Any] | None = None, generated_at: datetime | None = None,
-                  picture_files: list[str] | None = None) -> str:
+def render_report(
+    rings: list[RingView],
+    pictures: list[str],
+    run: dict[str, Any] | None,
+    total_rings: int,
+    metrics: dict[str, Any] | None = None,
+    generated_at: datetime | None = None,
+    picture_files: list[str] | None = None,
+) -> str:
     """The whole page.
 
     Args:
@@ -243,27 +327,38 @@ def render_report(rings: list[RingView], pictures: list[str], run: dict[str, Any
         raise ValueError(f"pictures must match rings: {len(pictures)} pictures for {len(rings)} rings")
     stamp = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     if rings:
-        files = picture_files or [None] * len(rings)
-        body = _toc(rings) + "".join(render_ring(r, i, p, f)
-                                     for i, (r, p, f) in enumerate(zip(rings, pictures, files), 1))
+        files: list[str | None] = list(picture_files) if picture_files else [None] * len(rings)
+        body = _toc(rings) + "".join(
+            render_ring(r, i, p, f) for i, (r, p, f) in enumerate(zip(rings, pictures, files), 1)
+        )
     else:
-        body = ('<p class="empty">No active rings in the graph. Run <code>ringwatch score</code> and then '
-                "<code>ringwatch rings</code> to find some.</p>")
+        body = (
+            '<p class="empty">No active rings in the graph. Run <code>ringwatch score</code> and then '
+            "<code>ringwatch rings</code> to find some.</p>"
+        )
     shown = f"top {len(rings)} of {total_rings:,} active rings" if rings else "no active rings"
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>ringwatch report — {shown}</title>\n<style>{_CSS}</style></head>\n"
-            f'<body><a id="top"></a><h1>ringwatch report</h1>\n<p class="muted">{shown}; generated {stamp}</p>\n'
-            "<h2>Scoring run</h2>\n" + _run_section(run, rings, total_rings) + "\n"
-            + _metrics_section(metrics) + "\n" + body + "</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>ringwatch report — {shown}</title>\n<style>{_CSS}</style></head>\n"
+        f'<body><a id="top"></a><h1>ringwatch report</h1>\n<p class="muted">{shown}; generated {stamp}</p>\n'
+        "<h2>Scoring run</h2>\n"
+        + _run_section(run, rings, total_rings)
+        + "\n"
+        + _metrics_section(metrics)
+        + "\n"
+        + body
+        + "</body></html>\n"
+    )
 
 
 def _picture_name(rank: int, ring_id: str) -> str:
     return f"{rank:03d}-{re.sub(r'[^A-Za-z0-9_-]', '_', ring_id)[:60]}.svg"
 
 
-def build_report(driver: neo4j.Driver, database: str, out_dir: Path, top: int = 20,
-                 metrics_file: Path | None = None) -> Path:
+def build_report(
+    driver: neo4j.Driver, database: str, out_dir: Path, top: int = TOP_RINGS, metrics_file: Path | None = None
+) -> Path:
     """Write the report of the ``top`` active rings into ``out_dir`` (see the module docstring).
 
     Args:

@@ -179,8 +179,10 @@ def _split(graph: nx.Graph, component: set[str], policy: GroupingPolicy) -> list
     parts: list[set[str]] = []
     for part in nx.connected_components(sub):
         if len(part) > policy.split_above:
-            parts += [set(p) for p in nx.community.louvain_communities(sub.subgraph(part), weight="weight",
-                                                                        seed=policy.louvain_seed)]
+            parts += [
+                set(p)
+                for p in nx.community.louvain_communities(sub.subgraph(part), weight="weight", seed=policy.louvain_seed)
+            ]
         else:
             parts.append(set(part))
     return parts
@@ -195,8 +197,8 @@ def _joining_bridges(graph: nx.Graph, side: int) -> list[tuple[str, str]]:
     core = nx.Graph(graph)
     core.remove_edges_from(bridges)
     block_of = {a: i for i, comp in enumerate(nx.connected_components(core)) for a in comp}
-    size = defaultdict(int)
-    for a, i in block_of.items():
+    size: defaultdict[int, int] = defaultdict(int)
+    for i in block_of.values():
         size[i] += 1
     tree = nx.Graph()
     tree.add_nodes_from(size)
@@ -226,15 +228,22 @@ def find_groups(candidates: RingCandidates, policy: GroupingPolicy | None = None
     weights = link_weights(candidates, policy)
     graph = nx.Graph()
     graph.add_nodes_from(ids)
-    graph.add_weighted_edges_from((a, b, w) for (a, b), w in weights.items()
-                                  if w >= policy.link_min and w * min(margin[a], margin[b]) >= policy.admit_tie)
+    graph.add_weighted_edges_from(
+        (a, b, w)
+        for (a, b), w in weights.items()
+        if w >= policy.link_min and w * min(margin[a], margin[b]) >= policy.admit_tie
+    )
     out: list[Group] = []
     for component in nx.connected_components(graph):
         for part in _split(graph, component, policy):
             members = sorted(part)
             mass = float(sum(margin[m] for m in members))
             group = Group(members, [m for m in members if seed[m]], mass)
-            group.is_ring = (len(members) >= policy.min_size and len(group.seeds) >= policy.min_seeds
-                             and mass >= policy.min_mass and mass >= policy.min_mean * len(members))
+            group.is_ring = (
+                len(members) >= policy.min_size
+                and len(group.seeds) >= policy.min_seeds
+                and mass >= policy.min_mass
+                and mass >= policy.min_mean * len(members)
+            )
             out.append(group)
     return sorted(out, key=lambda g: (-len(g.members), g.members[0]))

@@ -14,25 +14,38 @@ computes the same from a :class:`~gnn.graph_data.RiskGraph` and the scores, for 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import neo4j
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from gnn.graph_data import RiskGraph
 from graph import schema as s
 from graph.queries import rings as q
-from gnn.graph_data import RiskGraph
 from ingest.graph_rows import ip_prefix
 from serving.reasons import incidence
 from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier
 
-ACCOUNT_COLUMNS = ["account_id", "label", "score", *s.THREATS, "margin", "seed", "known_label", "verdict", "run_id",
-                   "first_seen", "last_seen"]
+ACCOUNT_COLUMNS = [
+    "account_id",
+    "label",
+    "score",
+    *s.THREATS,
+    "margin",
+    "seed",
+    "known_label",
+    "verdict",
+    "run_id",
+    "first_seen",
+    "last_seen",
+]
 
 
-def candidate_floors(thresholds: Mapping[str, float], policy: GroupingPolicy, margin_quantile: float
-                     ) -> dict[str, float]:
+def candidate_floors(
+    thresholds: Mapping[str, float], policy: GroupingPolicy, margin_quantile: float
+) -> dict[str, float]:
     """Per threat, the score from which an account is an elevated candidate: ``admit_share`` of the threshold,
     and never below ``margin_quantile`` of it — the margin only ``elevated_share`` of all accounts exceed (a
     model whose scores are nearly flat would otherwise make every account a candidate)."""
@@ -48,16 +61,22 @@ def margin_quantile(all_margins: np.ndarray, policy: GroupingPolicy) -> float:
 
 def margins(scores: pd.DataFrame, thresholds: Mapping[str, float]) -> np.ndarray:
     """Per account, its largest score over the threat's threshold (>= 1: flagged on its own score)."""
-    return np.max(np.stack([scores[t].to_numpy(dtype=np.float64, na_value=0.0) / max(float(thresholds[t]), 1e-9)
-                            for t in s.THREATS], axis=1), axis=1)
+    return np.max(
+        np.stack(
+            [scores[t].to_numpy(dtype=np.float64, na_value=0.0) / max(float(thresholds[t]), 1e-9) for t in s.THREATS],
+            axis=1,
+        ),
+        axis=1,
+    )
 
 
 def _known_fraud(known_label: pd.Series, verdict: pd.Series) -> np.ndarray:
     return (known_label.isin(s.THREATS) | (verdict == s.CONFIRMED)).to_numpy()
 
 
-def read_candidates(driver: neo4j.Driver, database: str, thresholds: Mapping[str, float],
-                    policy: GroupingPolicy | None = None) -> RingCandidates:
+def read_candidates(
+    driver: neo4j.Driver, database: str, thresholds: Mapping[str, float], policy: GroupingPolicy | None = None
+) -> RingCandidates:
     """Candidates, the identifiers two or more of them share and the money among them, from Neo4j.
 
     Args:
@@ -65,25 +84,38 @@ def read_candidates(driver: neo4j.Driver, database: str, thresholds: Mapping[str
         policy: grouping knobs (``admit_share`` sets the candidates' floor, ``min_share`` filters identifiers).
     """
     policy = policy or GroupingPolicy()
-    read = {"database_": database, "routing_": neo4j.RoutingControl.READ}
+    read: dict[str, Any] = {"database_": database, "routing_": neo4j.RoutingControl.READ}
     by_property = {s.risk_property(t): float(thresholds[t]) for t in s.THREATS}
-    records, _, _ = driver.execute_query(q.MARGIN_QUANTILE, thresholds=by_property, q=1.0 - policy.elevated_share,
-                                         **read)
+    records, _, _ = driver.execute_query(
+        q.MARGIN_QUANTILE, thresholds=by_property, q=1.0 - policy.elevated_share, **read
+    )
     quantile = float(records[0]["floor"] or 0.0) if records else 0.0
     floors = {s.risk_property(t): v for t, v in candidate_floors(thresholds, policy, quantile).items()}
-    records, _, _ = driver.execute_query(q.CANDIDATE_ACCOUNTS, clear=s.CLEAR, threats=list(s.THREATS),
-                                         confirmed=s.CONFIRMED, floors=floors, by_score=s.FLAGGED_BY_SCORE, **read)
-    accounts = pd.DataFrame([dict(r) for r in records],
-                            columns=[c for c in ACCOUNT_COLUMNS if c not in ("seed", "margin")])
+    records, _, _ = driver.execute_query(
+        q.CANDIDATE_ACCOUNTS,
+        clear=s.CLEAR,
+        threats=list(s.THREATS),
+        confirmed=s.CONFIRMED,
+        floors=floors,
+        by_score=s.FLAGGED_BY_SCORE,
+        **read,
+    )
+    accounts = pd.DataFrame(
+        [dict(r) for r in records], columns=[c for c in ACCOUNT_COLUMNS if c not in ("seed", "margin")]
+    )
     accounts.insert(len(s.THREATS) + 3, "margin", margins(accounts, thresholds))
-    accounts.insert(len(s.THREATS) + 4, "seed",
-                    (accounts["label"] != s.CLEAR).to_numpy() | _known_fraud(accounts["known_label"], accounts["verdict"]))
+    accounts.insert(
+        len(s.THREATS) + 4,
+        "seed",
+        (accounts["label"] != s.CLEAR).to_numpy() | _known_fraud(accounts["known_label"], accounts["verdict"]),
+    )
     ids = accounts["account_id"].tolist()
     shared: list[SharedIdentifier] = []
     for cypher in [*(q.shared_identifiers(rel) for rel in q.LINK_RELS), q.SHARED_IP_BLOCKS]:
         records, _, _ = driver.execute_query(cypher, ids=ids, min_share=policy.min_share, **read)
-        shared += [SharedIdentifier(r["label"], str(r["key"]), tuple(sorted(r["members"])), int(r["users"]))
-                   for r in records]
+        shared += [
+            SharedIdentifier(r["label"], str(r["key"]), tuple(sorted(r["members"])), int(r["users"])) for r in records
+        ]
     records, _, _ = driver.execute_query(q.MONEY_LINKS, ids=ids, **read)
     money = pd.DataFrame([dict(r) for r in records], columns=["src", "dst", "type", "count"])
     return RingCandidates(accounts.sort_values("account_id", ignore_index=True), sorted(shared, key=_order), money)
@@ -93,8 +125,9 @@ def _order(ident: SharedIdentifier) -> tuple[str, str]:
     return ident.label, ident.key
 
 
-def candidates_from_graph(graph: RiskGraph, plan: pd.DataFrame, thresholds: Mapping[str, float],
-                          policy: GroupingPolicy | None = None) -> RingCandidates:
+def candidates_from_graph(
+    graph: RiskGraph, plan: pd.DataFrame, thresholds: Mapping[str, float], policy: GroupingPolicy | None = None
+) -> RingCandidates:
     """What :func:`read_candidates` would read after ``plan`` was written to the graph ``graph`` came from.
 
     Args:
@@ -119,16 +152,28 @@ def candidates_from_graph(graph: RiskGraph, plan: pd.DataFrame, thresholds: Mapp
         elevated |= plan[t].to_numpy() >= floors[t]
     chosen = seed | elevated
     created = graph.created_at.astype(np.int64) * 1000
-    accounts = pd.DataFrame({
-        "account_id": ids[chosen], "label": plan["label"].to_numpy()[chosen], "score": plan["score"].to_numpy()[chosen],
-        **{t: plan[t].to_numpy()[chosen] for t in s.THREATS}, "margin": margin[chosen], "seed": seed[chosen],
-        "known_label": known.to_numpy()[chosen], "verdict": None, "run_id": None,
-        "first_seen": created[chosen], "last_seen": created[chosen]})
+    accounts = pd.DataFrame(
+        {
+            "account_id": ids[chosen],
+            "label": plan["label"].to_numpy()[chosen],
+            "score": plan["score"].to_numpy()[chosen],
+            **{t: plan[t].to_numpy()[chosen] for t in s.THREATS},
+            "margin": margin[chosen],
+            "seed": seed[chosen],
+            "known_label": known.to_numpy()[chosen],
+            "verdict": None,
+            "run_id": None,
+            "first_seen": created[chosen],
+            "last_seen": created[chosen],
+        }
+    )
     matrices = [(rel.target.label, graph.ids[rel.target.label], incidence(graph, rel).tocsc()) for rel in q.LINK_RELS]
-    blocks, block_of = np.unique(np.array([ip_prefix(ip) for ip in graph.ids[s.IP.label]], dtype=object),
-                                 return_inverse=True)
-    to_block = sp.csr_matrix((np.ones(len(block_of)), (np.arange(len(block_of)), block_of)),
-                             shape=(len(block_of), len(blocks)))
+    blocks, block_of = np.unique(
+        np.array([ip_prefix(ip) for ip in graph.ids[s.IP.label]], dtype=object), return_inverse=True
+    )
+    to_block = sp.csr_matrix(
+        (np.ones(len(block_of)), (np.arange(len(block_of)), block_of)), shape=(len(block_of), len(blocks))
+    )
     by_block = (incidence(graph, s.USED_IP) @ to_block).tocsc()
     by_block.data[:] = 1
     matrices.append((q.IP_BLOCK, blocks, by_block))
@@ -145,5 +190,8 @@ def candidates_from_graph(graph: RiskGraph, plan: pd.DataFrame, thresholds: Mapp
         ei = graph.data[rel.edge_type].edge_index.numpy()
         keep = chosen[ei[0]] & chosen[ei[1]] & (ei[0] != ei[1])
         money.append(pd.DataFrame({"src": ids[ei[0][keep]], "dst": ids[ei[1][keep]], "type": rel.type, "count": 1}))
-    return RingCandidates(accounts.sort_values("account_id", ignore_index=True), sorted(shared, key=_order),
-                          pd.concat(money, ignore_index=True))
+    return RingCandidates(
+        accounts.sort_values("account_id", ignore_index=True),
+        sorted(shared, key=_order),
+        pd.concat(money, ignore_index=True),
+    )

@@ -27,14 +27,23 @@ LAYOUT_SEED = 0
 #: Rings with more members are drawn without their super-node identifiers (they would hide the rest).
 SUPERNODES_DRAWN_UP_TO = 30
 SCORE_COLORMAP = "YlOrRd"
-IDENTIFIER_COLORS = {s.DEVICE.label: "#1f77b4", s.CARD.label: "#9467bd", s.IP.label: "#17becf",
-                     q.IP_BLOCK: "#9ec9e2", s.EMAIL.label: "#2ca02c", s.PHONE.label: "#8c564b",
-                     s.WALLET.label: "#e377c2", s.PROMO.label: "#7f7f7f"}
+IDENTIFIER_COLORS = {
+    s.DEVICE.label: "#1f77b4",
+    s.CARD.label: "#9467bd",
+    s.IP.label: "#17becf",
+    q.IP_BLOCK: "#9ec9e2",
+    s.EMAIL.label: "#2ca02c",
+    s.PHONE.label: "#8c564b",
+    s.WALLET.label: "#e377c2",
+    s.PROMO.label: "#7f7f7f",
+}
 #: What the page calls a label that is not a node label of the schema.
 IDENTIFIER_NAMES = {q.IP_BLOCK: "network block"}
 #: Colour, line style, legend text and curvature per money link (curved apart where a pair has both).
-MONEY_STYLE = {s.TRANSFERRED_TO.type: ("#08306b", "solid", "transfer", 0.12),
-               s.REFERRED.type: ("#238b45", "dashed", "referral", 0.3)}
+MONEY_STYLE = {
+    s.TRANSFERRED_TO.type: ("#08306b", "solid", "transfer", 0.12),
+    s.REFERRED.type: ("#238b45", "dashed", "referral", 0.3),
+}
 
 
 def _short(text: str, limit: int) -> str:
@@ -101,8 +110,10 @@ def _layout(g: nx.MultiDiGraph) -> dict[Any, tuple[float, float]]:
     for i, v in enumerate(supers):
         users = [out[u] for u in g.predecessors(v) if u in out] or [(0.0, 0.0)]
         angle = 2.4 * i  # golden-angle steps keep super-nodes with the same users apart
-        out[v] = (float(np.mean([p[0] for p in users])) + 0.06 * scale * math.cos(angle),
-                  float(np.mean([p[1] for p in users])) + 0.06 * scale * math.sin(angle))
+        out[v] = (
+            float(np.mean([p[0] for p in users])) + 0.06 * scale * math.cos(angle),
+            float(np.mean([p[1] for p in users])) + 0.06 * scale * math.sin(angle),
+        )
     return out
 
 
@@ -123,12 +134,21 @@ def _spread(xy: np.ndarray, gap: float, rounds: int = 80) -> np.ndarray:
 
 
 #: Label offsets (points) tried in turn: below, above, right, left of the node.
-_LABEL_SPOTS = ((0, -10, "center", "top"), (0, 9, "center", "bottom"), (9, 0, "left", "center"),
-                (-9, 0, "right", "center"))
+_LABEL_SPOTS = (
+    (0, -10, "center", "top"),
+    (0, 9, "center", "bottom"),
+    (9, 0, "left", "center"),
+    (-9, 0, "right", "center"),
+)
 
 
-def _place_labels(fig: Figure, ax: Any, pos: dict[Any, tuple[float, float]],
-                  labels: list[tuple[Any, str, dict[str, Any], bool]], sizes: dict[Any, float]) -> None:
+def _place_labels(
+    fig: Figure,
+    ax: Any,
+    pos: dict[Any, tuple[float, float]],
+    labels: list[tuple[Any, str, dict[str, Any], bool]],
+    sizes: dict[Any, float],
+) -> None:
     """Annotate nodes, each at the first spot where its label overlaps no node, label or the picture's edge.
 
     ``labels``: ``(node, text, style, required)``; a label with no free spot is drawn below its node when
@@ -146,8 +166,17 @@ def _place_labels(fig: Figure, ax: Any, pos: dict[Any, tuple[float, float]],
     for v, text, style, required in labels:
         obstacles = placed + [b for u, b in node_boxes.items() if u != v]
         for dx, dy, ha, va in _LABEL_SPOTS:
-            t = ax.annotate(text, pos[v], xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                            parse_math=False, annotation_clip=False, **style)
+            t = ax.annotate(
+                text,
+                pos[v],
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                va=va,
+                parse_math=False,
+                annotation_clip=False,
+                **style,
+            )
             box = t.get_window_extent(renderer)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(b) for b in obstacles):
@@ -157,8 +186,17 @@ def _place_labels(fig: Figure, ax: Any, pos: dict[Any, tuple[float, float]],
         else:
             if required:
                 dx, dy, ha, va = _LABEL_SPOTS[0]
-                t = ax.annotate(text, pos[v], xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                                parse_math=False, annotation_clip=False, **style)
+                t = ax.annotate(
+                    text,
+                    pos[v],
+                    xytext=(dx, dy),
+                    textcoords="offset points",
+                    ha=ha,
+                    va=va,
+                    parse_math=False,
+                    annotation_clip=False,
+                    **style,
+                )
                 placed.append(t.get_window_extent(renderer))
 
 
@@ -180,50 +218,117 @@ def draw_ring(ring: RingView, path: Path) -> Path:
     ax.set_axis_off()
     member_size, ident_size = (320, 110) if len(members) <= 30 else (200, 80)
     uses = [(a, b) for a, b, k in g.edges(data="kind") if k == "uses"]
-    nx.draw_networkx_edges(g, pos, edgelist=[e for e in uses if e[1] not in supers], ax=ax, edge_color="#a0a0a0",
-                           width=0.9, arrows=False)
-    nx.draw_networkx_edges(g, pos, edgelist=[e for e in uses if e[1] in supers], ax=ax, edge_color="#d0d0d0",
-                           width=0.7, style="dotted", arrows=False)
+    nx.draw_networkx_edges(
+        g, pos, edgelist=[e for e in uses if e[1] not in supers], ax=ax, edge_color="#a0a0a0", width=0.9, arrows=False
+    )
+    nx.draw_networkx_edges(
+        g,
+        pos,
+        edgelist=[e for e in uses if e[1] in supers],
+        ax=ax,
+        edge_color="#d0d0d0",
+        width=0.7,
+        style="dotted",
+        arrows=False,
+    )
     for kind, (color, style, _, rad) in MONEY_STYLE.items():
         links = [(a, b, c) for a, b, k, c in g.edges(keys=True, data="count") if k == kind]
         if links:
-            nx.draw_networkx_edges(g, pos, edgelist=[(a, b) for a, b, _ in links], ax=ax, edge_color=color,
-                                   style=style, width=[min(4.0, 1.5 + 0.5 * math.log2(c)) for _, _, c in links],
-                                   arrows=True, arrowstyle="-|>", arrowsize=16, node_size=member_size,
-                                   connectionstyle=f"arc3,rad={rad}")
+            nx.draw_networkx_edges(
+                g,
+                pos,
+                edgelist=[(a, b) for a, b, _ in links],
+                ax=ax,
+                edge_color=color,
+                style=style,
+                width=[min(4.0, 1.5 + 0.5 * math.log2(c)) for _, _, c in links],
+                arrows=True,
+                arrowstyle="-|>",
+                arrowsize=16,
+                node_size=member_size,
+                connectionstyle=f"arc3,rad={rad}",
+            )
     cmap, norm = mpl.colormaps[SCORE_COLORMAP], mpl.colors.Normalize(0.0, 1.0)
     scores = [g.nodes[v]["score"] for v in members]
-    nx.draw_networkx_nodes(g, pos, nodelist=members, ax=ax, node_size=member_size, edgecolors="#333333",
-                           linewidths=0.8, node_color=[cmap(norm(x)) if x is not None else "#cccccc" for x in scores])
+    nx.draw_networkx_nodes(
+        g,
+        pos,
+        nodelist=members,
+        ax=ax,
+        node_size=member_size,
+        edgecolors="#333333",
+        linewidths=0.8,
+        node_color=[cmap(norm(x)) if x is not None else "#cccccc" for x in scores],
+    )
     for group, alpha in ((sorted(set(idents) - supers), 1.0), (sorted(supers), 0.35)):
-        nx.draw_networkx_nodes(g, pos, nodelist=group, ax=ax, node_size=ident_size, node_shape="D", linewidths=0.5,
-                               edgecolors="#333333", alpha=alpha,
-                               node_color=[IDENTIFIER_COLORS.get(v[1], "#bbbbbb") for v in group])
+        nx.draw_networkx_nodes(
+            g,
+            pos,
+            nodelist=group,
+            ax=ax,
+            node_size=ident_size,
+            node_shape="D",
+            linewidths=0.5,
+            edgecolors="#333333",
+            alpha=alpha,
+            node_color=[IDENTIFIER_COLORS.get(v[1], "#bbbbbb") for v in group],
+        )
     xs, ys = [p[0] for p in pos.values()] or [0.0], [p[1] for p in pos.values()] or [0.0]
     pad_x, pad_y = 0.14 * (max(xs) - min(xs) or 1.0), 0.1 * (max(ys) - min(ys) or 1.0)
     ax.set_xlim(min(xs) - pad_x, max(xs) + pad_x)
     ax.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
-    bar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01,
-                       shrink=0.45, anchor=(0.0, 0.95))
+    bar = fig.colorbar(
+        mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01, shrink=0.45, anchor=(0.0, 0.95)
+    )
     bar.set_label("member risk score", fontsize=9)
     handles = [Line2D([], [], marker="o", ls="", mfc=cmap(0.8), mec="#333333", ms=9, label="member")]
-    handles += [Line2D([], [], marker="D", ls="", mfc=IDENTIFIER_COLORS.get(lab, "#bbbbbb"), mec="#333333", ms=6,
-                       label=f"shared {IDENTIFIER_NAMES.get(lab, lab).lower()}")
-                for lab in sorted({v[1] for v in idents if v not in supers})]
+    handles += [
+        Line2D(
+            [],
+            [],
+            marker="D",
+            ls="",
+            mfc=IDENTIFIER_COLORS.get(lab, "#bbbbbb"),
+            mec="#333333",
+            ms=6,
+            label=f"shared {IDENTIFIER_NAMES.get(lab, lab).lower()}",
+        )
+        for lab in sorted({v[1] for v in idents if v not in supers})
+    ]
     if supers:
-        handles.append(Line2D([], [], marker="D", ls=":", color="#c0c0c0", mfc="#dddddd", mec="#999999", ms=6,
-                              label=f"super-node (> {SUPERNODE_CAP} users)"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="D",
+                ls=":",
+                color="#c0c0c0",
+                mfc="#dddddd",
+                mec="#999999",
+                ms=6,
+                label=f"super-node (> {SUPERNODE_CAP} users)",
+            )
+        )
     handles += [Line2D([], [], color=c, ls=st, lw=2.0, label=lab) for c, st, lab, _ in MONEY_STYLE.values()]
-    fig.legend(handles=handles, loc="lower right", fontsize=8, frameon=False, bbox_to_anchor=(0.995, 0.02),
-               title="(n): accounts using it", title_fontsize=7)
+    fig.legend(
+        handles=handles,
+        loc="lower right",
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.995, 0.02),
+        title="(n): accounts using it",
+        title_fontsize=7,
+    )
     box = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}
     member_style = {"fontsize": 8 if len(members) <= 30 else 7, "bbox": box, "zorder": 5}
-    labels = [(v, _short(v[1], 18), member_style, True)
-              for v in sorted(members, key=lambda v: -(g.nodes[v]["score"] or 0.0))]
+    labels: list[tuple[Any, str, dict[str, Any], bool]] = [
+        (v, _short(v[1], 18), member_style, True) for v in sorted(members, key=lambda v: -(g.nodes[v]["score"] or 0.0))
+    ]
     for v in sorted(idents, key=lambda v: (v in supers, -g.in_degree(v), v)):
-        style = {"fontsize": 7, "color": "#999999" if v in supers else "#333333", "bbox": box, "zorder": 4}
-        labels.append((v, f"{IDENTIFIER_NAMES.get(v[1], v[1])} {_short(v[2], 16)} ({g.nodes[v]['users']})",
-                       style, False))
+        ident_style = {"fontsize": 7, "color": "#999999" if v in supers else "#333333", "bbox": box, "zorder": 4}
+        labels.append(
+            (v, f"{IDENTIFIER_NAMES.get(v[1], v[1])} {_short(v[2], 16)} ({g.nodes[v]['users']})", ident_style, False)
+        )
     _place_labels(fig, ax, pos, labels, {v: member_size if v[0] == "member" else ident_size for v in g})
     path.parent.mkdir(parents=True, exist_ok=True)
     with mpl.rc_context({"svg.hashsalt": "ringwatch", "svg.fonttype": "path"}):

@@ -60,7 +60,7 @@ def read_rings(driver: neo4j.Driver, database: str, top: int) -> tuple[list[Ring
     """
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
-    read = {"database_": database, "routing_": neo4j.RoutingControl.READ}
+    read: dict[str, Any] = {"database_": database, "routing_": neo4j.RoutingControl.READ}
     records, _, _ = driver.execute_query(q.TOP_RINGS, status=q.ACTIVE, limit=top, **read)
     views = {r["ring"]["ring_id"]: RingView(dict(r["ring"]), [], [], []) for r in records}
     records, _, _ = driver.execute_query(q.RING_COUNT, status=q.ACTIVE, **read)
@@ -70,16 +70,26 @@ def read_rings(driver: neo4j.Driver, database: str, top: int) -> tuple[list[Ring
     ids = list(views)
     records, _, _ = driver.execute_query(q.RING_MEMBERS, ring_ids=ids, **read)
     for r in records:
-        views[r["ring_id"]].members.append(RingMember(
-            account_id=str(r["account_id"]), scores={t: r[t] for t in s.THREATS}, risk_score=r["risk_score"],
-            risk_label=r["risk_label"], reasons=tuple(r["risk_reasons"] or ()), known_label=r["known_label"],
-            verdict=r["verdict"], created_at=r["created_at"]))
+        views[r["ring_id"]].members.append(
+            RingMember(
+                account_id=str(r["account_id"]),
+                scores={t: r[t] for t in s.THREATS},
+                risk_score=r["risk_score"],
+                risk_label=r["risk_label"],
+                reasons=tuple(r["risk_reasons"] or ()),
+                known_label=r["known_label"],
+                verdict=r["verdict"],
+                created_at=r["created_at"],
+            )
+        )
     records, _, _ = driver.execute_query(q.RING_IDENTIFIERS, ring_ids=ids, **read)
     for r in sorted(records, key=lambda r: (-len(r["members"]), r["users"], r["label"], r["key"])):
         views[r["ring_id"]].identifiers.append(
-            SharedIdentifier(r["label"], str(r["key"]), tuple(sorted(r["members"])), int(r["users"])))
+            SharedIdentifier(r["label"], str(r["key"]), tuple(sorted(r["members"])), int(r["users"]))
+        )
     records, _, _ = driver.execute_query(q.RING_MONEY_LINKS, ring_ids=ids, **read)
     for r in records:
-        views[r["ring_id"]].links.append(MoneyLink(str(r["src"]), str(r["dst"]), r["type"], r["asset"],
-                                                   int(r["count"]), r["total"]))
+        views[r["ring_id"]].links.append(
+            MoneyLink(str(r["src"]), str(r["dst"]), r["type"], r["asset"], int(r["count"]), r["total"])
+        )
     return list(views.values()), total

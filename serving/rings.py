@@ -25,18 +25,18 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import neo4j
 import numpy as np
 import pandas as pd
+
 from graph import schema as s
 from graph.queries import rings as q
 from graph.queries import scoring as qs
+from graph.runs import new_run_id
 from graph.writer import ensure_schema
 from serving.ring_grouping import GroupingPolicy, RingCandidates, find_groups
 from serving.ring_links import read_candidates
@@ -69,12 +69,22 @@ class DetectedRing:
 
     def props(self) -> dict[str, Any]:
         """The ``Ring`` node's properties."""
-        return {"ring_id": self.ring_id, "kind": self.kind, "size": self.size, "score": round(self.score, 6),
-                "mass": round(self.mass, 4), "admitted": len(self.admitted),
-                "flagged_by_score": self.size - len(self.admitted),
-                "first_seen": self.first_seen, "last_seen": self.last_seen, "evidence": self.evidence,
-                "members": self.members, "shared_identifiers": sum(self.shared.values()),
-                "internal_transfers": self.internal_transfers, "known_fraud": self.known_fraud}
+        return {
+            "ring_id": self.ring_id,
+            "kind": self.kind,
+            "size": self.size,
+            "score": round(self.score, 6),
+            "mass": round(self.mass, 4),
+            "admitted": len(self.admitted),
+            "flagged_by_score": self.size - len(self.admitted),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "evidence": self.evidence,
+            "members": self.members,
+            "shared_identifiers": sum(self.shared.values()),
+            "internal_transfers": self.internal_transfers,
+            "known_fraud": self.known_fraud,
+        }
 
 
 def member_ring_id(members: list[str]) -> str:
@@ -82,8 +92,9 @@ def member_ring_id(members: list[str]) -> str:
     return "R-" + hashlib.sha256("\x1f".join(sorted(members)).encode()).hexdigest()[:10]
 
 
-def stable_ids(groups: list[list[str]], previous: dict[str, set[str]],
-               threshold: float = SAME_RING_JACCARD) -> list[str]:
+def stable_ids(
+    groups: list[list[str]], previous: dict[str, set[str]], threshold: float = SAME_RING_JACCARD
+) -> list[str]:
     """An id per group: a previous ring's id when they match (see the module docstring), else a new one."""
     candidates = []
     for gi, members in enumerate(groups):
@@ -108,13 +119,15 @@ def stable_ids(groups: list[list[str]], previous: dict[str, set[str]],
     return out
 
 
-def describe(members: list[str], admitted: list[str], mass: float, candidates: RingCandidates,
-             ring_id: str) -> DetectedRing:
+def describe(
+    members: list[str], admitted: list[str], mass: float, candidates: RingCandidates, ring_id: str
+) -> DetectedRing:
     """A ring's kind, score, span and evidence from its members (see the module docstring)."""
     rows = candidates.accounts.set_index("account_id").loc[members]
     # A member without a threat's score (written by hand, or by an older job) counts its score for its label.
-    by_label = pd.DataFrame({t: np.where(rows["label"] == t, rows["score"].astype(float), 0.0) for t in s.THREATS},
-                            index=rows.index)
+    by_label = pd.DataFrame(
+        {t: np.where(rows["label"] == t, rows["score"].astype(float), 0.0) for t in s.THREATS}, index=rows.index
+    )
     kind = str(rows[list(s.THREATS)].astype(float).fillna(by_label).sum().idxmax())
     member_set = set(members)
     kinds: Counter[str] = Counter()
@@ -130,22 +143,34 @@ def describe(members: list[str], admitted: list[str], mass: float, candidates: R
     label_mix = ", ".join(f"{k} {v}" for k, v in own.items())
     parts = [f"{len(members)} members ({label_mix}{', ' if label_mix else ''}{len(admitted)} admitted as members)"]
     if kinds:
-        parts.append("share " + ", ".join(f"{n} {_NOUNS.get(lab, lab.lower())}{'s' * (n > 1)}"
-                                          for lab, n in kinds.most_common()))
+        parts.append(
+            "share " + ", ".join(f"{n} {_NOUNS.get(lab, lab.lower())}{'s' * (n > 1)}" for lab, n in kinds.most_common())
+        )
     if transfers:
         parts.append(f"{transfers} transfers among members")
     if referrals:
         parts.append(f"{referrals} referrals among members")
     if known:
         parts.append(f"{known} with known fraud labels or confirmed verdicts")
-    return DetectedRing(ring_id=ring_id, members=sorted(members), kind=kind, score=float(rows["score"].mean()),
-                        mass=mass, first_seen=int(rows["first_seen"].min()), last_seen=int(rows["last_seen"].max()),
-                        evidence="; ".join(parts), admitted=sorted(admitted), shared=dict(kinds),
-                        internal_transfers=transfers, known_fraud=known)
+    return DetectedRing(
+        ring_id=ring_id,
+        members=sorted(members),
+        kind=kind,
+        score=float(rows["score"].mean()),
+        mass=mass,
+        first_seen=int(rows["first_seen"].min()),
+        last_seen=int(rows["last_seen"].max()),
+        evidence="; ".join(parts),
+        admitted=sorted(admitted),
+        shared=dict(kinds),
+        internal_transfers=transfers,
+        known_fraud=known,
+    )
 
 
-def detect_rings(candidates: RingCandidates, previous: dict[str, set[str]],
-                 policy: GroupingPolicy | None = None) -> list[DetectedRing]:
+def detect_rings(
+    candidates: RingCandidates, previous: dict[str, set[str]], policy: GroupingPolicy | None = None
+) -> list[DetectedRing]:
     """Rings among the candidates, ids kept stable against ``previous`` rings, top first.
 
     A ring's ``admitted`` members are those whose own label is ``clear``: the ring flags them.
@@ -153,15 +178,19 @@ def detect_rings(candidates: RingCandidates, previous: dict[str, set[str]],
     groups = [g for g in find_groups(candidates, policy) if g.is_ring]
     ids = stable_ids([g.members for g in groups], previous)
     own = dict(zip(candidates.accounts["account_id"], candidates.accounts["label"]))
-    rings = [describe(g.members, [m for m in g.members if own[m] == s.CLEAR], g.mass, candidates, rid)
-             for g, rid in zip(groups, ids)]
+    rings = [
+        describe(g.members, [m for m in g.members if own[m] == s.CLEAR], g.mass, candidates, rid)
+        for g, rid in zip(groups, ids)
+    ]
     return sorted(rings, key=lambda r: (-r.score, -r.size, r.ring_id))
 
 
 def ring_reason(ring: DetectedRing) -> str:
     """The reason a ring member flagged by the ring carries."""
-    return (f"{q.RING_REASON_PREFIX}{ring.ring_id} ({ring.kind}, {ring.size} members, "
-            f"{ring.size - len(ring.admitted)} flagged on their own score)")
+    return (
+        f"{q.RING_REASON_PREFIX}{ring.ring_id} ({ring.kind}, {ring.size} members, "
+        f"{ring.size - len(ring.admitted)} flagged on their own score)"
+    )
 
 
 def run_thresholds(driver: neo4j.Driver, database: str) -> tuple[str | None, dict[str, float]]:
@@ -186,17 +215,28 @@ def run_rings(driver: neo4j.Driver, database: str, policy: GroupingPolicy | None
     records, _, _ = driver.execute_query(q.ACTIVE_RINGS, database_=database, routing_=neo4j.RoutingControl.READ)
     previous = {r["ring_id"]: set(r["members"] or []) for r in records}
     rings = detect_rings(candidates, previous, policy)
-    rings_run_id = f"rings-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    rings_run_id = new_run_id("rings")
     now = int(time.time() * 1000)
-    params = {"rings_run_id": rings_run_id, "scoring_run_id": scoring_run_id, "now": now, "database_": database}
+    params: dict[str, Any] = {
+        "rings_run_id": rings_run_id,
+        "scoring_run_id": scoring_run_id,
+        "now": now,
+        "database_": database,
+    }
     for i in range(0, len(rings), 500):
         driver.execute_query(q.WRITE_RINGS, rings=[r.props() for r in rings[i : i + 500]], **params)
     members = [{"account_id": a, "ring_id": r.ring_id} for r in rings for a in r.members]
     for i in range(0, len(members), 10_000):
         driver.execute_query(q.WRITE_MEMBERS, members=members[i : i + 10_000], **params)
     flag = [{"account_id": a, "label": r.kind, "reason": ring_reason(r)} for r in rings for a in r.admitted]
-    marks = {"by_ring": s.FLAGGED_BY_RING, "by_score": s.FLAGGED_BY_SCORE, "clear": s.CLEAR,
-             "prefix": q.RING_REASON_PREFIX, "rings_run_id": rings_run_id, "database_": database}
+    marks: dict[str, Any] = {
+        "by_ring": s.FLAGGED_BY_RING,
+        "by_score": s.FLAGGED_BY_SCORE,
+        "clear": s.CLEAR,
+        "prefix": q.RING_REASON_PREFIX,
+        "rings_run_id": rings_run_id,
+        "database_": database,
+    }
     for i in range(0, len(flag), 10_000):
         driver.execute_query(q.FLAG_RING_MEMBERS, members=flag[i : i + 10_000], **marks)
     records, _, _ = driver.execute_query(q.UNFLAG_STALE_MEMBERS, **marks)
@@ -204,17 +244,37 @@ def run_rings(driver: neo4j.Driver, database: str, policy: GroupingPolicy | None
     records, _, _ = driver.execute_query(q.RETIRE_STALE, rings_run_id=rings_run_id, database_=database)
     retired = int(records[0]["retired"])
     if scoring_run_id:
-        driver.execute_query(qs.UPDATE_RUN, run_id=scoring_run_id, database_=database,
-                             props={"rings": len(rings), "rings_run_id": rings_run_id, "ring_members": len(members),
-                                    "ring_admitted": len(flag)})
+        driver.execute_query(
+            qs.UPDATE_RUN,
+            run_id=scoring_run_id,
+            database_=database,
+            props={
+                "rings": len(rings),
+                "rings_run_id": rings_run_id,
+                "ring_members": len(members),
+                "ring_admitted": len(flag),
+            },
+        )
     kept = sum(r.ring_id in previous for r in rings)
     by_kind = Counter(r.kind for r in rings)
     accounts = candidates.accounts
-    return {"rings_run_id": rings_run_id, "scoring_run_id": scoring_run_id, "candidates": len(accounts),
-            "flagged_accounts": int((accounts["label"] != s.CLEAR).sum()), "shared_identifiers": len(candidates.shared),
-            "rings": len(rings), "ring_members": len(members), "admitted": len(flag), "unflagged": unflagged,
-            "by_kind": dict(by_kind), "kept_ids": kept, "new": len(rings) - kept, "retired": retired,
-            "top": [r.props() for r in rings[:20]], "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "rings_run_id": rings_run_id,
+        "scoring_run_id": scoring_run_id,
+        "candidates": len(accounts),
+        "flagged_accounts": int((accounts["label"] != s.CLEAR).sum()),
+        "shared_identifiers": len(candidates.shared),
+        "rings": len(rings),
+        "ring_members": len(members),
+        "admitted": len(flag),
+        "unflagged": unflagged,
+        "by_kind": dict(by_kind),
+        "kept_ids": kept,
+        "new": len(rings) - kept,
+        "retired": retired,
+        "top": [r.props() for r in rings[:20]],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def ring_membership(driver: neo4j.Driver, database: str) -> dict[str, list[str]]:

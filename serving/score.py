@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +37,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graph import schema as s
-from graph.errors import RingwatchError
-from graph.queries import scoring as q
-from graph.writer import BatchWriter, columns, split
 from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
 from gnn.thresholds import ThresholdPolicy
+from graph import schema as s
+from graph.errors import RingwatchError
+from graph.queries import scoring as q
+from graph.runs import Progress, new_run_id
+from graph.writer import BatchWriter, columns, split
 from serving.reasons import SHARED_RELS, SUPERNODE_CAP, account_reasons, incidence
 
-Progress = Callable[[str, int, int], None]
 PLAN_FILE = "scores.parquet"
 RUN_FILE = "run.json"
 DEFAULT_BATCH_SIZE = 5_000
@@ -78,20 +75,22 @@ class ScoringRun:
         """Properties of the ``ScoringRun`` node."""
         policy = ThresholdPolicy(**self.policy) if self.policy else None
         return {
-            "model_version": self.model_version, "batch_size": self.batch_size, "graph_hash": self.content_hash,
-            "since": self.since_ms, "accounts_in_graph": self.accounts_in_graph, "train_end": self.train_end,
+            "model_version": self.model_version,
+            "batch_size": self.batch_size,
+            "graph_hash": self.content_hash,
+            "since": self.since_ms,
+            "accounts_in_graph": self.accounts_in_graph,
+            "train_end": self.train_end,
             **{f"threshold_{t}": float(v) for t, v in self.thresholds.items()},
             "policy": policy.describe() if policy else None,
-            "fpr_target": policy.fpr_target if policy else None, "budget": policy.budget if policy else None,
+            "fpr_target": policy.fpr_target if policy else None,
+            "budget": policy.budget if policy else None,
         }
 
 
-def new_run_id() -> str:
-    return f"score-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def score_rows(graph: RiskGraph, scores: np.ndarray, labels: np.ndarray,
-               only: np.ndarray | None = None) -> pd.DataFrame:
+def score_rows(
+    graph: RiskGraph, scores: np.ndarray, labels: np.ndarray, only: np.ndarray | None = None
+) -> pd.DataFrame:
     """The rows a run writes: ``account_id``, one score per threat, ``score`` (the highest), ``label``,
     ``reasons`` (a list for flagged accounts, None otherwise).
 
@@ -147,8 +146,9 @@ def neighbourhood(graph: RiskGraph, seeds: np.ndarray, hops: int, supernode_cap:
 
 def touched_since(driver: neo4j.Driver, database: str, since_ms: int) -> list[str]:
     """Account ids with events at or after ``since_ms`` (see :data:`graph.queries.scoring.TOUCHED_SINCE`)."""
-    records, _, _ = driver.execute_query(q.TOUCHED_SINCE, since=since_ms, database_=database,
-                                         routing_=neo4j.RoutingControl.READ)
+    records, _, _ = driver.execute_query(
+        q.TOUCHED_SINCE, since=since_ms, database_=database, routing_=neo4j.RoutingControl.READ
+    )
     return [r["account_id"] for r in records]
 
 
@@ -176,12 +176,35 @@ def load_plan(folder: Path) -> tuple[ScoringRun, pd.DataFrame]:
     return run, frame
 
 
+def erase_from_plan(folder: Path, account_id: str) -> bool:
+    """Blank ``account_id``'s row of the plan in ``folder`` (an erased account, ``ringwatch erase``).
+
+    The row stays, empty (no id, no scores, no reasons), so the plan's batches keep their composition and a
+    run resumed from it skips the committed ones exactly as before; the write-back skips empty rows.
+
+    Returns:
+        True when the plan held the account (and was rewritten).
+    """
+    run, frame = load_plan(folder)
+    hit = (frame[s.ACCOUNT.key] == account_id).to_numpy()
+    if not hit.any():
+        return False
+    frame[s.ACCOUNT.key] = frame[s.ACCOUNT.key].astype(object).where(~hit, None)
+    for threat in (*s.THREATS, "score"):
+        frame.loc[hit, threat] = np.nan
+    frame["reasons"] = frame["reasons"].astype(object).where(~hit, None)
+    frame["label"] = frame["label"].astype(object).where(~hit, None)
+    save_plan(folder, run, frame)
+    return True
+
+
 def batch_id(run_id: str, index: int) -> str:
     return f"{run_id}/{index:07d}"
 
 
-def write_scores(driver: neo4j.Driver, database: str, run: ScoringRun, frame: pd.DataFrame,
-                 progress: Progress | None = None) -> dict[str, int]:
+def write_scores(
+    driver: neo4j.Driver, database: str, run: ScoringRun, frame: pd.DataFrame, progress: Progress | None = None
+) -> dict[str, int]:
     """Write a run's plan in batches (each once, whatever ran before); record start and outcome in the graph.
 
     Returns:
@@ -193,44 +216,66 @@ def write_scores(driver: neo4j.Driver, database: str, run: ScoringRun, frame: pd
     writer = BatchWriter(driver, database, run.run_id, job="score", ledger=s.SCORE_BATCH)
     writer.ensure_constraints()
     started = time.perf_counter()
-    driver.execute_query(q.START_RUN, run_id=run.run_id, props={**run.props(), "accounts": len(frame)},
-                         database_=database)
+    driver.execute_query(
+        q.START_RUN, run_id=run.run_id, props={**run.props(), "accounts": len(frame)}, database_=database
+    )
     ranges = list(split(len(frame), run.batch_size))
     ids = [batch_id(run.run_id, i) for i in range(len(ranges))]
     done = writer.committed(ids)
-    params = {"run_id": run.run_id, "model_version": run.model_version, "scored_at": run.scored_at_ms,
-              "by_score": s.FLAGGED_BY_SCORE}
+    params = {
+        "run_id": run.run_id,
+        "model_version": run.model_version,
+        "scored_at": run.scored_at_ms,
+        "by_score": s.FLAGGED_BY_SCORE,
+    }
     written = 0
-    for i, ((lo, hi), bid) in enumerate(zip(ranges, ids)):
+    for _i, ((lo, hi), bid) in enumerate(zip(ranges, ids)):
         if bid not in done:
-            writer.write(q.WRITE_SCORES, columns(frame.iloc[lo:hi]), bid, params)
+            rows = frame.iloc[lo:hi]
+            rows = rows[rows[s.ACCOUNT.key].notna()]  # an account erased after planning keeps an empty row
+            writer.write(q.WRITE_SCORES, columns(rows), bid, params)
             written += 1
         if progress:
             progress("write-back", hi, len(frame))
     records, _, _ = driver.execute_query(q.RUN_OUTCOME, run_id=run.run_id, clear=s.CLEAR, database_=database)
     outcome = dict(records[0])
-    driver.execute_query(q.FINISH_RUN, run_id=run.run_id, status="completed", database_=database,
-                         props={**outcome, "batches": len(ranges), "write_seconds": time.perf_counter() - started})
+    driver.execute_query(
+        q.FINISH_RUN,
+        run_id=run.run_id,
+        status="completed",
+        database_=database,
+        props={**outcome, "batches": len(ranges), "write_seconds": time.perf_counter() - started},
+    )
     return {"batches": len(ranges), "written_now": written, "already_committed": len(done), **outcome}
 
 
 def unfinished_runs(driver: neo4j.Driver, database: str) -> list[dict[str, Any]]:
     """Runs recorded as ``running`` (killed, or still going), newest first."""
-    records, _, _ = driver.execute_query(q.RUNS, status="running", limit=20, database_=database,
-                                         routing_=neo4j.RoutingControl.READ)
+    records, _, _ = driver.execute_query(
+        q.RUNS, status="running", limit=20, database_=database, routing_=neo4j.RoutingControl.READ
+    )
     return [dict(r["run"]) for r in records]
 
 
 def latest_completed_run(driver: neo4j.Driver, database: str) -> dict[str, Any] | None:
-    records, _, _ = driver.execute_query(q.RUNS, status="completed", limit=1, database_=database,
-                                         routing_=neo4j.RoutingControl.READ)
+    records, _, _ = driver.execute_query(
+        q.RUNS, status="completed", limit=1, database_=database, routing_=neo4j.RoutingControl.READ
+    )
     return dict(records[0]["run"]) if records else None
 
 
-def plan_run(model: RiskModel, graph: RiskGraph, model_version: str, *, run_id: str | None = None,
-             since_ms: int | None = None, touched: list[str] | None = None,
-             batch_size: int = DEFAULT_BATCH_SIZE, policy: ThresholdPolicy | None = None,
-             scores: np.ndarray | None = None) -> tuple[ScoringRun, pd.DataFrame]:
+def plan_run(
+    model: RiskModel,
+    graph: RiskGraph,
+    model_version: str,
+    *,
+    run_id: str | None = None,
+    since_ms: int | None = None,
+    touched: list[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    policy: ThresholdPolicy | None = None,
+    scores: np.ndarray | None = None,
+) -> tuple[ScoringRun, pd.DataFrame]:
     """Score ``graph`` with ``model`` and fix what the run will write.
 
     Args:
@@ -241,16 +286,37 @@ def plan_run(model: RiskModel, graph: RiskGraph, model_version: str, *, run_id: 
     scores = model.decision_function(graph) if scores is None else scores
     labels, thresholds, applied = model.decide(graph, scores, policy)
     split = model.split
-    return plan_from_scores(graph, scores, labels, model_version, thresholds=thresholds,
-                            train_end=int(split.train_end) if split else None, run_id=run_id, since_ms=since_ms,
-                            touched=touched, hops=model.config.num_layers, batch_size=batch_size, policy=applied)
+    return plan_from_scores(
+        graph,
+        scores,
+        labels,
+        model_version,
+        thresholds=thresholds,
+        train_end=int(split.train_end) if split else None,
+        run_id=run_id,
+        since_ms=since_ms,
+        touched=touched,
+        hops=model.config.num_layers,
+        batch_size=batch_size,
+        policy=applied,
+    )
 
 
-def plan_from_scores(graph: RiskGraph, scores: np.ndarray, labels: np.ndarray, model_version: str, *,
-                     thresholds: dict[str, float], train_end: int | None, run_id: str | None = None,
-                     since_ms: int | None = None, touched: list[str] | None = None, hops: int = 2,
-                     batch_size: int = DEFAULT_BATCH_SIZE, policy: ThresholdPolicy | None = None
-                     ) -> tuple[ScoringRun, pd.DataFrame]:
+def plan_from_scores(
+    graph: RiskGraph,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    model_version: str,
+    *,
+    thresholds: dict[str, float],
+    train_end: int | None,
+    run_id: str | None = None,
+    since_ms: int | None = None,
+    touched: list[str] | None = None,
+    hops: int = 2,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    policy: ThresholdPolicy | None = None,
+) -> tuple[ScoringRun, pd.DataFrame]:
     """A run's plan from scores already computed (any scorer: the GNN, a rule, a notebook's model)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -260,7 +326,7 @@ def plan_from_scores(graph: RiskGraph, scores: np.ndarray, labels: np.ndarray, m
         only = neighbourhood(graph, seeds[seeds >= 0], hops)
     frame = score_rows(graph, scores, labels, only)
     run = ScoringRun(
-        run_id=run_id or new_run_id(),
+        run_id=run_id or new_run_id("score"),
         model_version=model_version,
         scored_at_ms=int(time.time() * 1000),
         batch_size=batch_size,

@@ -15,10 +15,10 @@ import neo4j
 import numpy as np
 import pandas as pd
 
-from graph import schema as s
 from gnn.build import risk_graph_from_neo4j
 from gnn.graph_data import RiskGraph
-from ingest.load import ingest_folder
+from graph import schema as s
+from ingest.job import ingest_folder
 from ingest.privacy import Hasher
 from ingest.synthetic import generate_exchange
 from serving.score import ScoringRun, plan_from_scores
@@ -43,8 +43,9 @@ def ingest_exchange(driver: neo4j.Driver, folder: Path, accounts: int = 2_500, s
     return pd.read_csv(folder / "exchange" / "truth.csv", dtype=str, keep_default_na=False)
 
 
-def rule_scores(graph: RiskGraph, truth: pd.DataFrame, seed: int = 0, miss: float = 0.1,
-                false_alarms: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def rule_scores(
+    graph: RiskGraph, truth: pd.DataFrame, seed: int = 0, miss: float = 0.1, false_alarms: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
     """Scores and labels: ring members get their threat (a share ``miss`` missed), a few others flagged."""
     rng = np.random.default_rng(seed)
     scores = rng.uniform(0.0, 0.2, size=(graph.num_accounts, len(s.THREATS)))
@@ -55,17 +56,26 @@ def rule_scores(graph: RiskGraph, truth: pd.DataFrame, seed: int = 0, miss: floa
         scores[hit, i] = rng.uniform(0.7, 0.99, size=len(hit))
     noise = rng.random(graph.num_accounts) < false_alarms
     scores[noise, 0] = rng.uniform(0.55, 0.8, size=int(noise.sum()))
-    labels = np.where(scores.max(axis=1) >= THRESHOLD, np.array(s.THREATS, dtype=object)[scores.argmax(axis=1)],
-                      s.CLEAR)
+    labels = np.where(
+        scores.max(axis=1) >= THRESHOLD, np.array(s.THREATS, dtype=object)[scores.argmax(axis=1)], s.CLEAR
+    )
     return scores, labels
 
 
-def scored_exchange(driver: neo4j.Driver, folder: Path, accounts: int = 2_500, seed: int = 11,
-                    batch_size: int = 500) -> ScoredExchange:
+def scored_exchange(
+    driver: neo4j.Driver, folder: Path, accounts: int = 2_500, seed: int = 11, batch_size: int = 500
+) -> ScoredExchange:
     """Ingest an exchange and plan (not write) a scoring run with :func:`rule_scores`."""
     truth = ingest_exchange(driver, folder, accounts, seed)
     graph = risk_graph_from_neo4j(driver, "neo4j")
     scores, labels = rule_scores(graph, truth)
-    run, plan = plan_from_scores(graph, scores, labels, "rule/1", thresholds={t: THRESHOLD for t in s.THREATS},
-                                 train_end=None, batch_size=batch_size)
+    run, plan = plan_from_scores(
+        graph,
+        scores,
+        labels,
+        "rule/1",
+        thresholds={t: THRESHOLD for t in s.THREATS},
+        train_end=None,
+        batch_size=batch_size,
+    )
     return ScoredExchange(folder, truth, graph, run, plan)

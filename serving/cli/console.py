@@ -1,4 +1,5 @@
-"""Terminal helpers for the CLI: safe printing of data, and progress bars fed by ``progress(stage, done, total)``.
+"""Terminal helpers for the command line: safe printing of data, and progress bars fed by
+``progress(stage, done, total)``.
 
 Everything shown in the terminal that comes from the data (ids, fingerprints, reasons, file paths, error
 messages quoting them) goes through :func:`plain` or :func:`safe`: control characters — terminal escape sequences
@@ -9,31 +10,45 @@ are shown as escapes (``\\x1b``), and rich markup (``[/x]``) as the text it is r
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+import json
+import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from graph.logs import printable
+from graph.runs import Progress as ProgressCallback
+
 console = Console()
 err_console = Console(stderr=True)
 
-# C0 and C1 controls and DEL (tab included: it breaks table layout), plus the invisible bidirectional
-# controls that reorder what a terminal shows.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+def human_output(as_json: bool) -> Console:
+    """Where a command's human-readable output goes: standard error when ``--json`` asked for standard output
+    to hold the JSON document alone, else standard output."""
+    return err_console if as_json else console
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+def print_json(document: Any) -> None:
+    """Write ``document`` as one JSON line on standard output (numbers and paths as JSON can hold them)."""
+    sys.stdout.write(json.dumps(document, default=_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
 
 
 def plain(value: object) -> str:
     """``value`` as text with every control character shown as an escape (for rich ``Text``, which does not
-    parse markup)."""
-    return _UNPRINTABLE.sub(_escape_char, str(value))
+    parse markup); the same escaping as the log's (:func:`graph.logs.printable`)."""
+    return printable(value)
 
 
 def safe(value: object) -> str:
@@ -42,7 +57,7 @@ def safe(value: object) -> str:
 
 
 @contextmanager
-def progress_bar(title: str, out: Console | None = None) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar(title: str, out: Console | None = None) -> Iterator[ProgressCallback]:
     """A rich progress bar on ``out`` (default: standard output); yields a ``progress(stage, done, total)``
     callback for pipeline code."""
     with Progress(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,13 +14,13 @@ from gnn.build import build_risk_graph, tables_from_graph_rows
 from gnn.export import GraphTables, export_graph
 from gnn.graph_data import RiskGraph
 from gnn.snapshot import MANIFEST, SnapshotError, read_snapshot, read_snapshot_tables, write_snapshot
+from gnn.snapshot_job import graph_source, take_snapshot
 from graph import schema as s
 from graph.queries.inspect import graph_counts
 from graph.writer import BatchWriter
 from ingest.load import PreparedRun, prepare, write_graph
 from ingest.privacy import Hasher
 from ingest.synthetic import generate_exchange
-from serving.snapshot_command import run_snapshot
 from tests.conftest import TEST_HASH_KEY, connect, wipe
 from tests.integration.test_ingest_graph import HOSTILE, write_tiny_exchange
 
@@ -123,8 +122,10 @@ def test_corrupted_snapshots_are_refused(exchange, tmp_path):
         with pytest.raises(SnapshotError, match=match):
             read_snapshot(folder)
 
-    refused_with({**good, "counts": {**good["counts"], "nodes": {**good["counts"]["nodes"], "Account": 1499}}},
-                 "manifest counts 1499 Account")
+    refused_with(
+        {**good, "counts": {**good["counts"], "nodes": {**good["counts"]["nodes"], "Account": 1499}}},
+        "manifest counts 1499 Account",
+    )
     refused_with({**good, "content_hash": "0" * 64}, "content hash differs")
     refused_with({**good, "schema_version": 99}, "schema 99")
     refused_with(json.dumps(good)[:40], "cannot be read")
@@ -140,13 +141,13 @@ def test_corrupted_snapshots_are_refused(exchange, tmp_path):
         write_snapshot(exported, folder)
 
 
-def test_run_snapshot_reads_the_configured_graph(exchange, settings, tmp_path):
+def test_take_snapshot_reads_the_configured_graph(exchange, settings, driver, tmp_path):
     _, exported, _ = exchange
-    summary = run_snapshot(settings, tmp_path / "cli-snap")
-    assert summary["nodes"]["Account"] == 1500
-    assert summary["content_hash"] == build_risk_graph(*exported).content_hash
+    summary = take_snapshot(driver, "neo4j", tmp_path / "cli-snap", source=graph_source(settings))
+    assert summary.nodes["Account"] == 1500
+    assert summary.content_hash == build_risk_graph(*exported).content_hash
     assert settings.neo4j_password.get_secret_value() not in (tmp_path / "cli-snap" / MANIFEST).read_text()
-    assert read_snapshot(tmp_path / "cli-snap").content_hash == summary["content_hash"]
+    assert read_snapshot(tmp_path / "cli-snap").content_hash == summary.content_hash
 
 
 # Non-BMP characters sort differently in UTF-16 (Java) and in code points (Python): pagination must not care.
@@ -155,9 +156,14 @@ ODD_IDS = [*HOSTILE, "\uff5e-fullwidth", "\U0001f600-emoji", "\U00010348-gothic"
 
 def test_hostile_and_non_bmp_ids_survive_pagination(empty_graph, tmp_path, hasher):
     write_tiny_exchange(tmp_path / "x", ODD_IDS)
-    pd.DataFrame({"account_id": ["ghost-\U0001f47b", ODD_IDS[0]], "label": ["collusion", "benign"],
-                  "source": ["manual", "manual"], "ts": ["2026-01-09T00:00:00Z"] * 2}).to_csv(
-        tmp_path / "x" / "labels.csv", index=False)
+    pd.DataFrame(
+        {
+            "account_id": ["ghost-\U0001f47b", ODD_IDS[0]],
+            "label": ["collusion", "benign"],
+            "source": ["manual", "manual"],
+            "ts": ["2026-01-09T00:00:00Z"] * 2,
+        }
+    ).to_csv(tmp_path / "x" / "labels.csv", index=False)
     run = prepare(tmp_path / "x", hasher)
     write_graph(run, BatchWriter(empty_graph, "neo4j", "t"))
     for page_size in (3, 1000):

@@ -1,0 +1,324 @@
+"""The pipeline's commands: generate, ingest, snapshot, train, evaluate, score, rings, demo.
+
+Each parses its options (ranges and defaults from the library's own constants and validators), opens what it
+needs, calls its stage's entry point, and prints the result — to standard error when ``--json`` reserves
+standard output for the JSON document.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from gnn.ray_train import RayConfig
+from gnn.snapshot import read_snapshot
+from gnn.snapshot_job import SnapshotSummary, graph_source, take_snapshot
+from gnn.thresholds import ThresholdPolicy
+from gnn.train import TrainConfig
+from graph.runs import Progress
+from graph.settings import Settings, load_settings
+from ingest.load import CHUNK_ROWS
+from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE
+from ingest.synthetic import DEFAULT_ACCOUNTS, DEFAULT_SEED, FORMATS, MIN_ACCOUNTS
+from serving.cli import show
+from serving.cli.console import console, human_output, print_json, progress_bar
+from serving.cli.graph_access import open_graph
+from serving.demo import DEMO_ACCOUNTS, DEMO_EPOCHS, DEMO_SEED
+from serving.ring_grouping import GroupingPolicy
+from serving.score import DEFAULT_BATCH_SIZE as SCORE_BATCH_SIZE
+
+T = TypeVar("T")
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the result as one JSON document on standard output (everything else goes to standard error).",
+    ),
+]
+
+
+def checked(build: Callable[[], T]) -> T:
+    """``build()``, with a library's ``ValueError`` about an argument shown as a usage error (exit code 2)."""
+    try:
+        return build()
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+@contextmanager
+def _bar(title: str, out: Console) -> Iterator[Progress]:
+    with progress_bar(title, out) as update:
+        yield update
+
+
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the tables and truth.csv into.")],
+    accounts: Annotated[int, typer.Option(min=MIN_ACCOUNTS, help="Number of accounts.")] = DEFAULT_ACCOUNTS,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same exchange).")] = DEFAULT_SEED,
+    fmt: Annotated[str, typer.Option("--format", help=" or ".join(FORMATS) + ".")] = FORMATS[0],
+) -> None:
+    """Generate a synthetic exchange with planted fraud rings (and truth.csv, never ingested)."""
+    from ingest.synthetic import generate_exchange
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    with console.status("generating…") as status:
+        summary = checked(lambda: generate_exchange(accounts, seed, out, fmt=fmt, progress=status.update))
+    show.generation(console, out, summary)
+
+
+def ingest(
+    folder: Annotated[Path, typer.Argument(help="Folder of exchange-event tables (.csv or .parquet).")],
+    rejects: Annotated[Path | None, typer.Option(help="Where rejected rows and quality.json go.")] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, help=f"Rows per write transaction (rounded up to whole {CHUNK_ROWS}-row ledger chunks)."),
+    ] = INGEST_BATCH_SIZE,
+    bulk: Annotated[bool, typer.Option(help="First load of an empty local database with neo4j-admin import.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate a folder of events and write it into the graph (idempotent, resumable)."""
+    from ingest.job import ingest_with_settings
+
+    settings = load_settings()
+    out = human_output(as_json)
+    with open_graph(settings, out=out) as driver, _bar("ingest", out) as progress:
+        report = ingest_with_settings(settings, driver, folder, rejects, batch_size, bulk, progress=progress)
+    show.ingestion(out, report)
+    if as_json:
+        print_json(report.as_dict())
+
+
+def _snapshot(settings: Settings, out_dir: Path, out: Console, overwrite: bool = False) -> SnapshotSummary:
+    with open_graph(settings, out=out) as driver, _bar("export", out) as progress:
+        summary = take_snapshot(
+            driver,
+            settings.neo4j_database,
+            out_dir,
+            source=graph_source(settings),
+            overwrite=overwrite,
+            progress=progress,
+        )
+    show.snapshot(out, summary)
+    return summary
+
+
+def snapshot(
+    out: Annotated[Path, typer.Option(help="Snapshot folder to create.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing snapshot.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Export the graph (nodes, edges, features, labels, id maps) to Parquet plus a manifest."""
+    summary = _snapshot(load_settings(), out, human_output(as_json), overwrite)
+    if as_json:
+        print_json(summary.as_dict())
+
+
+def _snapshot_or_fresh(settings: Settings, snapshot_dir: Path | None, out: Console) -> Path:
+    """The given snapshot, or a fresh one of the configured graph under the data folder."""
+    if snapshot_dir is not None:
+        return snapshot_dir
+    fresh = settings.data_dir.resolve() / "snapshots" / time.strftime("%Y%m%dT%H%M%S")
+    _snapshot(settings, fresh, out)
+    return fresh
+
+
+def train(
+    snapshot_dir: Annotated[
+        Path | None, typer.Option("--snapshot", help="Train on a snapshot instead of Neo4j.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = TrainConfig.epochs,
+    hidden: Annotated[int, typer.Option(min=1)] = TrainConfig.hidden,
+    sampling: Annotated[str, typer.Option(help="neighbor (mini-batches) or full (whole graph per step).")] = (
+        TrainConfig.sampling
+    ),
+    workers: Annotated[int, typer.Option(min=1, help="Ray Train workers.")] = RayConfig.num_workers,
+    gpu: Annotated[bool | None, typer.Option("--gpu/--no-gpu", help="Default: use CUDA when present.")] = None,
+    use_ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Ray Train (default) or plain PyTorch.")] = True,
+    seed: Annotated[int, typer.Option(min=0)] = TrainConfig.seed,
+    as_json: JsonOption = False,
+) -> None:
+    """Train GraphSAGE risk models (and the baseline) on the graph's known labels; track and promote."""
+    from gnn.training_job import train_on_snapshot
+
+    settings = load_settings()
+    out = human_output(as_json)
+    config = checked(
+        lambda: TrainConfig(
+            epochs=epochs,
+            hidden=hidden,
+            sampling=sampling,
+            seed=seed,
+            device=None if gpu is None else ("cuda" if gpu else "cpu"),
+        )
+    )
+    ray = (
+        RayConfig(
+            num_workers=workers, use_gpu=gpu, storage_path=settings.data_dir / "ray", address=settings.ray_address
+        )
+        if use_ray
+        else None
+    )
+    folder = _snapshot_or_fresh(settings, snapshot_dir, out)
+
+    def epoch_line(epoch: Any) -> None:
+        aps = ", ".join(f"{k} {v:.3f}" for k, v in epoch.val_auprc.items())
+        out.print(f"epoch {epoch.epoch:3d}  loss {epoch.loss:.4f}  val AUPRC {aps}  ({epoch.seconds:.1f} s)")
+
+    with out.status("training (Ray Train)…" if ray else "training…"):
+        summary = train_on_snapshot(settings, folder, config, ray, on_epoch=epoch_line)
+    show.training(out, summary)
+    if as_json:
+        print_json(summary.as_dict())
+
+
+def evaluate(
+    truth: Annotated[Path | None, typer.Option(help="truth.csv from `ringwatch generate`.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate a model offline: 'champion' or a model folder. "
+            "Without it (and with --truth) the job's output in Neo4j "
+            "is evaluated."
+        ),
+    ] = None,
+    snapshot_dir: Annotated[Path | None, typer.Option("--snapshot", help="Evaluate a model on a snapshot.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for metrics.json and PR-curve pictures.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per-threat AUROC, AUPRC, Recall@K, FPR at the thresholds, and ring recall of the written output."""
+    from gnn.evaluation import evaluate_saved_model
+    from gnn.tracking import CHAMPION, load_model
+    from ingest.read import read_truth
+    from serving.output_evaluation import evaluate_output
+
+    settings = load_settings()
+    out = human_output(as_json)
+    truth_frame = read_truth(truth) if truth is not None else None  # a bad file fails before Neo4j starts
+    if truth_frame is not None and model is None and snapshot_dir is None:
+        with open_graph(settings, out=out) as driver:
+            result = evaluate_output(driver, settings.neo4j_database, truth_frame, out_dir)
+    else:
+        risk_model, version, _ = load_model(settings, model or CHAMPION)
+        graph = read_snapshot(_snapshot_or_fresh(settings, snapshot_dir, out))
+        with out.status("scoring…"):
+            result = evaluate_saved_model(risk_model, version, graph, truth_frame, out_dir)
+    show.evaluation(out, result)
+    if as_json:
+        print_json(result)
+
+
+def score(
+    model: Annotated[str, typer.Option(help="'champion' (registry alias) or a model folder.")] = "champion",
+    since: Annotated[
+        str | None,
+        typer.Option(help="Rescore only accounts with events since this ISO time (and their neighbourhood)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Accounts per write transaction.")] = SCORE_BATCH_SIZE,
+    new_run: Annotated[
+        bool, typer.Option("--new-run", help="Start afresh instead of resuming an unfinished run.")
+    ] = False,
+    ray_actors: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Score with this many Ray Data actors (local Ray, or RAY_ADDRESS); 0 scores in this process."
+        ),
+    ] = 0,
+    fpr_target: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Thresholds for this target account false-positive rate (e.g. 0.01), instead of the model's.",
+        ),
+    ] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Flag exactly this many accounts, the riskiest (a review budget), instead of the model's thresholds.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score every account and write scores, labels and reasons back (resumes an unfinished run)."""
+    from serving.scoring_job import run_scoring
+
+    settings = load_settings()
+    out = human_output(as_json)
+    policy = checked(lambda: ThresholdPolicy.from_options(fpr_target, budget))
+    with open_graph(settings, out=out) as driver, _bar("scoring", out) as progress:
+        summary = run_scoring(settings, driver, model, since, batch_size, new_run, ray_actors, policy, progress)
+    show.scoring(out, summary)
+    if as_json:
+        print_json(summary.as_dict())
+
+
+def rings(
+    min_size: Annotated[int, typer.Option(min=2, help="Smallest group that is a ring.")] = GroupingPolicy.min_size,
+    admit_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="An account under its threshold is a candidate ring member from this share of the threshold.",
+        ),
+    ] = GroupingPolicy.admit_share,
+    as_json: JsonOption = False,
+) -> None:
+    """Group risky accounts into rings through shared identifiers and money; flag ring members; write Rings."""
+    from serving.rings import run_rings
+
+    settings = load_settings()
+    out = human_output(as_json)
+    policy = checked(lambda: GroupingPolicy(admit_share=admit_share, min_size=min_size))
+    with open_graph(settings, out=out) as driver, out.status("grouping risky accounts into rings…"):
+        summary = run_rings(driver, settings.neo4j_database, policy)
+    show.rings(out, summary)
+    if as_json:
+        print_json(summary)
+
+
+def demo(
+    accounts: Annotated[int, typer.Option(min=MIN_ACCOUNTS, help="Accounts in the generated exchange.")] = (
+        DEMO_ACCOUNTS
+    ),
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = DEMO_SEED,
+    out_dir: Annotated[Path, typer.Option("--out", help="Working folder for the demo's data.")] = Path("demo"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (early stopping may end sooner).")] = (
+        DEMO_EPOCHS
+    ),
+    reset: Annotated[bool, typer.Option("--reset", help="Empty the database first.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The whole job: start Neo4j, generate, ingest, train, score, rings, report, evaluate; print where to look."""
+    from serving.demo import run_demo
+
+    settings = load_settings()
+    out = human_output(as_json)
+    with open_graph(settings, out=out) as driver, _bar("demo", out) as progress:
+        result = run_demo(
+            settings,
+            driver,
+            accounts,
+            seed,
+            out_dir,
+            epochs,
+            reset,
+            progress,
+            on_stage=lambda stage, value: show.demo_stage(out, stage, value),
+        )
+    show.demo(out, result)
+    if as_json:
+        print_json(result.figures)
+
+
+__all__ = ["demo", "evaluate", "generate", "ingest", "rings", "score", "snapshot", "train"]

@@ -1,0 +1,203 @@
+"""The scoring job (``ringwatch score``): resume an unfinished run, or score the graph afresh and write it back.
+
+The steps and their guarantees are :mod:`serving.score`'s; this module chains them for one run: find an
+unfinished run with a saved plan (resume it), else load the model, export the graph, score (in this process
+or with Ray Data actors), fix and save the plan, then write it back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import neo4j
+
+from gnn.batch_inference import InferenceConfig
+from gnn.batch_inference import main as score_with_ray_data
+from gnn.build import build_risk_graph
+from gnn.export import export_graph
+from gnn.snapshot import write_snapshot
+from gnn.thresholds import ThresholdPolicy
+from gnn.tracking import CHAMPION, load_model
+from graph.logs import logger
+from graph.runs import Progress, new_run_id, run_scope
+from graph.settings import Settings
+from serving.score import (
+    DEFAULT_BATCH_SIZE,
+    ScoringError,
+    load_plan,
+    plan_run,
+    save_plan,
+    touched_since,
+    unfinished_runs,
+    write_scores,
+)
+
+log = logger(__name__)
+
+
+@dataclass
+class ScoringSummary:
+    """What one scoring run did.
+
+    Attributes:
+        run_id: the run (``score-…``).
+        model_version: the model that scored.
+        resumed: an unfinished run was resumed from its saved plan.
+        policy: the threshold policy applied (its description); thresholds: per threat.
+        accounts: accounts in the plan; labels: how many of them got each label.
+        outcome: ``batches``, ``written_now``, ``already_committed``, ``written``, ``flagged``,
+            ``label_changes``.
+        plan: the plan's folder.
+        seconds: per step.
+    """
+
+    run_id: str
+    model_version: str
+    resumed: bool
+    policy: str | None
+    thresholds: dict[str, float]
+    accounts: int
+    labels: dict[str, int]
+    outcome: dict[str, int]
+    plan: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, the outcome's counts at the top level (``ringwatch score --json``)."""
+        out = asdict(self)
+        return {**{k: v for k, v in out.items() if k != "outcome"}, **self.outcome}
+
+
+def scoring_dir(settings: Settings) -> Path:
+    """Where scoring runs keep their plans: ``<data dir>/scoring``."""
+    return settings.data_dir.resolve() / "scoring"
+
+
+def parse_since(value: str) -> int:
+    """An ISO date or time (UTC unless it says otherwise) as epoch milliseconds.
+
+    Raises:
+        ScoringError: ``value`` is not an ISO date or time.
+    """
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise ScoringError(f"--since {value!r} is not an ISO date or time (e.g. 2026-11-27 or 2026-11-27T06:00)") from e
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def run_scoring(
+    settings: Settings,
+    driver: neo4j.Driver,
+    model: str = CHAMPION,
+    since: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    new_run: bool = False,
+    ray_actors: int = 0,
+    policy: ThresholdPolicy | None = None,
+    progress: Progress | None = None,
+) -> ScoringSummary:
+    """Resume the newest unfinished run (unless ``new_run``), else score the graph afresh and write it back.
+
+    Args:
+        settings: the data folder (plans) and the model registry.
+        driver: an open driver (the caller owns it).
+        model: ``"champion"`` or a model folder.
+        since: an ISO time: write only accounts touched since then and their neighbourhood.
+        batch_size: accounts per write transaction.
+        new_run: start afresh even when an unfinished run exists.
+        ray_actors: > 0 scores with that many Ray Data actors (:mod:`gnn.batch_inference`) instead of in this
+            process; the exported graph is then saved as a snapshot in the run's folder for the actors to read.
+        policy: replaces the model's thresholds for this run (``--fpr-target`` / ``--budget``).
+        progress: called as ``progress(stage, done, total)``.
+
+    Raises:
+        ScoringError: ``since`` is not a time, or a saved plan is unreadable.
+        TrackingError: ``"champion"`` and the registry has none or cannot be read.
+        GraphWriteError: a batch failed; the run stays ``running`` and the next call resumes it.
+    """
+    timings: dict[str, float] = {}
+    database = settings.neo4j_database
+    plans = scoring_dir(settings)
+    resumable = [] if new_run else [r for r in unfinished_runs(driver, database) if (plans / r["run_id"]).is_dir()]
+    if resumable:
+        run, frame = load_plan(plans / resumable[0]["run_id"])
+        log.warning(
+            "resuming unfinished scoring run %s (model %s); committed batches are skipped",
+            run.run_id,
+            run.model_version,
+        )
+        resumed = True
+    else:
+        risk_model, version, model_dir = load_model(settings, model)
+        run_id = new_run_id("score")
+        with run_scope(run_id):
+            started = time.perf_counter()
+            tables = export_graph(driver, database, progress=progress)
+            graph = build_risk_graph(tables.nodes, tables.rels)
+            snapshot = None
+            if ray_actors:
+                snapshot = plans / run_id / "snapshot"
+                write_snapshot(tables, snapshot, graph=graph, source="scoring run " + run_id, overwrite=True)
+            del tables
+            timings["export"] = time.perf_counter() - started
+            since_ms = parse_since(since) if since else None
+            touched = touched_since(driver, database, since_ms) if since_ms is not None else None
+            if touched is not None:
+                log.info("%d accounts have events since %s", len(touched), since)
+            step = time.perf_counter()
+            if progress:
+                progress(f"scoring {graph.num_accounts:,} accounts", 0, graph.num_accounts)
+            scores = (
+                None
+                if snapshot is None
+                else score_with_ray_data(
+                    model_dir,
+                    snapshot,
+                    graph.num_accounts,
+                    InferenceConfig(actors=ray_actors, address=settings.ray_address),
+                )
+            )
+            run, frame = plan_run(
+                risk_model,
+                graph,
+                version,
+                run_id=run_id,
+                since_ms=since_ms,
+                touched=touched,
+                batch_size=batch_size,
+                policy=policy,
+                scores=scores,
+            )
+            timings["score"] = time.perf_counter() - step
+            save_plan(plans / run.run_id, run, frame)
+        resumed = False
+    with run_scope(run.run_id):
+        step = time.perf_counter()
+        outcome = write_scores(driver, database, run, frame, progress)
+        timings["write"] = time.perf_counter() - step
+        summary = ScoringSummary(
+            run_id=run.run_id,
+            model_version=run.model_version,
+            resumed=resumed,
+            policy=run.props()["policy"],
+            thresholds=run.thresholds,
+            accounts=len(frame),
+            labels={str(k): int(v) for k, v in frame["label"].value_counts().items()},
+            outcome={k: int(v) for k, v in outcome.items()},
+            plan=str(plans / run.run_id),
+            seconds={k: round(v, 2) for k, v in timings.items()},
+        )
+        log.info(
+            "scoring run %s: %d accounts written, %d flagged",
+            run.run_id,
+            outcome.get("written", 0),
+            outcome.get("flagged", 0),
+        )
+    return summary
