@@ -51,13 +51,15 @@ def test_demo_runs_the_whole_job_and_finds_rings(neo4j_server, driver, graph_env
     assert "open this in a browser" in done.stdout and "ringwatch investigate" in done.stdout
 
     rings = figures["ring_recall"]
-    # Measured at this size: 2 of 32 planted rings recovered (bot farms), 23 detected, 39 % of them mostly one
-    # planted ring, account FPR < 0.003, AUROC bot farm 0.87, collusion 0.67. Collusion and promo rings need a
-    # better model than 12k accounts train (see the README's ring-recall ceiling); these floors catch a broken
-    # stage (no ring recovered, rings that are random mixes), not a weak model.
+    # Measured at this size (5 epochs: a weak model): account FPR 0.015 with ring members flagged by their
+    # rings (the per-account thresholds alone stay near 0.2 %; see the README's decision-quality table).
+    # These floors catch a broken stage (no ring recovered, rings that are random mixes, a ring step that
+    # flags whole neighbourhoods — 68 % of a small exchange once, before candidates were capped), not a weak
+    # model.
     assert rings["planted"] > 20 and rings["detected"] >= 3, rings
     assert rings["recovered"] >= 1 and rings["purity"] >= 0.25, rings
-    assert figures["account_fpr"] < 0.01
+    assert 0 < rings["unlabelled_rings"]["planted"] < rings["planted"], rings
+    assert figures["account_fpr"] < 0.03
     assert figures["threats"]["bot_farm"]["auroc"] >= 0.75 and figures["threats"]["collusion"]["auroc"] >= 0.55
 
     report = Path(figures["report"]).read_text(encoding="utf-8")
