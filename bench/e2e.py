@@ -7,16 +7,16 @@ Each stage calls what the matching ``ringwatch`` command calls:
 - **generate** — :func:`ingest.synthetic.generate_exchange` (``ringwatch generate``);
 - **ingest** — ``ringwatch ingest --bulk`` on the empty database: :func:`ingest.load.prepare` (read, validate,
   aggregate), the rejects files, then :func:`ingest.bulk.bulk_load` (import files, ``neo4j-admin import``,
-  restart, constraints). ``run_ingest`` itself refuses ``--bulk`` with ``NEO4J_URI`` set, which is how the
+  restart, constraints). ``ingest_with_settings`` itself refuses ``--bulk`` with ``NEO4J_URI`` set, which is how the
   other stages reach this bench's server, so its body is called here piece by piece;
-- **snapshot** — :func:`serving.snapshot_command.run_snapshot` (export, features, Parquet);
-- **train** — :func:`serving.train_command.run_train` on that snapshot with Ray Train (1 worker, as the CLI
+- **snapshot** — :func:`gnn.snapshot_job.take_snapshot` (export, features, Parquet);
+- **train** — :func:`gnn.training_job.train_on_snapshot` on that snapshot with Ray Train (1 worker, as the CLI
   default; ``max_failures=0`` so a failure ends the run instead of retrying), ``--epochs`` epochs, tracking
   and promotion into the throwaway registry; then ``ray.shutdown()``, as the command's process would end.
   ``--trainer plain`` trains in this process instead (``ringwatch train --no-ray``);
-- **score** — :func:`serving.score_command.run_score` with the trained model folder (export again, full-graph
+- **score** — :func:`serving.scoring_job.run_scoring` with the trained model folder (export again, full-graph
   inference, reasons, saved plan, write-back);
-- **rings** — :func:`serving.rings_command.run_rings_command` (CLI defaults: super-node cap 100, min size 3).
+- **rings** — :func:`serving.rings.run_rings` (the CLI's default grouping policy).
 
 The train and score stages also report ``calls_s``: seconds inside named product functions, timed by
 wrapping them for the duration of the stage (:func:`bench.common.timed_calls`; nested names overlap).
@@ -90,7 +90,7 @@ def _layerwise_in_ray_worker() -> None:
 
 
 def start_ray_with_layerwise(marks: Path) -> None:
-    """Start the local Ray as :func:`gnn.ray_train.init_ray` does, plus the worker hook above; the product's
+    """Start the local Ray as :func:`gnn.runtime.init_ray` does, plus the worker hook above; the product's
     ``init_ray`` then finds Ray running and leaves it."""
     import os
 
@@ -127,18 +127,17 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
     import gnn.estimator
     import gnn.training_job
     import serving.score
-    import serving.score_command
-    import serving.train_command
+    import serving.scoring_job
     from gnn.ray_train import RayConfig
+    from gnn.snapshot_job import graph_source, take_snapshot
     from gnn.train import TrainConfig
+    from gnn.training_job import train_on_snapshot
     from ingest.bulk import bulk_load
     from ingest.load import prepare, write_rejects
     from ingest.privacy import Hasher
     from ingest.synthetic import generate_exchange
-    from serving.rings_command import run_rings_command
-    from serving.score_command import run_score
-    from serving.snapshot_command import run_snapshot
-    from serving.train_command import run_train
+    from serving.rings import run_rings
+    from serving.scoring_job import run_scoring
 
     folder, data_dir = base / "exchange", base / "ringwatch-data"
     layerwise = args.inference == "layerwise"
@@ -192,7 +191,8 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
             snapshot = data_dir / "snapshots" / "e2e"
             with meter.phase("snapshot") as st:
                 progress.say("snapshot")
-                snap = run_snapshot(settings, snapshot)
+                with connect(server) as driver:
+                    snap = take_snapshot(driver, DATABASE, snapshot, source=graph_source(settings)).as_dict()
                 st["steps_s"] = snap["seconds"]
                 release_memory()
             stages["snapshot"] = st
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                     timed_calls(
                         calls,
                         [
-                            (serving.train_command, "read_snapshot", "read_snapshot"),
+                            (gnn.training_job, "read_snapshot", "read_snapshot"),
                             (gnn.training_job, "fit_with_ray", "ray_train_fit"),
                             (gnn.estimator.RiskModel, "finish", "finish_total"),
                             (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                         ],
                     ),
                 ):
-                    trained = run_train(settings, snapshot, config, ray_config, quiet=True)
+                    trained = train_on_snapshot(settings, snapshot, config, ray_config).as_dict()
                 st["calls_s"] = calls
                 if layerwise and ray_config is not None:
                     st["ray_workers_with_layerwise"] = len(list((base / "layerwise-workers").iterdir()))
@@ -265,11 +265,12 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                             (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
                             (gnn.estimator, "neighbourhood_features", "baseline_features"),
                             (serving.score, "account_reasons", "reasons"),
-                            (serving.score_command, "save_plan", "save_plan"),
+                            (serving.scoring_job, "save_plan", "save_plan"),
                         ],
                     ),
                 ):
-                    scored = run_score(settings, model=trained["model_dir"], quiet=True)
+                    with connect(server) as driver:
+                        scored = run_scoring(settings, driver, model=trained["model_dir"]).as_dict()
                 st["calls_s"] = calls
                 st["steps_s"] = scored["seconds"]
                 st["accounts_written"] = scored["written"]
@@ -280,7 +281,8 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
 
             with meter.phase("rings") as st:
                 progress.say("rings")
-                rings = run_rings_command(settings, quiet=True)
+                with connect(server) as driver:
+                    rings = run_rings(driver, DATABASE)
                 st.update({k: rings[k] for k in ("flagged_accounts", "shared_identifiers", "rings", "ring_members")})
                 st["by_kind"] = rings["by_kind"]
             stages["rings"] = st

@@ -9,8 +9,10 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from graph.errors import ConfigurationError
 
 
 class Settings(BaseSettings):
@@ -91,5 +93,13 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Read the settings from the environment now (never at import time)."""
-    return Settings()
+    """Read the settings from the environment now (never at import time).
+
+    Raises:
+        ConfigurationError: a variable holds a value that is not allowed (named in the message).
+    """
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigurationError(f"invalid settings: {problems}") from e

@@ -78,31 +78,31 @@ def withhold(run: PreparedRun, erased: set[str]) -> dict[str, int]:
         kind = WRITES_BY_NAME[part.kind]
         if kind.rel is None or kind.rel.target == s.ACCOUNT:
             continue
-        from_erased = part.rows["src"].isin(ids).to_numpy()
+        from_erased = np.array(part.rows["src"].isin(ids), dtype=bool)
         target = kind.rel.target.label
         used_by_erased.setdefault(target, set()).update(part.rows["dst"][from_erased])
         used_by_others.setdefault(target, set()).update(part.rows["dst"][~from_erased])
     for i, part in enumerate(run.parts):
         kind = WRITES_BY_NAME[part.kind]
         if kind.rel is not None:
-            mask = part.rows["src"].isin(ids).to_numpy()
+            mask = np.array(part.rows["src"].isin(ids), dtype=bool)
             if kind.rel.target == s.ACCOUNT:
-                mask |= part.rows["dst"].isin(ids).to_numpy()
+                mask |= np.array(part.rows["dst"].isin(ids), dtype=bool)
         elif kind.node == s.ACCOUNT:
-            mask = part.rows[s.ACCOUNT.key].isin(ids).to_numpy()
+            mask = np.array(part.rows[s.ACCOUNT.key].isin(ids), dtype=bool)
         elif kind.node is not None:
             only_erased = used_by_erased.get(kind.node.label, set()) - used_by_others.get(kind.node.label, set())
-            mask = part.rows[kind.node.key].isin(list(only_erased)).to_numpy()
+            mask = np.array(part.rows[kind.node.key].isin(list(only_erased)), dtype=bool)
         else:
             continue
         if mask.any():
-            run.withheld[i] = np.asarray(mask, dtype=bool)
+            run.withheld[i] = mask
     skipped = {}
     for name, validation in run.validations.items():
         frame = validation.accepted
         hit = np.zeros(len(frame), dtype=bool)
         for column in _owner_columns(name):
-            hit |= frame[column].isin(ids).to_numpy()
+            hit |= np.array(frame[column].isin(ids), dtype=bool)
         if hit.any():
             skipped[name] = int(hit.sum())
     return skipped

@@ -114,3 +114,18 @@ def run_cli(capsys, monkeypatch) -> Callable[..., tuple[int, str, str]]:
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def small_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A snapshot of a generated 800-account exchange, built without a database (for fast model tests)."""
+    from gnn.build import tables_from_graph_rows
+    from gnn.snapshot import write_snapshot
+    from ingest.load import prepare
+    from ingest.synthetic import generate_exchange
+
+    tmp = tmp_path_factory.mktemp("small-snapshot")
+    generate_exchange(800, 3, tmp / "exchange")
+    run = prepare(tmp / "exchange", Hasher(TEST_HASH_KEY))
+    write_snapshot(tables_from_graph_rows(run.graph_rows), tmp / "snapshot", source="test")
+    return tmp / "snapshot"

@@ -65,7 +65,7 @@ def _set_up_process() -> Settings | None:
     configure_process()
     try:
         settings = load_settings()
-    except ValueError:
+    except RingwatchError:  # invalid settings: the command reports them itself, as one readable error
         return None
     try:
         configure_logging(settings)
