@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from gnn.graph_data import RiskGraph
 from graph.schema import ACCOUNT, THREATS
+from graph.supernodes import MODEL_SUPERNODE_CAP
 
 _PARAMS = {
     "objective": "binary",
@@ -38,7 +39,9 @@ def _row_normalise(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / np.maximum(deg, 1.0)) @ m
 
 
-def neighbourhood_features(graph: RiskGraph, supernode_cap: int | None = 500) -> tuple[np.ndarray, list[str]]:
+def neighbourhood_features(
+    graph: RiskGraph, supernode_cap: int | None = MODEL_SUPERNODE_CAP
+) -> tuple[np.ndarray, list[str]]:
     """``[N_account, F]`` own features, 1-hop means per neighbour type, 2-hop account means."""
     data, n = graph.data, graph.num_accounts
     x_acc = data[ACCOUNT.label].x.numpy()
@@ -77,7 +80,7 @@ class GraphBoostBaseline:
     """One LightGBM classifier per threat on :func:`neighbourhood_features`."""
 
     num_rounds: int = 300
-    supernode_cap: int | None = 500
+    supernode_cap: int | None = MODEL_SUPERNODE_CAP
     seed: int = 0
     boosters: dict[str, lgb.Booster] = field(default_factory=dict)
     feature_names: list[str] = field(default_factory=list)

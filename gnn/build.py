@@ -26,10 +26,11 @@ from torch_geometric.data import HeteroData
 
 from gnn.export import DEFAULT_PAGE_SIZE, GraphTables, Progress, canonical_frame, export_graph
 from gnn.feature_defs import IndexedRel
-from gnn.features import FEATURE_VERSION, SHARED_CAP, NodeFeatures, compute_features, default_reference_time
+from gnn.features import FEATURE_VERSION, NodeFeatures, compute_features, default_reference_time
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
 from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
+from graph.supernodes import FEATURE_SHARED_CAP
 
 REVERSE_PREFIX = "rev_"
 
@@ -139,7 +140,7 @@ def build_risk_graph(
     nodes: Mapping[str, pd.DataFrame],
     rels: Mapping[str, pd.DataFrame],
     reference_time: int | None = None,
-    shared_cap: int = SHARED_CAP,
+    shared_cap: int = FEATURE_SHARED_CAP,
 ) -> RiskGraph:
     """Build the model side's graph from exported tables (or :func:`tables_from_graph_rows`).
 

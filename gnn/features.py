@@ -51,7 +51,7 @@ name                               definition                                   
                                    *other* accounts using one of them            rings together
 ``shared_<k>_mean_log``            … the mean number of other accounts           (same)
 ``shared_<k>_max_capped_log``      max, identifiers used by more than            NAT IPs, hot wallets
-                                   ``SHARED_CAP`` (200) accounts left out        would drown rings
+                                   ``FEATURE_SHARED_CAP`` (200) accounts left out        would drown rings
 ``shared_<k>_mean_capped_log``     mean, the same identifiers left out           (same)
 ``shared_<k>_supernodes_log``      its identifiers above the cap                 what capping left out
 ``referral_depth_log``             distinct accounts above it on its            referral chains
@@ -118,9 +118,9 @@ from gnn.ring_features import FEATURE_NAMES as RING_FEATURE_NAMES
 from gnn.ring_features import ring_structure_features
 from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
+from graph.supernodes import FEATURE_SHARED_CAP
 
 #: Identifiers used by more accounts than this are super-nodes for the "capped" sharing features.
-SHARED_CAP = 200
 #: Half-width of the sign-up burst window.
 BURST_WINDOW_MS = 3_600_000
 #: Changes whenever a feature's definition or the set of features changes (recorded in snapshots).
@@ -181,7 +181,7 @@ def compute_features(
     nodes: Mapping[str, pd.DataFrame],
     rels: Mapping[str, IndexedRel],
     reference_time: int,
-    shared_cap: int = SHARED_CAP,
+    shared_cap: int = FEATURE_SHARED_CAP,
 ) -> dict[str, NodeFeatures]:
     """Every node type's features (see the module docstring for the list).
 

@@ -11,8 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph import schema as s
+from graph.supernodes import SMALL_GROUP_MAX
 
-SMALL_CAP = 30
 _KINDS = {
     "device": s.USED_DEVICE,
     "ip": s.USED_IP,
@@ -43,7 +43,7 @@ def _incidence(edge_index: np.ndarray, n_accounts: int, n_targets: int) -> sp.cs
 
 
 def ring_structure_features(
-    edges: dict[str, np.ndarray], counts: dict[str, int], n_accounts: int, small_cap: int = SMALL_CAP
+    edges: dict[str, np.ndarray], counts: dict[str, int], n_accounts: int, small_cap: int = SMALL_GROUP_MAX
 ) -> np.ndarray:
     """Compute the table above.
 

@@ -33,11 +33,12 @@ import pyarrow.parquet as pq
 
 from gnn.build import IndexedGraph, assemble_risk_graph, build_risk_graph, content_hash, index_graph
 from gnn.export import GraphTables, arrow_to_frame
-from gnn.features import SHARED_CAP, NodeFeatures
+from gnn.features import NodeFeatures
 from gnn.graph_data import RiskGraph
 from graph import schema as s
 from graph.errors import RingwatchError
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
+from graph.supernodes import FEATURE_SHARED_CAP
 
 FORMAT = "ringwatch-graph-snapshot"
 FORMAT_VERSION = 1
@@ -66,7 +67,7 @@ def write_snapshot(
     reference_time: int | None = None,
     source: str = "",
     overwrite: bool = False,
-    shared_cap: int = SHARED_CAP,
+    shared_cap: int = FEATURE_SHARED_CAP,
 ) -> dict[str, Any]:
     """Write ``tables`` and their features as a snapshot folder.
 
@@ -231,7 +232,7 @@ def read_snapshot(folder: Path) -> RiskGraph:
         raise SnapshotError(f"snapshot {folder} is inconsistent: {e}") from e
     if content_hash(indexed) != manifest.get("content_hash"):
         raise SnapshotError(f"snapshot {folder}: content hash differs from the manifest's; export it again")
-    reference_time, shared_cap = manifest.get("reference_time"), manifest.get("shared_cap", SHARED_CAP)
+    reference_time, shared_cap = manifest.get("reference_time"), manifest.get("shared_cap", FEATURE_SHARED_CAP)
     if not isinstance(reference_time, int) or not isinstance(shared_cap, int):
         raise SnapshotError(f"snapshot {folder}: the manifest's reference_time or shared_cap is not an integer")
     features = _stored_features(node_files, manifest.get("feature_names"), folder)
@@ -328,6 +329,6 @@ def erase_from_snapshot(folder: Path, account_id: str) -> bool:
         reference_time=manifest["reference_time"],
         source=manifest.get("source", ""),
         overwrite=True,
-        shared_cap=manifest.get("shared_cap") or SHARED_CAP,
+        shared_cap=manifest.get("shared_cap") or FEATURE_SHARED_CAP,
     )
     return True

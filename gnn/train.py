@@ -27,6 +27,7 @@ from gnn.runtime import default_threads, torch_threads
 from gnn.split import TimeSplit
 from graph.logs import logger
 from graph.schema import ACCOUNT, THREATS
+from graph.supernodes import MODEL_SUPERNODE_CAP
 
 log = logger(__name__)
 
@@ -47,7 +48,7 @@ class TrainConfig:
     sampling: str = "neighbor"  # "neighbor" (mini-batches from the neighbour sampler) or "full"
     unlabelled_sample: float = 0.25
     pos_weight_cap: float = 100.0
-    supernode_cap: int | None = 500
+    supernode_cap: int | None = MODEL_SUPERNODE_CAP
     seed: int = 0
     device: str | None = None  # None: CUDA when available, else CPU
     threads: int | None = None  # torch CPU threads; None: gnn.runtime.default_threads()
@@ -105,10 +106,17 @@ class EarlyStopping:
     best_state: dict[str, Tensor] | None = None
 
     def update(self, result: EpochResult, model: torch.nn.Module) -> None:
-        """Record an epoch's result; keep a CPU copy of ``model``'s weights when it is the best so far."""
-        if result.val_auprc_mean > self.best:
-            self.best, self.best_epoch, self.stale = result.val_auprc_mean, result.epoch, 0
+        """Record an epoch's result; keep a CPU copy of ``model``'s weights when it is the best so far.
+
+        A validation score that cannot be measured (NaN: no labelled positive in the validation period) never
+        improves, but the first epoch's weights are kept all the same, so a run always returns weights.
+        """
+        improved = result.val_auprc_mean > self.best
+        if improved or self.best_state is None:
+            self.best_epoch = result.epoch
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if improved:
+            self.best, self.stale = result.val_auprc_mean, 0
         else:
             self.stale += 1
 

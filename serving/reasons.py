@@ -5,10 +5,9 @@ a known fraud label (or a confirmed verdict) — ranked by how many risky accoun
 few accounts use it at all (a device shared by 3 accounts, all risky, says more than an IP shared by 90).
 Money links count too: transfers with risky counterparties and referrals from or to risky accounts.
 
-The super-node rule (:data:`SUPERNODE_CAP`) is the same one ring grouping uses: an identifier used by more
-than that many accounts — a carrier NAT, public Wi-Fi, a popular promo code — ties everyone and explains
-nothing, so it is never a reason. Each reason names the node by label and key, so ``MATCH (n:Device
-{device_id: …})`` finds it.
+The evidence cap (:data:`graph.supernodes.EVIDENCE_CAP`): an identifier used by more accounts — a carrier NAT,
+public Wi-Fi, a popular promo code — ties everyone and explains nothing, so it is never a reason. Each reason
+names the node by label and key, so ``MATCH (n:Device {device_id: …})`` finds it.
 """
 
 from __future__ import annotations
@@ -16,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from gnn.graph_data import RiskGraph
 from graph import schema as s
+from graph.supernodes import EVIDENCE_CAP
 
-#: Identifiers used by more accounts than this are super-nodes: never a reason, never a ring link.
-SUPERNODE_CAP = 100
 #: Reasons kept per account.
 MAX_REASONS = 5
 #: Account → identifier relationships that can be reasons, in the order ties are broken.
@@ -54,6 +53,32 @@ def incidence(graph: RiskGraph, rel: s.RelSpec) -> sp.csr_matrix:
     return m
 
 
+def shared_with(graph: RiskGraph, position: int, cap: int = EVIDENCE_CAP) -> pd.DataFrame:
+    """The accounts that share an identifier with the account at ``position`` — through identifiers used by at
+    most ``cap`` accounts, the rule reasons follow — one row per (identifier, other account).
+
+    Returns:
+        Columns ``via`` (``Label:key``), ``users`` (accounts using it), ``account_id`` and ``position`` of the
+        other account.
+    """
+    rows: list[tuple[str, int, str, int]] = []
+    for rel in SHARED_RELS:
+        inc = incidence(graph, rel)
+        users = np.asarray(inc.sum(axis=0)).ravel()
+        by_identifier = inc.tocsc()
+        keys = graph.ids[rel.target.label]
+        for n in inc[position].indices:
+            if users[n] > cap:
+                continue
+            others = by_identifier.indices[by_identifier.indptr[n] : by_identifier.indptr[n + 1]]
+            rows += [
+                (f"{rel.target.label}:{keys[n]}", int(users[n]), str(graph.ids[s.ACCOUNT.label][o]), int(o))
+                for o in others
+                if o != position
+            ]
+    return pd.DataFrame(rows, columns=["via", "users", "account_id", "position"])
+
+
 def risky_accounts(graph: RiskGraph, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(risky, known)`` masks: flagged now (``labels`` != clear) or known fraud; known fraud alone."""
     known = graph.labels > 0  # codes 1..3 are the threats (gnn.graph_data.LABEL_CODES)
@@ -64,7 +89,7 @@ def account_reasons(
     graph: RiskGraph,
     labels: np.ndarray,
     explain: np.ndarray,
-    supernode_cap: int = SUPERNODE_CAP,
+    supernode_cap: int = EVIDENCE_CAP,
     limit: int = MAX_REASONS,
 ) -> dict[int, list[str]]:
     """Reasons for the accounts at positions ``explain``.
@@ -73,7 +98,7 @@ def account_reasons(
         graph: the scored graph.
         labels: risk label per account (``clear`` or a threat), ``[N_account]``.
         explain: positions of the accounts to explain (usually the flagged ones).
-        supernode_cap: see :data:`SUPERNODE_CAP`.
+        supernode_cap: identifiers with more users are never reasons (:data:`graph.supernodes.EVIDENCE_CAP`).
         limit: reasons kept per account, strongest first.
 
     Returns:

@@ -29,7 +29,7 @@ import neo4j
 
 from graph import schema as s
 from graph.errors import RingwatchError
-from serving.reasons import SUPERNODE_CAP
+from graph.supernodes import EVIDENCE_CAP
 from serving.ring_picture import IDENTIFIER_NAMES, SUPERNODES_DRAWN_UP_TO, draw_ring
 from serving.ring_view import RingView, read_rings
 from serving.score import latest_completed_run
@@ -203,9 +203,9 @@ def _caption(ring: RingView) -> str:
         "Members are circles coloured by risk score; diamonds are identifiers two or more of them share, "
         "with the number of accounts using each in all; arrows are transfers and referrals."
     )
-    supers = sum(i.users > SUPERNODE_CAP for i in ring.identifiers)
+    supers = sum(i.users > EVIDENCE_CAP for i in ring.identifiers)
     if supers and len(ring.members) > SUPERNODES_DRAWN_UP_TO:
-        text += f" {supers} super-node identifiers (over {SUPERNODE_CAP} users) are listed below but not drawn."
+        text += f" {supers} super-node identifiers (over {EVIDENCE_CAP} users) are listed below but not drawn."
     return text
 
 
@@ -233,7 +233,7 @@ def render_ring(ring: RingView, rank: int, picture: str, picture_file: str | Non
             _e(IDENTIFIER_NAMES.get(i.label, i.label)),
             f"<code>{_e(i.key)}</code>",
             _num(len(i.members)),
-            _num(i.users) + (" (super-node: links nobody)" if i.users > SUPERNODE_CAP else ""),
+            _num(i.users) + (" (super-node: links nobody)" if i.users > EVIDENCE_CAP else ""),
         ]
         for i in ring.identifiers
     ]

@@ -19,7 +19,7 @@ from matplotlib.transforms import Bbox
 
 from graph import schema as s
 from graph.queries import report as q
-from serving.reasons import SUPERNODE_CAP
+from graph.supernodes import EVIDENCE_CAP
 from serving.ring_view import RingView
 
 #: Layout seed, so the same ring is drawn the same way every time.
@@ -54,7 +54,7 @@ def ring_graph(ring: RingView, super_nodes: bool = True) -> nx.MultiDiGraph:
     """The ring's subgraph: members, shared identifiers, member→identifier uses and money links.
 
     A network block is left out when one shared IP of the ring has the same users among the members (the IP
-    already says it); super-nodes (more than :data:`serving.reasons.SUPERNODE_CAP` users) only when
+    already says it); super-nodes (more than :data:`graph.supernodes.EVIDENCE_CAP` users) only when
     ``super_nodes``.
     """
     g = nx.MultiDiGraph()
@@ -62,7 +62,7 @@ def ring_graph(ring: RingView, super_nodes: bool = True) -> nx.MultiDiGraph:
         g.add_node(("member", m.account_id), score=m.risk_score)
     ip_users = {frozenset(i.members) for i in ring.identifiers if i.label == s.IP.label}
     for ident in ring.identifiers:
-        supernode = ident.users > SUPERNODE_CAP
+        supernode = ident.users > EVIDENCE_CAP
         if (supernode and not super_nodes) or (ident.label == q.IP_BLOCK and frozenset(ident.members) in ip_users):
             continue
         node = ("identifier", ident.label, ident.key)
@@ -306,7 +306,7 @@ def draw_ring(ring: RingView, path: Path) -> Path:
                 mfc="#dddddd",
                 mec="#999999",
                 ms=6,
-                label=f"super-node (> {SUPERNODE_CAP} users)",
+                label=f"super-node (> {EVIDENCE_CAP} users)",
             )
         )
     handles += [Line2D([], [], color=c, ls=st, lw=2.0, label=lab) for c, st, lab, _ in MONEY_STYLE.values()]

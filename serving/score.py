@@ -44,8 +44,9 @@ from graph import schema as s
 from graph.errors import RingwatchError
 from graph.queries import scoring as q
 from graph.runs import Progress, new_run_id
+from graph.supernodes import EVIDENCE_CAP
 from graph.writer import BatchWriter, columns, split
-from serving.reasons import SHARED_RELS, SUPERNODE_CAP, account_reasons, incidence
+from serving.reasons import SHARED_RELS, account_reasons, incidence
 
 PLAN_FILE = "scores.parquet"
 RUN_FILE = "run.json"
@@ -114,7 +115,7 @@ def score_rows(
     return frame.iloc[positions].reset_index(drop=True)
 
 
-def neighbourhood(graph: RiskGraph, seeds: np.ndarray, hops: int, supernode_cap: int = SUPERNODE_CAP) -> np.ndarray:
+def neighbourhood(graph: RiskGraph, seeds: np.ndarray, hops: int, supernode_cap: int = EVIDENCE_CAP) -> np.ndarray:
     """Positions of ``seeds`` and every account within ``hops`` hops of them.
 
     A hop goes through an identifier used by at most ``supernode_cap`` accounts, or along a transfer or a

@@ -8,7 +8,7 @@ Favorites drawer). In Browser, set a query's parameters first, e.g. ``:param acc
 
 Labels, relationship types and the schema's fixed values (``clear``, verdict names) come from
 :mod:`graph.schema`; everything an investigator supplies is a ``$parameter``. Identifiers used by more than
-``SUPERNODE_CAP`` accounts are left out of "what they share" answers, as in ring grouping.
+``EVIDENCE_CAP`` (:mod:`graph.supernodes`) accounts are left out of "what they share" answers, as in ring grouping.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from graph import schema as s
+from graph.supernodes import EVIDENCE_CAP
 
 A, RING, VERDICT = s.ACCOUNT, s.RING, s.VERDICT
-SUPERNODE_CAP: Final = 100  # the same rule as serving.reasons.SUPERNODE_CAP (graph/ cannot import serving/)
 _SHARED = "|".join(
     r.type for r in (s.USED_DEVICE, s.USED_CARD, s.USED_IP, s.WITHDREW_TO, s.HAS_EMAIL, s.HAS_PHONE, s.REDEEMED)
 )
@@ -52,7 +52,7 @@ WHY_FLAGGED: Final = PackQuery(
     {"account_id": "acc_000042"},
     f"MATCH (a:{A.label} {{{A.key}: $account_id}})\n"
     f"OPTIONAL MATCH (a)-[:{_SHARED}]->(n)<-[:{_SHARED}]-(b:{A.label})\n"
-    f"WHERE b <> a AND {_RISKY} AND COUNT {{ (n)<--() }} <= {SUPERNODE_CAP}\n"
+    f"WHERE b <> a AND {_RISKY} AND COUNT {{ (n)<--() }} <= {EVIDENCE_CAP}\n"
     f"WITH a, n, collect(DISTINCT b.{A.key}) AS risky_peers\n"
     "WITH a, collect(CASE WHEN n IS NULL THEN null ELSE\n"
     f"       {{identifier: labels(n)[0] + ' ' + {_KEY}, users: COUNT {{ (n)<--() }}, risky_peers: risky_peers}}"
