@@ -21,6 +21,25 @@ from ingest.privacy import Hasher
 TEST_HASH_KEY = "test-hash-key-not-a-secret-0123456789"
 
 
+#: Test files that start Neo4j servers of their own (besides the shared one).
+OWN_SERVER_FILES = frozenset({"test_local_server.py"})
+#: Test files that train a model at full size or run the whole job (``-m "not slow"`` leaves them out).
+SLOW_FILES = frozenset({"test_demo.py", "test_model_quality.py", "test_notebooks.py", "test_ray_train.py"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by rule, in one place: ``integration`` for everything under ``tests/integration``, ``neo4j`` for
+    every test that uses a server (the shared one, or its own: :data:`OWN_SERVER_FILES`), ``slow`` for the files
+    in :data:`SLOW_FILES`."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+        if "neo4j_server" in getattr(item, "fixturenames", ()) or item.path.name in OWN_SERVER_FILES:
+            item.add_marker(pytest.mark.neo4j)
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def neo4j_server(tmp_path_factory: pytest.TempPathFactory):
     from graph.local_server import start_throwaway

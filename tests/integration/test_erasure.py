@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from gnn.snapshot import read_snapshot, read_snapshot_tables
 from graph import schema as s
@@ -22,8 +21,6 @@ from serving.rings import ring_membership, run_rings
 from serving.score import load_plan, plan_from_scores, save_plan, write_scores
 from tests.conftest import TEST_HASH_KEY
 from tests.graph_dump import dump
-
-pytestmark = pytest.mark.neo4j
 
 ERASED, B, C = "acc-erased", "acc-b", "acc-c"
 DB = "neo4j"

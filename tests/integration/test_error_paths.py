@@ -9,8 +9,6 @@ from graph.errors import GraphWriteError
 from graph.queries.ingest import WriteKind
 from graph.writer import BatchWriter
 
-pytestmark = pytest.mark.neo4j
-
 # A write that breaks the Account key's uniqueness constraint (the product's writes MERGE; this one CREATEs).
 CREATE_ACCOUNTS = WriteKind(
     name="create_accounts_for_the_test",

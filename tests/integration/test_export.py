@@ -24,8 +24,6 @@ from ingest.synthetic import generate_exchange
 from tests.conftest import TEST_HASH_KEY, connect, wipe
 from tests.integration.test_ingest_graph import HOSTILE, write_tiny_exchange
 
-pytestmark = pytest.mark.neo4j
-
 Exchange = tuple[PreparedRun, GraphTables, list[tuple[str, int, int]]]
 PAGE = 499  # odd, so pages never line up with anything in the data; 1 500 accounts make 4 pages
 

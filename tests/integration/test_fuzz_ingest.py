@@ -21,7 +21,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from ingest.contract import TABLES
 from ingest.pii import CARD, EMAIL, KINDS, PHONE, holds
@@ -30,7 +29,6 @@ from ingest.rejects import read_reject_file, reject_file
 from ingest.synthetic import generate_exchange
 from tests.graph_dump import dump
 
-pytestmark = pytest.mark.neo4j
 SEED = 9
 RATE = 0.05  # share of cells corrupted in every table
 PARQUET_TABLES = ("logins", "transfers")

@@ -15,8 +15,6 @@ from ingest.load import prepare, write_graph
 from ingest.privacy import luhn_valid
 from tests.graph_dump import counts, dump
 
-pytestmark = pytest.mark.neo4j
-
 HOSTILE = [
     "a'1",
     'a"2',

@@ -23,7 +23,6 @@ from tests.conftest import TEST_HASH_KEY, connect, wipe
 from tests.graph_dump import dump
 from tests.integration.test_ingest_graph import write_tiny_exchange
 
-pytestmark = pytest.mark.neo4j
 HASHER = Hasher(TEST_HASH_KEY)
 
 

@@ -26,8 +26,6 @@ from graph.local_server import LocalNeo4j, free_ports, start_throwaway
 from graph.neo4j_conf import FAST_SHUTDOWN_CONF
 from graph.settings import Settings
 
-pytestmark = pytest.mark.neo4j
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNeo4j]:

@@ -106,7 +106,6 @@ def ring_sections(page: str) -> dict[str, str]:
     return {re.search(r'data-ring-id="([^"]*)"', p).group(1): p for p in parts}
 
 
-@pytest.mark.neo4j
 def test_report_shows_the_top_rings_with_their_members(built: Built) -> None:
     top = list(built.rings)[: built.top]
     sections = ring_sections(built.html)
@@ -122,7 +121,6 @@ def test_report_shows_the_top_rings_with_their_members(built: Built) -> None:
     assert "<dt>flagged as ring members</dt>" in built.html
 
 
-@pytest.mark.neo4j
 def test_report_pictures_are_files_and_inline(built: Built) -> None:
     pictures = sorted((built.index.parent / "rings").glob("*.svg"))
     assert len(pictures) == built.top
@@ -135,21 +133,18 @@ def test_report_pictures_are_files_and_inline(built: Built) -> None:
     assert 'src="rings/' not in built.html and "<link" not in built.html  # self-contained
 
 
-@pytest.mark.neo4j
 def test_report_shows_the_metrics_file(built: Built) -> None:
     assert "AUROC" in built.html and "Recall@K" in built.html
     assert "<td>collusion</td><td>0.900</td><td>0.500</td><td>0.610</td>" in built.html
     assert "<td>purity.mean</td><td>0.875</td>" in built.html
 
 
-@pytest.mark.neo4j
 def test_empty_graph_report_says_so(built: Built) -> None:
     assert "No active rings in the graph" in built.empty_html
     assert "No completed scoring run" in built.empty_html
     assert '<section class="ring"' not in built.empty_html
 
 
-@pytest.mark.neo4j
 def test_report_command(built: Built, graph_env: dict[str, str], tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["report", "--out", str(tmp_path / "r"), "--top", "1", "--metrics", str(built.metrics)]

@@ -22,7 +22,6 @@ from tests.conftest import TEST_HASH_KEY, connect, wipe
 from tests.graph_dump import dump
 from tests.integration.test_ingest_graph import HOSTILE, write_tiny_exchange
 
-pytestmark = pytest.mark.neo4j
 BATCH = 150
 
 

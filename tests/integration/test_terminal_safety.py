@@ -9,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from gnn.build import risk_graph_from_neo4j
 from graph import schema as s
 from serving.score import plan_from_scores, write_scores
 from tests.conftest import wipe
-
-pytestmark = pytest.mark.neo4j
 
 MARKUP = "[/x]"
 ESCAPES = ("\x1b[2J", "\x1b]0;pwned\x07", "\u202e")  # clear screen, set window title, right-to-left override

@@ -1,57 +1,35 @@
-"""The model side on small generated graphs (no Neo4j): training quality floors, no label leakage,
-persistence, Ray Train resume after a worker failure, and the sklearn-style surface."""
+"""The model side on a small generated graph (800 accounts, no Neo4j): shapes, the time split, the
+sklearn-style surface and persistence, decisions by policy, and mini-batch training through the sampler.
+Quality floors need a bigger exchange: ``tests/integration/test_model_quality.py``."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from gnn.build import build_risk_graph, tables_from_graph_rows
 from gnn.estimator import CLEAR, RiskModel
-from gnn.evaluation import evaluate_model
 from gnn.graph_data import RiskGraph
 from gnn.model import RiskSAGE
+from gnn.snapshot import read_snapshot
 from gnn.thresholds import ThresholdPolicy
 from gnn.train import TrainConfig
 from graph.schema import THREATS
-from ingest.load import prepare
-from ingest.privacy import Hasher
-from ingest.synthetic import generate_exchange
 
-# 20k accounts: enough planted rings (and partial labels) per threat for a floor that means something.
-# Measured with this seed: GNN AUROC / AUPRC collusion 0.77 / 0.20, promo 0.76 / 0.28, bots 0.93 / 0.73
-# (base rates 0.015, 0.012, 0.011); the graph-boosting baseline reached 0.55 / 0.02, 0.60 / 0.03, 0.92 / 0.39.
-ACCOUNTS, SEED = 20_000, 5
-FAST = TrainConfig(epochs=40, patience=8, sampling="full", hidden=64, seed=0)
-
-
-@lru_cache(maxsize=1)
-def exchange(tmp: str) -> tuple[RiskGraph, pd.DataFrame]:
-    out = Path(tmp) / "exchange"
-    generate_exchange(ACCOUNTS, SEED, out)
-    run = prepare(out, Hasher("unit-test-key-0123456789"))
-    nodes, rels = tables_from_graph_rows(run.graph_rows)
-    return build_risk_graph(nodes, rels), pd.read_csv(out / "truth.csv", dtype={"account_id": str})
+QUICK = TrainConfig(epochs=4, patience=4, sampling="full", hidden=16, seed=0)
 
 
 @pytest.fixture(scope="module")
-def graph_and_truth(tmp_path_factory):
-    return exchange(str(tmp_path_factory.mktemp("gnn")))
+def graph(small_snapshot) -> RiskGraph:
+    return read_snapshot(small_snapshot)
 
 
 @pytest.fixture(scope="module")
-def trained(graph_and_truth) -> RiskModel:
-    graph, _ = graph_and_truth
-    return RiskModel(FAST).fit(graph)
+def trained(graph) -> RiskModel:
+    return RiskModel(QUICK).fit(graph)
 
 
-def test_model_forward_shapes(graph_and_truth):
-    graph, _ = graph_and_truth
+def test_model_forward_shapes(graph):
     data = graph.data
     model = RiskSAGE(data.metadata(), {t: data[t].x.shape[1] for t in data.node_types}, hidden=16)
     logits = model(data.x_dict, data.edge_index_dict)
@@ -59,46 +37,14 @@ def test_model_forward_shapes(graph_and_truth):
     assert torch.isfinite(logits).all()
 
 
-def test_quality_floor_against_the_truth(graph_and_truth, trained):
-    graph, truth = graph_and_truth
-    result = evaluate_model(trained, graph, truth, "test")
-    for threat in THREATS:
-        m = result["threats"][threat]
-        assert m["positives"] >= 10, f"too few {threat} positives to judge: {m}"
-        # Floors with a margin below what this seed reaches; a broken pipeline lands near the base rate.
-        assert m["auprc"] >= 5 * m["base_rate"], (threat, m)
-        assert m["auroc"] >= 0.68, (threat, m)
-
-
-def test_shuffled_labels_drop_quality_to_chance(graph_and_truth):
-    graph, truth = graph_and_truth
-    rng = np.random.default_rng(0)
-    shuffled = RiskGraph(
-        graph.data,
-        graph.ids,
-        graph.feature_names,
-        rng.permutation(graph.labels),
-        graph.created_at,
-        graph.reference_time,
-        graph.content_hash,
-    )
-    quick = TrainConfig(epochs=12, patience=4, sampling="full", hidden=64, seed=0)
-    model = RiskModel(quick, use_baseline=False).fit(shuffled)
-    result = evaluate_model(model, shuffled, truth, "shuffled")
-    for threat in THREATS:
-        assert result["threats"][threat]["auroc"] < 0.65, (threat, result["threats"][threat])
-
-
-def test_split_is_by_creation_time(graph_and_truth, trained):
-    graph, _ = graph_and_truth
+def test_split_is_by_creation_time(graph, trained):
     masks = trained.split.masks(graph)
     assert graph.created_at[masks["train"]].max() < graph.created_at[masks["val"]].min()
     assert graph.created_at[masks["val"]].max() < graph.created_at[masks["test"]].min()
     assert not (masks["train"] & masks["test"]).any()
 
 
-def test_sklearn_surface_and_round_trip(graph_and_truth, trained, tmp_path):
-    graph, _ = graph_and_truth
+def test_sklearn_surface_and_round_trip(graph, trained, tmp_path):
     scores = trained.decision_function(graph)
     assert scores.shape == (graph.num_accounts, len(THREATS))
     assert ((scores >= 0) & (scores <= 1)).all()
@@ -110,8 +56,7 @@ def test_sklearn_surface_and_round_trip(graph_and_truth, trained, tmp_path):
     assert loaded.choice == trained.choice and loaded.split == trained.split
 
 
-def test_decisions_follow_the_policy(graph_and_truth, trained):
-    graph, _ = graph_and_truth
+def test_decisions_follow_the_policy(graph, trained):
     scores = trained.decision_function(graph)
     labels, thresholds, policy = trained.decide(graph, scores)  # the model's own thresholds
     assert policy == trained.policy and thresholds == trained.thresholds
@@ -120,10 +65,37 @@ def test_decisions_follow_the_policy(graph_and_truth, trained):
     assert (labels != CLEAR).sum() == 25
     top = np.argsort(-scores.max(axis=1), kind="stable")[:25]
     assert (labels[top] == np.array(THREATS, dtype=object)[scores[top].argmax(axis=1)]).all()
-    loose, t_loose, _ = trained.decide(graph, scores, ThresholdPolicy(fpr_target=0.05))
+    loose, t_loose, _ = trained.decide(graph, scores, ThresholdPolicy(fpr_target=0.2))
     tight, t_tight, _ = trained.decide(graph, scores, ThresholdPolicy(fpr_target=0.001))
     assert (tight != CLEAR).sum() < (loose != CLEAR).sum()
     assert all(t_tight[t] >= t_loose[t] for t in THREATS)
     assert {t: trained.pu[t].frequency for t in THREATS} == {
         t: trained.validation[t]["label_frequency"] for t in THREATS
     }
+
+
+def test_mini_batch_training_through_the_neighbour_sampler(graph):
+    config = TrainConfig(epochs=3, patience=5, sampling="neighbor", fanout=(5, 5), batch_size=128, hidden=16)
+    model = RiskModel(config, use_baseline=False).fit(graph)
+    losses = [h["loss"] for h in model.history]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert losses[-1] < losses[0], losses  # the sampled batches do train the model
+    scores = model.decision_function(graph)
+    assert scores.shape == (graph.num_accounts, 3) and ((scores >= 0) & (scores <= 1)).all()
+    assert scores.std(axis=0).min() > 0  # not a constant
+
+
+def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
+    from gnn.train import EarlyStopping, EpochResult
+
+    model = torch.nn.Linear(2, 1)
+    stopping = EarlyStopping(patience=2)
+    for epoch, score in enumerate([float("nan"), 0.3, 0.5, 0.4, 0.45]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        stopping.update(EpochResult(epoch, 1.0, {}, score), model)
+    assert stopping.best == 0.5 and stopping.best_epoch == 2 and stopping.should_stop
+    assert stopping.best_state is not None and float(stopping.best_state["weight"][0, 0]) == 2.0
+    unmeasured = EarlyStopping(patience=3)
+    unmeasured.update(EpochResult(0, 1.0, {}, float("nan")), model)
+    assert unmeasured.best_state is not None and unmeasured.best_epoch == 0  # a run always returns weights
