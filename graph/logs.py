@@ -16,9 +16,11 @@ logged with ``extra=SHOWN`` (the command line has already shown it in its own wo
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -111,14 +113,19 @@ class _CurrentStderr(logging.StreamHandler):
         return not getattr(record, "shown", False) and bool(super().filter(record))
 
 
-def _private_rotating_file(path: Path) -> logging.Handler:
-    private_dir(path.parent)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True
-    )
-    path.touch(mode=FILE_MODE, exist_ok=True)
-    path.chmod(FILE_MODE)
-    return handler
+class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+    """A rotating log file created owner-only (0600, in a 0700 folder), and only when the first record comes:
+    a command that logs nothing (``--help``) creates nothing."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True)
+
+    def _open(self) -> io.TextIOWrapper:
+        path = Path(self.baseFilename)
+        private_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def configure_logging(settings: Settings, stderr_level: str | None = None) -> Path:
@@ -139,7 +146,7 @@ def configure_logging(settings: Settings, stderr_level: str | None = None) -> Pa
     root.propagate = False
 
     path = settings.log_dir / LOG_FILE
-    to_file = _private_rotating_file(path)
+    to_file = _PrivateRotatingFile(path)
     to_file.setFormatter(JsonLineFormatter())
     to_file.addFilter(_RunIdFilter())
     to_stderr = _CurrentStderr()

@@ -20,6 +20,7 @@ from gnn.ray_train import RayConfig
 from gnn.snapshot import read_snapshot
 from gnn.snapshot_job import SnapshotSummary, graph_source, take_snapshot
 from gnn.thresholds import ThresholdPolicy
+from gnn.tracking import CHAMPION
 from gnn.train import TrainConfig
 from graph.runs import Progress
 from graph.settings import Settings, load_settings
@@ -196,7 +197,7 @@ def evaluate(
 ) -> None:
     """Per-threat AUROC, AUPRC, Recall@K, FPR at the thresholds, and ring recall of the written output."""
     from gnn.evaluation import evaluate_saved_model
-    from gnn.tracking import CHAMPION, load_model
+    from gnn.tracking import load_model
     from ingest.read import read_truth
     from serving.output_evaluation import evaluate_output
 
@@ -217,7 +218,7 @@ def evaluate(
 
 
 def score(
-    model: Annotated[str, typer.Option(help="'champion' (registry alias) or a model folder.")] = "champion",
+    model: Annotated[str, typer.Option(help="'champion' (registry alias) or a model folder.")] = CHAMPION,
     since: Annotated[
         str | None,
         typer.Option(help="Rescore only accounts with events since this ISO time (and their neighbourhood)."),

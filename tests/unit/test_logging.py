@@ -70,3 +70,16 @@ def test_debug_and_log_level_come_from_settings(monkeypatch):
     monkeypatch.setenv("RINGWATCH_LOG_LEVEL", "loud")
     with pytest.raises(ValueError, match="RINGWATCH_LOG_LEVEL"):
         Settings()
+
+
+def test_the_log_file_is_created_with_the_first_record_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("RINGWATCH_DATA_DIR", str(tmp_path / "data"))
+    path = configure_logging(Settings())
+    try:
+        assert not (tmp_path / "data").exists()  # `ringwatch --help` leaves nothing behind
+        logger("serving.example").info("first")
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        for handler in list(logging.getLogger("ringwatch").handlers):
+            logging.getLogger("ringwatch").removeHandler(handler)
+            handler.close()
