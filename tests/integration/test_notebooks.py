@@ -23,6 +23,7 @@ def test_notebook_runs_top_to_bottom(path: Path, monkeypatch: pytest.MonkeyPatch
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("riskiest for" in o.get("text", "") for o in outputs), "the ring inspection did not print"
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the evaluation drew no picture"
 
 
 def test_there_is_a_notebook() -> None:
