@@ -21,11 +21,8 @@ Each stage calls what the matching ``ringwatch`` command calls:
 The train and score stages also report ``calls_s``: seconds inside named product functions, timed by
 wrapping them for the duration of the stage (:func:`bench.common.timed_calls`; nested names overlap).
 
-``--inference layerwise`` swaps :func:`bench.common.layerwise_predict_logits` in for the product's
-full-graph ``predict_logits`` — in this process (training's calibration and test evaluation, scoring) and in
-the Ray workers (per-epoch validation, through a ``worker_process_setup_hook``) — for graphs whose one-pass
-inference does not fit in memory (1M accounts on a 24 GiB machine: see ``bench/score.py``). Everything
-else runs as shipped. A memory watchdog ends the bench before the machine runs out of memory.
+Everything runs as shipped (full-graph inference is the product's layer-wise pass,
+:meth:`gnn.model.RiskSAGE.inference`). A memory watchdog ends the bench before the machine runs out of memory.
 
 Figures: seconds and share of the total per stage (with the stages' own breakdowns), the aim (1M accounts
 under 15 minutes on 2 cores), and peak resident memory of this process, of its whole tree (Ray's processes
@@ -39,7 +36,7 @@ Usage::
 
     python bench/e2e.py --accounts 100000 --epochs 2
     # 1M on a 24 GiB machine shared with other work (how the README figure was taken):
-    python bench/e2e.py --accounts 1000000 --epochs 2 --inference layerwise --free-neo4j-during-train
+    python bench/e2e.py --accounts 1000000 --epochs 2 --free-neo4j-during-train
 """
 
 from __future__ import annotations
@@ -60,7 +57,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     PhaseMeter,
     finite,
-    layerwise_inference,
     load_average,
     release_memory,
     timed_calls,
@@ -70,44 +66,6 @@ from graph.settings import Settings
 
 AIM_SECONDS = 15 * 60
 REPO = str(Path(__file__).resolve().parents[1])
-#: Where Ray workers that swapped in the layer-wise pass leave a mark (set before Ray starts).
-_MARKS: str = ""
-
-
-def _layerwise_in_ray_worker() -> None:
-    """Ray's ``worker_process_setup_hook`` for ``--inference layerwise``: the worker's per-epoch validation
-    pass (``gnn.ray_train.predict_logits``) becomes :func:`bench.common.layerwise_predict_logits`."""
-    import os
-    import sys
-
-    sys.path.insert(0, REPO)
-    import gnn.ray_train
-    from bench.common import layerwise_predict_logits
-
-    gnn.ray_train.predict_logits = layerwise_predict_logits
-    if _MARKS:
-        Path(_MARKS, f"worker-{os.getpid()}").touch()
-
-
-def start_ray_with_layerwise(marks: Path) -> None:
-    """Start the local Ray as :func:`gnn.runtime.init_ray` does, plus the worker hook above; the product's
-    ``init_ray`` then finds Ray running and leaves it."""
-    import os
-
-    import ray
-
-    global _MARKS
-    _MARKS = str(marks)
-    marks.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"worker_process_setup_hook": _layerwise_in_ray_worker},
-    )
-
-
 STAGES = ("generate", "ingest", "snapshot", "train", "score", "rings")
 
 
@@ -140,16 +98,10 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
     from serving.scoring_job import run_scoring
 
     folder, data_dir = base / "exchange", base / "ringwatch-data"
-    layerwise = args.inference == "layerwise"
-
-    def inference() -> Any:
-        return layerwise_inference() if layerwise else contextlib.nullcontext()
-
     report: dict[str, Any] = {
         "accounts_requested": args.accounts,
         "seed": args.seed,
         "epochs": args.epochs,
-        "gnn_inference": args.inference,
         "trainer": args.trainer,
         "free_neo4j_during_train": args.free_neo4j_during_train,
         "heap": args.heap,
@@ -211,30 +163,23 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                     if args.trainer == "ray"
                     else None
                 )
-                if layerwise and ray_config is not None:
-                    start_ray_with_layerwise(base / "layerwise-workers")
                 calls: dict[str, float] = {}
-                with (
-                    inference(),
-                    timed_calls(
-                        calls,
-                        [
-                            (gnn.training_job, "read_snapshot", "read_snapshot"),
-                            (gnn.training_job, "fit_with_ray", "ray_train_fit"),
-                            (gnn.estimator.RiskModel, "finish", "finish_total"),
-                            (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
-                            (gnn.estimator, "neighbourhood_features", "baseline_features"),
-                            (gnn.baseline.GraphBoostBaseline, "fit", "baseline_fit"),
-                            (gnn.estimator.RiskModel, "save", "save_model"),
-                            (gnn.training_job, "evaluate_model", "evaluate_test_split"),
-                            (gnn.training_job, "log_training_run", "mlflow_tracking"),
-                        ],
-                    ),
+                with timed_calls(
+                    calls,
+                    [
+                        (gnn.training_job, "read_snapshot", "read_snapshot"),
+                        (gnn.training_job, "fit_with_ray", "ray_train_fit"),
+                        (gnn.estimator.RiskModel, "finish", "finish_total"),
+                        (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                        (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                        (gnn.baseline.GraphBoostBaseline, "fit", "baseline_fit"),
+                        (gnn.estimator.RiskModel, "save", "save_model"),
+                        (gnn.training_job, "evaluate_model", "evaluate_test_split"),
+                        (gnn.training_job, "log_training_run", "mlflow_tracking"),
+                    ],
                 ):
                     trained = train_on_snapshot(settings, snapshot, config, ray_config).as_dict()
                 st["calls_s"] = calls
-                if layerwise and ray_config is not None:
-                    st["ray_workers_with_layerwise"] = len(list((base / "layerwise-workers").iterdir()))
                 t = time.perf_counter()
                 import ray
 
@@ -257,17 +202,14 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
             with meter.phase("score") as st:
                 progress.say("score")
                 calls = {}
-                with (
-                    inference(),
-                    timed_calls(
-                        calls,
-                        [
-                            (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
-                            (gnn.estimator, "neighbourhood_features", "baseline_features"),
-                            (serving.score, "account_reasons", "reasons"),
-                            (serving.scoring_job, "save_plan", "save_plan"),
-                        ],
-                    ),
+                with timed_calls(
+                    calls,
+                    [
+                        (gnn.estimator, "predict_logits", "gnn_full_graph_inference"),
+                        (gnn.estimator, "neighbourhood_features", "baseline_features"),
+                        (serving.score, "account_reasons", "reasons"),
+                        (serving.scoring_job, "save_plan", "save_plan"),
+                    ],
                 ):
                     with connect(server) as driver:
                         scored = run_scoring(settings, driver, model=trained["model_dir"]).as_dict()
@@ -320,13 +262,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (Ray Train)")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers")
-    parser.add_argument(
-        "--inference",
-        default="product",
-        choices=["product", "layerwise"],
-        help="full-graph GNN passes as shipped, or the bench's layer-wise pass in their place "
-        "(driver and Ray workers; see bench/common.py)",
-    )
     parser.add_argument(
         "--trainer",
         default="ray",

@@ -6,13 +6,8 @@ free ports, ``--heap``/``--pagecache``):
 
 1. generates the exchange, validates it and bulk-loads it (setup, timed but not the point);
 2. exports the graph (:func:`gnn.build.risk_graph_from_neo4j`);
-3. **plan A** — :func:`serving.score.plan_run`: full-graph inference, labels and reasons → accounts/s.
-   As shipped, its GNN pass runs the whole graph at once and needs ~16 KiB per account on top of the graph
-   (1M accounts: ~15 GiB; a first 1M run here was OOM-killed in it). With ``--inference auto`` (default)
-   the bench runs it as shipped when the machine has the memory, and also checks that
-   :func:`bench.common.layerwise_predict_logits` gives the same logits; when it does not fit, the bench
-   swaps that layer-wise pass in for the product's ``predict_logits`` (everything else in ``plan_run`` is
-   unchanged) and says so in ``scoring.gnn_inference``;
+3. **plan A** — :func:`serving.score.plan_run`: full-graph inference (the product's layer-wise pass,
+   :meth:`gnn.model.RiskSAGE.inference`), labels and reasons → accounts/s;
 4. **write A** — :func:`serving.score.write_scores` of plan A into the fresh graph (no previous scores);
 5. **plan B** — :func:`serving.score.plan_from_scores` with A's scores moved by one ulp
    (``numpy.nextafter``) and A's labels: reasons and rows only, no inference (so plan A's time minus this
@@ -57,7 +52,6 @@ Progress goes to stderr; one JSON object goes to stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import resource
 import shutil
@@ -74,16 +68,12 @@ from typing import Any
 import neo4j
 import numpy as np
 import pandas as pd
-import psutil
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     PhaseMeter,
     finite,
-    layerwise_inference,
-    layerwise_predict_logits,
     load_average,
     release_memory,
 )
@@ -91,7 +81,7 @@ from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_coun
 from gnn.build import build_risk_graph, risk_graph_from_neo4j, tables_from_graph_rows
 from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
-from gnn.train import TrainConfig, predict_logits, standardised
+from gnn.train import TrainConfig
 from graph import schema as s
 from graph.queries import scoring as q
 from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE
@@ -108,11 +98,6 @@ from serving.score import (
 )
 
 AIM_PROPS_PER_S = 50_000
-#: What plan_run as shipped adds to this process per account of the graph (its full-graph GNN pass and the
-#: baseline's features; measured on the 100k exchange: +1.39 to 1.51 GiB). At 1M accounts it needs ~15 GiB
-#: on top of the graph: a first 1M run was killed by the kernel's OOM killer in plan_run at 14.7 GB.
-PRODUCT_PLAN_KIB_PER_ACCOUNT = 16
-MEMORY_MARGIN_MIB = 2048
 MODEL_VERSION = "bench-score-model"
 #: Properties every written account gets, whatever its label (reasons and prev copies are counted apart).
 FIXED_PROPS = (
@@ -135,44 +120,6 @@ def props_written(frame: pd.DataFrame, prev_present: bool) -> dict[str, int]:
     fixed = n * len(FIXED_PROPS)
     prev = n * len(PREV_PROPS) if prev_present else 0
     return {"accounts": n, "fixed": fixed, "reasons": reasons, "prev_copies": prev, "total": fixed + reasons + prev}
-
-
-def choose_inference(wanted: str, accounts: int) -> tuple[str, str]:
-    """``product`` (plan_run as shipped: one full-graph pass) or ``layerwise``
-    (:func:`bench.common.layerwise_predict_logits` in its place), and why."""
-    if wanted != "auto":
-        return wanted, "asked for"
-    need = accounts * PRODUCT_PLAN_KIB_PER_ACCOUNT / 1024
-    available = psutil.virtual_memory().available / 2**20 - MEMORY_MARGIN_MIB
-    if need <= available:
-        return "product", f"plan_run needs ~{need:.0f} MiB more, {available:.0f} MiB available beyond the margin"
-    return "layerwise", (
-        f"plan_run as shipped needs ~{need:.0f} MiB more (~{PRODUCT_PLAN_KIB_PER_ACCOUNT} KiB per "
-        f"account), only {available:.0f} MiB available beyond the margin"
-    )
-
-
-def check_layerwise(model: RiskModel, graph: RiskGraph, meter: PhaseMeter) -> dict[str, Any]:
-    """Full-graph logits (the product's pass) against layer-wise ones: equal, and at what cost."""
-    data = standardised(graph, model.scaler)  # type: ignore[arg-type]
-    cpu = torch.device("cpu")
-    release_memory()
-    with meter.phase("check_full_graph_logits") as full_ph:
-        full = predict_logits(model.gnn, data, cpu)
-    release_memory()
-    with meter.phase("check_layerwise_logits") as layer_ph:
-        layer = layerwise_predict_logits(model.gnn, data, cpu)
-    del data
-    release_memory()
-
-    def figures(ph: dict[str, Any]) -> dict[str, Any]:
-        return {"seconds": ph["seconds"], "python_growth_mib": ph["peak_mib"]["python_mib"] - ph["python_start_mib"]}
-
-    return {
-        "max_abs_logit_diff": float(np.abs(full - layer).max()),
-        "full_graph": figures(full_ph),
-        "layerwise": figures(layer_ph),
-    }
 
 
 def train_model(accounts: int, seed: int, epochs: int, folder: Path, progress: Progress) -> tuple[RiskModel, dict]:
@@ -331,21 +278,10 @@ def bench_size(
             report["accounts"] = n
 
             # -- scoring: inference + labels + reasons -------------------------------------------------
-            inference, why = choose_inference(args.inference, n)
-            with (
-                layerwise_inference() if inference == "layerwise" else contextlib.nullcontext(),
-                meter.phase("plan_a") as ph,
-            ):
-                progress.say(f"[{accounts}] plan A: scoring {n} accounts ({inference} inference: {why})")
+            with meter.phase("plan_a") as ph:
+                progress.say(f"[{accounts}] plan A: scoring {n} accounts")
                 run_a, frame_a = plan_run(model, graph, MODEL_VERSION, batch_size=args.batch_size)
-            scoring = {
-                **ph,
-                "accounts_per_s": round(n / ph["seconds"]),
-                "gnn_inference": inference,
-                "gnn_inference_why": why,
-            }
-            if inference == "product" and args.check_layerwise:
-                scoring["layerwise_check"] = check_layerwise(model, graph, meter)
+            scoring = {**ph, "accounts_per_s": round(n / ph["seconds"])}
             scores_a = frame_a[list(s.THREATS)].to_numpy(dtype=np.float64)
             labels = frame_a["label"].to_numpy(dtype=object)
             scores_b = nudged(scores_a)
@@ -496,19 +432,6 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=2, help="steady-state product / baseline write pairs, order alternating"
     )
     parser.add_argument("--since-hours", type=float, default=1.0, help="0 skips the --since rescoring")
-    parser.add_argument(
-        "--inference",
-        default="auto",
-        choices=["auto", "product", "layerwise"],
-        help="GNN pass inside plan_run: as shipped, layer-wise (bench device), or product when it "
-        "fits in the memory available (default)",
-    )
-    parser.add_argument(
-        "--no-check-layerwise",
-        dest="check_layerwise",
-        action="store_false",
-        help="skip comparing layer-wise logits with the full-graph pass (when that one runs)",
-    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)

@@ -229,9 +229,12 @@ def train_epoch(
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, data: HeteroData, device: torch.device) -> np.ndarray:
-    """Full-graph inference: logits ``[N_account, n_threats]`` for every account, in one pass."""
+    """Full-graph inference: logits ``[N_account, n_threats]`` for every account, layer by layer in bounded
+    memory (:meth:`gnn.model.RiskSAGE.inference`)."""
     model.eval()
     d = data.to(device)
+    if isinstance(model, RiskSAGE):
+        return model.inference(d.x_dict, d.edge_index_dict).cpu().numpy()
     return model(d.x_dict, d.edge_index_dict).cpu().numpy()
 
 

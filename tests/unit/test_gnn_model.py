@@ -37,6 +37,22 @@ def test_model_forward_shapes(graph):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("chunk", [1, 37, 1_000_000])
+def test_layerwise_inference_equals_the_one_pass_forward(graph, chunk):
+    data = graph.data
+    torch.manual_seed(0)
+    model = RiskSAGE(data.metadata(), {t: data[t].x.shape[1] for t in data.node_types}, hidden=16, num_layers=2)
+    model.eval()
+    with torch.no_grad():
+        expected = model(data.x_dict, data.edge_index_dict)
+    model.train()
+    got = model.inference(data.x_dict, data.edge_index_dict, chunk=chunk)
+    assert model.training  # the mode is restored
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk"):
+        model.inference(data.x_dict, data.edge_index_dict, chunk=0)
+
+
 def test_split_is_by_creation_time(graph, trained):
     masks = trained.split.masks(graph)
     assert graph.created_at[masks["train"]].max() < graph.created_at[masks["val"]].min()
