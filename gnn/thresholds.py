@@ -164,17 +164,6 @@ class PUCalibrator:
         return {"coef": self.coef, "intercept": self.intercept, "frequency": self.frequency}
 
 
-def estimated_fpr(flagged: np.ndarray, probs: np.ndarray, known_benign: np.ndarray, unlabelled: np.ndarray) -> float:
-    """Estimated account FPR of ``flagged`` (see the module docstring).
-
-    Shapes:
-        flagged, known_benign, unlabelled: ``[n]`` booleans; probs: ``[n, n_threats]`` corrected probabilities.
-    """
-    weight = benign_weights(probs, known_benign, unlabelled)
-    total = weight.sum()
-    return float((weight * flagged).sum() / total) if total > 0 else float("nan")
-
-
 def wilson_lower(k: int, n: int, z: float = KNOWN_BENIGN_Z) -> float:
     """One-sided Wilson lower confidence bound of a proportion ``k / n``."""
     if n == 0:

@@ -163,20 +163,25 @@ def _place_labels(
         r = math.sqrt(sizes[v]) / 2 * to_px
         node_boxes[v] = Bbox.from_extents(cx - r, cy - r, cx + r, cy + r)
     placed: list[Bbox] = []
+
+    def annotate(v: Any, text: str, style: dict[str, Any], spot: tuple[float, float, str, str]) -> Any:
+        dx, dy, ha, va = spot
+        return ax.annotate(
+            text,
+            pos[v],
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            parse_math=False,
+            annotation_clip=False,
+            **style,
+        )
+
     for v, text, style, required in labels:
         obstacles = placed + [b for u, b in node_boxes.items() if u != v]
-        for dx, dy, ha, va in _LABEL_SPOTS:
-            t = ax.annotate(
-                text,
-                pos[v],
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                parse_math=False,
-                annotation_clip=False,
-                **style,
-            )
+        for spot in _LABEL_SPOTS:
+            t = annotate(v, text, style, spot)
             box = t.get_window_extent(renderer)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(b) for b in obstacles):
@@ -185,19 +190,7 @@ def _place_labels(
             t.remove()
         else:
             if required:
-                dx, dy, ha, va = _LABEL_SPOTS[0]
-                t = ax.annotate(
-                    text,
-                    pos[v],
-                    xytext=(dx, dy),
-                    textcoords="offset points",
-                    ha=ha,
-                    va=va,
-                    parse_math=False,
-                    annotation_clip=False,
-                    **style,
-                )
-                placed.append(t.get_window_extent(renderer))
+                placed.append(annotate(v, text, style, _LABEL_SPOTS[0]).get_window_extent(renderer))
 
 
 def draw_ring(ring: RingView, path: Path) -> Path:
