@@ -125,6 +125,7 @@ def log_training_run(
     tags: dict[str, str],
     run_name: str,
     client: MlflowClient | None = None,
+    promote: bool = True,
 ) -> LoggedModel:
     """Log a finished training run, register the model, and promote it if it beats the champion.
 
@@ -137,6 +138,7 @@ def log_training_run(
         tags: run and model-version tags.
         run_name: the training run id.
         client: a client to use instead of one built from ``settings``.
+        promote: False registers the model without ever promoting it (a challenger, e.g. ``monitor --retrain``).
 
     Raises:
         TrackingError: the store or the registry failed; the model is then never promoted.
@@ -184,7 +186,7 @@ def log_training_run(
         raise _registry_error("registering the model", client, e) from e
     champion = champion_version(client)
     champion_score = None if champion is None else float(champion.tags.get(SCORE_TAG, "nan"))
-    promoted = champion_score is None or (not math.isnan(score) and score > champion_score)
+    promoted = promote and (champion_score is None or (not math.isnan(score) and score > champion_score))
     if promoted:
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version.version)
     log.info(

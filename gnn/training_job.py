@@ -87,6 +87,7 @@ def main(
     on_epoch: Callable[[EpochResult], None] | None = None,
     fail_once_at_epoch: int | None = None,
     track: bool = True,
+    promote: bool = True,
 ) -> TrainingSummary:
     """Train, evaluate on the test split, save, track and (when better) promote a model.
 
@@ -99,6 +100,7 @@ def main(
         on_epoch: called with each epoch's result (plain runs only; Ray reports through its own log).
         fail_once_at_epoch: testing aid — the first Ray attempt fails at this epoch, to prove resume.
         track: log to MLflow and the registry.
+        promote: False registers the model without promoting it (``ringwatch monitor --retrain``).
 
     Returns:
         The run's summary.
@@ -109,7 +111,9 @@ def main(
     """
     run_name = new_run_id("train")
     with run_scope(run_name):
-        return _train(settings, graph, snapshot_dir, config, ray, on_epoch, fail_once_at_epoch, track, run_name)
+        return _train(
+            settings, graph, snapshot_dir, config, ray, on_epoch, fail_once_at_epoch, track, run_name, promote
+        )
 
 
 def _train(
@@ -122,6 +126,7 @@ def _train(
     fail_once_at_epoch: int | None,
     track: bool,
     run_name: str,
+    promote: bool = True,
 ) -> TrainingSummary:
     started = time.perf_counter()
     log.info(
@@ -176,6 +181,7 @@ def _train(
             },
             tags={"snapshot_hash": graph.content_hash, "snapshot": str(snapshot_dir), "run": run_name},
             run_name=run_name,
+            promote=promote,
         )
         summary.tracking = logged.__dict__
         summary.model_version = f"{REGISTERED_MODEL}/{logged.version}"
