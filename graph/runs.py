@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 #: The jobs that have runs (the first part of a run id).
-JOBS: Final = ("ingest", "train", "score", "rings", "erase")
+JOBS: Final = ("ingest", "train", "score", "rings", "erase", "monitor")
 _JOB_NAME = re.compile(r"[a-z][a-z0-9-]*")
 
 _current_run: ContextVar[str | None] = ContextVar("ringwatch_run_id", default=None)

@@ -26,6 +26,8 @@ Written by the scoring job and by investigators (see the README's "Investigating
     (:Account)-[:MEMBER_OF]->(:Ring {ring_id})  rings of risky accounts: kind, size, score, evidence
     (:Verdict {verdict_id})-[:ABOUT]->(:Account)  an investigator's verdict (history; the latest is on Account)
     (:Erasure {account_hash})                   the tombstone of an erased account (``ringwatch erase``)
+    (:MonitorRun {run_id})                      one per monitoring run: drift, efficacy, alert counts
+    (:Alert {alert_id})                         a monitoring alert: rule, severity, observed, threshold, status
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ RING: Final = NodeSpec("Ring", "ring_id")
 VERDICT: Final = NodeSpec("Verdict", "verdict_id")
 #: The tombstone of an erased account: the keyed hash of its id, when, why (``ringwatch erase``).
 ERASURE: Final = NodeSpec("Erasure", "account_hash")
+#: A monitoring run (``ringwatch monitor``, after every scoring run) and the alerts it raised.
+MONITOR_RUN: Final = NodeSpec("MonitorRun", "run_id")
+ALERT: Final = NodeSpec("Alert", "alert_id")
 
 #: Identifier nodes an account can share with others; rings hide behind these.
 IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET, PROMO)
@@ -90,7 +95,7 @@ IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET, PROMO)
 PERSONAL_IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET)
 DOMAIN_NODES: Final = (ACCOUNT, *IDENTIFIER_NODES)
 #: Nodes the jobs and investigators write (not exported for training, except verdicts through Account).
-JOB_NODES: Final = (SCORING_RUN, SCORE_BATCH, RING, VERDICT, ERASURE)
+JOB_NODES: Final = (SCORING_RUN, SCORE_BATCH, RING, VERDICT, ERASURE, MONITOR_RUN, ALERT)
 ALL_NODES: Final = (*DOMAIN_NODES, INGEST_BATCH, *JOB_NODES)
 
 USED_DEVICE: Final = RelSpec("USED_DEVICE", ACCOUNT, DEVICE)

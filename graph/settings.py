@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         RINGWATCH_DEBUG: ``1`` shows the traceback of an unexpected error (and debug lines in the log).
         RINGWATCH_LOG_LEVEL: the least severe log records shown on standard error (default ``WARNING``; the
             log file under the data folder always keeps ``INFO`` and above).
+        RINGWATCH_ALERT_WEBHOOK_URL: where monitoring alerts are POSTed (Slack-compatible JSON); unset: none.
+        RINGWATCH_MONITOR_CONFIG: a TOML or JSON file overriding the monitor's alert rules and retraining
+            policy (see :mod:`serving.monitor.config`).
 
     No other module reads these variables from the environment: everything gets them from here.
     """
@@ -56,6 +59,8 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
     debug: bool = Field(default=False, validation_alias="RINGWATCH_DEBUG")
     log_level: str = Field(default="WARNING", validation_alias="RINGWATCH_LOG_LEVEL")
+    alert_webhook_url: SecretStr | None = Field(default=None, validation_alias="RINGWATCH_ALERT_WEBHOOK_URL")
+    monitor_config: Path | None = Field(default=None, validation_alias="RINGWATCH_MONITOR_CONFIG")
 
     @field_validator("debug", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from gnn.batch_inference import InferenceConfig
 from gnn.batch_inference import main as score_with_ray_data
 from gnn.build import build_risk_graph
 from gnn.export import export_graph
+from gnn.graph_data import RiskGraph
 from gnn.snapshot import write_snapshot
 from gnn.thresholds import ThresholdPolicy
 from gnn.tracking import CHAMPION, load_model
@@ -102,6 +103,7 @@ def run_scoring(
     ray_actors: int = 0,
     policy: ThresholdPolicy | None = None,
     progress: Progress | None = None,
+    monitor: bool = True,
 ) -> ScoringSummary:
     """Resume the newest unfinished run (unless ``new_run``), else score the graph afresh and write it back.
 
@@ -116,6 +118,7 @@ def run_scoring(
             process; the exported graph is then saved as a snapshot in the run's folder for the actors to read.
         policy: replaces the model's thresholds for this run (``--fpr-target`` / ``--budget``).
         progress: called as ``progress(stage, done, total)``.
+        monitor: run the monitor (:mod:`serving.monitor`) on the finished run; its failure is logged only.
 
     Raises:
         ScoringError: ``since`` is not a time, or a saved plan is unreadable.
@@ -126,6 +129,7 @@ def run_scoring(
     database = settings.neo4j_database
     plans = scoring_dir(settings)
     resumable = [] if new_run else [r for r in unfinished_runs(driver, database) if (plans / r["run_id"]).is_dir()]
+    graph: RiskGraph | None = None  # the scored graph, for the monitor (a resumed run has none)
     if resumable:
         run, frame = load_plan(plans / resumable[0]["run_id"])
         log.warning(
@@ -200,4 +204,8 @@ def run_scoring(
             outcome.get("written", 0),
             outcome.get("flagged", 0),
         )
+    if monitor:
+        from serving.monitor.job import monitor_after_scoring
+
+        monitor_after_scoring(settings, driver, summary, graph)  # logs a failure; the scores are written
     return summary

@@ -143,6 +143,18 @@ SCORING_RUNS: Final = PackQuery(
     "ORDER BY r.started_at DESC",
 )
 
+OPEN_ALERTS: Final = PackQuery(
+    "open_alerts",
+    "Open monitoring alerts (drift, efficacy, data quality, job health)",
+    "Alerts raised by `ringwatch monitor` and not resolved by a later run, most severe and newest first.",
+    {},
+    f"MATCH (x:{s.ALERT.label} {{status: 'open'}})\n"
+    "RETURN x.alert_id AS alert_id, x.rule AS rule, x.severity AS severity, x.subject AS subject,\n"
+    "       x.observed AS observed, x.threshold AS threshold, x.message AS message, x.run_id AS run_id,\n"
+    "       toString(x.at) AS at, x.delivery AS delivery\n"
+    "ORDER BY CASE x.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, x.at DESC",
+)
+
 PACK: Final = (
     WHY_FLAGGED,
     RING_OF_ACCOUNT,
@@ -151,6 +163,7 @@ PACK: Final = (
     SHARED_PAYMENT_IDS,
     FALSE_POSITIVES,
     SCORING_RUNS,
+    OPEN_ALERTS,
 )
 PACK_BY_NAME: Final = {q.name: q for q in PACK}
 

@@ -79,3 +79,11 @@ RETURN r.run_id AS run_id, r.status AS status, r.model_version AS model, r.writt
        r.flagged AS flagged, r.label_changes AS label_changes, r.rings AS rings,
        toString(r.started_at) AS started, toString(r.finished_at) AS finished
 ORDER BY r.started_at DESC;
+
+// Open monitoring alerts (drift, efficacy, data quality, job health)
+// Alerts raised by `ringwatch monitor` and not resolved by a later run, most severe and newest first.
+MATCH (x:Alert {status: 'open'})
+RETURN x.alert_id AS alert_id, x.rule AS rule, x.severity AS severity, x.subject AS subject,
+       x.observed AS observed, x.threshold AS threshold, x.message AS message, x.run_id AS run_id,
+       toString(x.at) AS at, x.delivery AS delivery
+ORDER BY CASE x.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, x.at DESC;

@@ -21,7 +21,7 @@ from graph.errors import RingwatchError
 from graph.logs import SHOWN, configure_logging, logger
 from graph.private_files import PRIVATE_UMASK
 from graph.settings import Settings, load_settings
-from serving.cli import investigation, pipeline, server
+from serving.cli import investigation, operations, pipeline, server
 from serving.cli.console import err_console, safe
 
 log = logger(__name__)
@@ -56,6 +56,8 @@ app.command("query-pack")(investigation.query_pack)
 app.command()(investigation.report)
 app.command()(investigation.erase)
 app.command()(pipeline.demo)
+app.command()(operations.monitor)
+app.command()(operations.dashboard)
 
 
 def _set_up_process() -> Settings | None:
