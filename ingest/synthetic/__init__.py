@@ -25,6 +25,7 @@ import numpy as np
 
 from ingest.synthetic.activity import generate_logins
 from ingest.synthetic.connecting import RingEvents, connect_ring_members
+from ingest.synthetic.drift import DRIFTS, apply_drift
 from ingest.synthetic.labels import draw_labels
 from ingest.synthetic.params import ExchangeParams
 from ingest.synthetic.payments import generate_card_events, generate_promos, generate_withdrawals
@@ -65,6 +66,7 @@ _STAGES = (
     "labels",
     "tables",
     "connecting",
+    "drift",
 )
 
 
@@ -100,6 +102,7 @@ def generate_exchange(
     params: ExchangeParams | None = None,
     fmt: str = "parquet",
     progress: Callable[[str], None] | None = None,
+    drift: str | None = None,
 ) -> GenerationSummary:
     """Generate a synthetic exchange and write it as contract tables into ``out_dir``.
 
@@ -113,6 +116,8 @@ def generate_exchange(
         params: Generation parameters; defaults to `ExchangeParams()`.
         fmt: ``"parquet"`` or ``"csv"`` for the contract tables (``truth.csv`` is always CSV).
         progress: Called with the name of each stage as it starts.
+        drift: Shift chosen distributions on purpose, for monitoring tests (one of
+            :data:`ingest.synthetic.drift.DRIFTS`); None: no drift.
 
     Returns:
         A summary of what was written.
@@ -127,6 +132,8 @@ def generate_exchange(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    if drift is not None and drift not in DRIFTS:
+        raise ValueError(f"drift must be one of {', '.join(DRIFTS)}, got {drift!r}")
     params = params if params is not None else ExchangeParams()
     began = time.perf_counter()
     streams = np.random.SeedSequence(seed).spawn(len(_STAGES))
@@ -150,6 +157,8 @@ def generate_exchange(
     retied = connect_ring_members(stage("connecting"), plan, events)
     labels = draw_labels(stage("labels"), population, params)
     tables = build_tables(stage("tables"), population, world, logins, cards, transfers, promos, withdrawals, labels)
+    if drift is not None:
+        tables = apply_drift(tables, drift, stage("drift"), params.end_ts)
 
     row_counts = {name: table.num_rows for name, table in tables.items()}
     rings = {THREAT_NAMES[c]: int((plan.kind == c).sum()) for c in range(1, len(THREAT_NAMES))}
@@ -163,6 +172,7 @@ def generate_exchange(
         "rings": rings,
         "fraud_accounts": fraud,
         "retied_ring_groups": retied,
+        **({"drift": drift} if drift is not None else {}),
         "labelled": {THREAT_NAMES[c]: int((labels.threat == c).sum()) for c in range(len(THREAT_NAMES))},
     }
     write_tables(tables, Path(out_dir), fmt, meta)

@@ -27,6 +27,7 @@ from graph.settings import Settings, load_settings
 from ingest.load import CHUNK_ROWS
 from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE
 from ingest.synthetic import DEFAULT_ACCOUNTS, DEFAULT_SEED, FORMATS, MIN_ACCOUNTS
+from ingest.synthetic.drift import DRIFTS
 from serving.cli import show
 from serving.cli.console import console, human_output, print_json, progress_bar
 from serving.cli.graph_access import open_graph
@@ -63,6 +64,10 @@ def generate(
     accounts: Annotated[int, typer.Option(min=MIN_ACCOUNTS, help="Number of accounts.")] = DEFAULT_ACCOUNTS,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same exchange).")] = DEFAULT_SEED,
     fmt: Annotated[str, typer.Option("--format", help=" or ".join(FORMATS) + ".")] = FORMATS[0],
+    drift: Annotated[
+        str | None,
+        typer.Option(help="Shift distributions on purpose, for monitoring tests: " + ", ".join(DRIFTS) + "."),
+    ] = None,
 ) -> None:
     """Generate a synthetic exchange with planted fraud rings (and truth.csv, never ingested)."""
     from ingest.synthetic import generate_exchange
@@ -70,7 +75,7 @@ def generate(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     with console.status("generating…") as status:
-        summary = checked(lambda: generate_exchange(accounts, seed, out, fmt=fmt, progress=status.update))
+        summary = checked(lambda: generate_exchange(accounts, seed, out, fmt=fmt, progress=status.update, drift=drift))
     show.generation(console, out, summary)
 
 
