@@ -161,7 +161,8 @@ def evaluate_rules(record: MonitorRecord, rules: AlertRules, health: JobHealth) 
             add("no_ingest", WARNING, "", hours, rules.ingest_max_hours, f"no ingest for {hours:.1f} hours")
     if rules.running_max_hours:
         for run in health.running:
-            hours = (health.now_ms - int(run["started_at"] or health.now_ms)) / HOUR_MS
+            started = run["started_at"]
+            hours = (health.now_ms - (health.now_ms if started is None else int(started))) / HOUR_MS
             if hours > rules.running_max_hours:
                 add(
                     "scoring_stuck",

@@ -8,6 +8,9 @@ and the thresholds used here: below :data:`PSI_MODERATE` (0.1) stable, up to :da
 moderate shift worth a look, above it a major shift. Sampling noise alone gives about
 ``(bins − 1) · (1/n_ref + 1/n_cur)``, 0.006 for two samples of 3 000.
 
+Values beyond the reference's range fall into its outer bins, so PSI sees a brand-new value only through the
+bin it joins; KS, which needs no bins, sees it fully.
+
 KS is the largest gap between the two empirical distribution functions (0 to 1), reported beside PSI because
 it needs no binning.
 """
@@ -53,12 +56,21 @@ class FeatureDrift:
 
 
 def quantile_edges(reference: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:
-    """Inner bin edges: the reference's ``1/bins … (bins−1)/bins`` quantiles, duplicates removed."""
+    """Inner bin edges from the reference's ``1/bins … (bins−1)/bins`` quantiles, duplicates removed.
+
+    Each edge sits halfway between its quantile and the next larger value of the reference: many features
+    take few distinct values (one-hots, shares such as ``country_freq``), and an edge right *at* a value
+    would send a sample whose value moved by a hair (0.301 → 0.298) into the next bin — a false alarm.
+    """
     if bins < 2:
         raise ValueError(f"bins must be at least 2, got {bins}")
     if reference.size == 0:
         return np.empty(0)
-    return np.unique(np.quantile(reference, np.arange(1, bins) / bins))
+    ordered = np.sort(reference)
+    quantiles = np.unique(np.quantile(ordered, np.arange(1, bins) / bins))
+    above = np.searchsorted(ordered, quantiles, side="right")
+    keep = above < ordered.size  # the largest value has nothing above it: no edge there
+    return (quantiles[keep] + ordered[above[keep]]) / 2
 
 
 def bin_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
