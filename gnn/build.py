@@ -27,7 +27,7 @@ from torch_geometric.data import HeteroData
 from gnn.export import DEFAULT_PAGE_SIZE, GraphTables, Progress, canonical_frame, export_graph
 from gnn.feature_defs import IndexedRel
 from gnn.features import FEATURE_VERSION, NodeFeatures, compute_features, default_reference_time
-from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
+from gnn.graph_data import GROUP_ATTRIBUTES, LABEL_CODES, UNLABELLED, RiskGraph
 from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
 from graph.supernodes import FEATURE_SHARED_CAP
@@ -212,6 +212,7 @@ def assemble_risk_graph(
             "shared_cap": shared_cap,
             "counts": counts,
         },
+        attributes=accounts.reindex(columns=list(GROUP_ATTRIBUTES)).reset_index(drop=True),
     )
 
 

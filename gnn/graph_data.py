@@ -21,6 +21,8 @@ from graph.schema import BENIGN, THREATS
 #: Label codes in :attr:`RiskGraph.labels`.
 UNLABELLED = -1
 LABEL_CODES = {BENIGN: 0, **{threat: i + 1 for i, threat in enumerate(THREATS)}}
+#: Account properties kept on :attr:`RiskGraph.attributes` (the groups of the bias test, :mod:`gnn.bias`).
+GROUP_ATTRIBUTES = ("country", "kyc_level", "email_domain")
 
 
 @dataclass
@@ -39,6 +41,8 @@ class RiskGraph:
             split uses it.
         reference_time: the time features were computed at (seconds since the epoch).
         content_hash: hash of the exported content (the snapshot's identity, logged with every model).
+        attributes: per account (index order), the attributes the bias test groups by
+            (:data:`GROUP_ATTRIBUTES`: ``country``, ``kyc_level``, ``email_domain``); None when not kept.
     """
 
     data: HeteroData
@@ -49,6 +53,7 @@ class RiskGraph:
     reference_time: int
     content_hash: str
     meta: dict[str, object] = field(default_factory=dict)
+    attributes: pd.DataFrame | None = None
 
     @property
     def num_accounts(self) -> int:

@@ -2,9 +2,12 @@
 
 Local by default: a SQLite store and artifact folder under the data folder; ``MLFLOW_TRACKING_URI`` (read
 through :class:`~graph.settings.Settings`) points elsewhere (a team server). Every training run logs its
-parameters, per-epoch metrics, the model folder, the feature spec and the snapshot's content hash. A run
-whose validation score beats the current ``champion``'s becomes a new version under the ``champion`` alias;
-scoring loads that alias.
+parameters, per-epoch metrics, the model folder, the feature spec and the snapshot's content hash, and is
+registered as a new version. A version becomes the ``champion`` (the alias scoring loads) only through the
+validation gate (:mod:`gnn.gate`): automatically when its training run passes it, or by ``ringwatch promote``
+(:mod:`gnn.promotion`; ``--force`` overrides a failed gate). The gate's report is stored with the version
+(``gate/gate_report.json`` in its run, ``gate_*`` metrics, ``gate`` and ``gate_reason`` tags); a promotion
+records who, why, when, whether forced and the champion it replaced as version tags and in the run.
 
 Everything goes through an ``MlflowClient`` built for the configured store: no process-wide tracking URI is
 set. A registry that does not answer is an error (:class:`TrackingError`), never "there is no champion":
@@ -15,9 +18,11 @@ otherwise an unreachable server would make every new model the champion. Only th
 
 from __future__ import annotations
 
+import getpass
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from gnn.estimator import RiskModel
+    from gnn.gate import GateReport
 
 REGISTERED_MODEL = "ringwatch-risk"
 CHAMPION = "champion"
@@ -52,6 +58,7 @@ class LoggedModel:
     promoted: bool
     score: float
     champion_score: float | None
+    gate: str = "no gate run"
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -126,19 +133,23 @@ def log_training_run(
     run_name: str,
     client: MlflowClient | None = None,
     promote: bool = True,
+    gate: Callable[[str, Any | None], GateReport] | None = None,
 ) -> LoggedModel:
-    """Log a finished training run, register the model, and promote it if it beats the champion.
+    """Log a finished training run, register the model, and promote it if it passes the validation gate.
 
     Args:
         settings: which tracking store (``MLFLOW_TRACKING_URI`` or the local one).
         model_dir: the saved model folder, logged as the run's ``model`` artifact.
         params: run parameters (values cut to 500 characters).
         history: per-epoch ``{"epoch", "loss", "val_auprc_mean", "val_auprc": {threat: value}}``.
-        metrics: final metrics; ``val_auprc_mean`` decides promotion.
+        metrics: final metrics (``val_auprc_mean`` is also a model-version tag).
         tags: run and model-version tags.
         run_name: the training run id.
         client: a client to use instead of one built from ``settings``.
         promote: False registers the model without ever promoting it (a challenger, e.g. ``monitor --retrain``).
+        gate: ``gate(version name, champion version or None)`` runs the validation gate
+            (:func:`gnn.gate.validate_model`); its report is stored with the model (also when ``promote`` is
+            False), and the model becomes the champion only when it passed. None: registered, never promoted.
 
     Raises:
         TrackingError: the store or the registry failed; the model is then never promoted.
@@ -186,18 +197,182 @@ def log_training_run(
         raise _registry_error("registering the model", client, e) from e
     champion = champion_version(client)
     champion_score = None if champion is None else float(champion.tags.get(SCORE_TAG, "nan"))
-    promoted = promote and (champion_score is None or (not math.isnan(score) and score > champion_score))
-    if promoted:
-        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version.version)
+    promoted, gate_summary = False, "no gate run"
+    if gate is not None:
+        report = gate(f"{REGISTERED_MODEL}/{version.version}", champion)
+        record_gate(client, str(version.version), report)
+        gate_summary = report.summary()
+        if report.passed and promote:
+            promote_version(
+                client,
+                str(version.version),
+                by=promoter(None),
+                reason=f"automatic: training run {run_name} passed the validation gate",
+                forced=False,
+            )
+            promoted = True
     log.info(
         "tracked training run %s as %s/%s (%s)",
         run_name,
         REGISTERED_MODEL,
         version.version,
-        "promoted to champion" if promoted else "not better than the champion",
+        "promoted to champion" if promoted else f"not promoted, gate {gate_summary}",
         extra={"mlflow_run_id": run_id, "score": score, "champion_score": champion_score},
     )
-    return LoggedModel(run_id, str(version.version), promoted, score, champion_score)
+    return LoggedModel(run_id, str(version.version), promoted, score, champion_score, gate_summary)
+
+
+GATE_REPORT_FILE = "gate/gate_report.json"
+#: Experiment of the shadow comparisons (one MLflow run per scoring run with a challenger).
+SHADOW_EXPERIMENT = "ringwatch-shadow"
+
+
+def promoter(by: str | None) -> str:
+    """Who is promoting: ``by`` when given, else the operating-system user of this process."""
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return "unknown"
+
+
+def model_version(client: MlflowClient, model: str) -> Any:
+    """The registry's version named by ``model``: ``champion``, ``ringwatch-risk/<n>`` or ``<n>``.
+
+    Raises:
+        TrackingError: no such version (or no champion), or the registry could not be read.
+    """
+    if model == CHAMPION:
+        found = champion_version(client)
+        if found is None:
+            raise TrackingError(f"no {CHAMPION!r} model in the registry at {client.tracking_uri}")
+        return found
+    number = model.removeprefix(f"{REGISTERED_MODEL}/")
+    if not number.isdigit():
+        raise TrackingError(f"{model!r} names no model version: give 'champion', {REGISTERED_MODEL}/<n> or <n>")
+    try:
+        return client.get_model_version(REGISTERED_MODEL, number)
+    except Exception as e:
+        if _is_not_found(e):
+            raise TrackingError(f"the registry has no {REGISTERED_MODEL}/{number}") from e
+        raise _registry_error(f"reading {REGISTERED_MODEL}/{number}", client, e) from e
+
+
+def record_gate(client: MlflowClient, version: str, report: GateReport) -> None:
+    """Store a gate report with a model version: the JSON in its run, ``gate_*`` metrics, ``gate`` tags.
+
+    Raises:
+        TrackingError: the store did not take it.
+    """
+    from mlflow.entities import Metric
+
+    try:
+        found = client.get_model_version(REGISTERED_MODEL, version)
+        run_of_version = str(found.run_id)
+        now = int(time.time() * 1000)
+        client.log_dict(run_of_version, report.as_dict(), GATE_REPORT_FILE)
+        client.log_batch(run_of_version, metrics=[Metric(k, v, now, 0) for k, v in report.metrics().items()])
+        for key, value in {
+            "gate": "passed" if report.passed else "failed",
+            "gate_reason": report.summary()[:4000],
+            "gate_champion": report.champion_version or "none",
+        }.items():
+            client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
+    except Exception as e:
+        raise _registry_error(f"storing the gate report of {REGISTERED_MODEL}/{version}", client, e) from e
+
+
+def read_gate(client: MlflowClient, version: str) -> dict[str, Any] | None:
+    """The gate report stored with a model version (:func:`record_gate`), None when it has none."""
+    import json
+
+    try:
+        found = client.get_model_version(REGISTERED_MODEL, version)
+        run_of_version = str(found.run_id)
+        if "gate" not in (found.tags or {}):
+            return None
+        with tempfile.TemporaryDirectory(prefix="ringwatch-gate-") as tmp:
+            path = client.download_artifacts(run_of_version, GATE_REPORT_FILE, tmp)
+            return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except Exception as e:
+        raise _registry_error(f"reading the gate report of {REGISTERED_MODEL}/{version}", client, e) from e
+
+
+def promote_version(client: MlflowClient, version: str, *, by: str, reason: str, forced: bool) -> str | None:
+    """Move the ``champion`` alias to ``version`` and record who, why, when and whether forced.
+
+    The gate is the caller's (:func:`log_training_run`, :func:`gnn.promotion.promote_model`); this only moves
+    the alias and writes the record: ``promoted_*`` tags on the version and a ``promotion`` entry in its run.
+
+    Returns:
+        The version that was the champion before (None: there was none).
+
+    Raises:
+        TrackingError: the registry failed (then the champion is unchanged or the record is incomplete).
+    """
+    previous = champion_version(client)
+    record = {
+        "promoted_by": by,
+        "promoted_reason": reason[:4000],
+        "promoted_at": str(int(time.time() * 1000)),
+        "promoted_forced": str(bool(forced)).lower(),
+        "promoted_from": f"{REGISTERED_MODEL}/{previous.version}" if previous is not None else "none",
+    }
+    try:
+        found = client.get_model_version(REGISTERED_MODEL, version)
+        run_of_version = str(found.run_id)
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
+        for key, value in record.items():
+            client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
+            client.set_tag(run_of_version, key, value)
+        client.log_dict(run_of_version, record, f"promotions/{record['promoted_at']}.json")
+    except Exception as e:
+        raise _registry_error(f"promoting {REGISTERED_MODEL}/{version}", client, e) from e
+    log.info(
+        "%s/%s is the champion (by %s%s): %s",
+        REGISTERED_MODEL,
+        version,
+        by,
+        ", forced past the gate" if forced else "",
+        reason,
+        extra=record,
+    )
+    return None if previous is None else str(previous.version)
+
+
+def log_shadow_comparison(
+    settings: Settings, run_id: str, comparison: dict[str, Any], client: MlflowClient | None = None
+) -> str:
+    """Log a scoring run's champion/challenger comparison as an MLflow run of :data:`SHADOW_EXPERIMENT`.
+
+    Returns:
+        The MLflow run id.
+
+    Raises:
+        TrackingError: the store failed.
+    """
+    from mlflow.entities import Metric
+
+    client = client or tracking_client(settings)
+    numbers = {k: float(v) for k, v in comparison.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    try:
+        exp = client.get_experiment_by_name(SHADOW_EXPERIMENT)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(SHADOW_EXPERIMENT)
+        tags = {k: str(v) for k, v in comparison.items() if isinstance(v, str)}
+        run = client.create_run(str(exp_id), run_name=run_id, tags={"scoring_run": run_id, **tags})
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in numbers.items() if not math.isnan(v)],
+        )
+        client.log_dict(run.info.run_id, comparison, "comparison.json")
+        client.set_terminated(run.info.run_id)
+    except Exception as e:
+        raise TrackingError(
+            f"logging the shadow comparison of {run_id} to {tracking_uri(settings)} failed: {type(e).__name__}: {e}"
+        ) from e
+    return str(run.info.run_id)
 
 
 def champion_model_dir(
@@ -208,30 +383,35 @@ def champion_model_dir(
     Raises:
         TrackingError: there is no champion yet, or the registry could not be read.
     """
-    import mlflow.artifacts
-
     client = client or tracking_client(settings)
     version = champion_version(client)
     if version is None:
         raise TrackingError(
             f"no {CHAMPION!r} model in the registry at {tracking_uri(settings)}: run `ringwatch train` first"
         )
+    return download_version(settings, version, dest), f"{REGISTERED_MODEL}/{version.version}"
+
+
+def download_version(settings: Settings, version: Any, dest: Path | None = None) -> Path:
+    """Download a registered model version's folder (into ``dest``, default a new temporary folder)."""
+    import mlflow.artifacts
+
     dest = dest or Path(tempfile.mkdtemp(prefix="ringwatch-model-"))
     uri = tracking_uri(settings)
     path = mlflow.artifacts.download_artifacts(
         artifact_uri=version.source, dst_path=str(dest), tracking_uri=uri, registry_uri=uri
     )
-    return Path(path), f"{REGISTERED_MODEL}/{version.version}"
+    return Path(path)
 
 
 def load_model(settings: Settings, model: str) -> tuple[RiskModel, str, Path]:
-    """The model a job should use: ``"champion"`` (the registry's alias) or a model folder.
+    """The model a job should use: ``"champion"`` (the registry's alias), ``ringwatch-risk/<n>``, or a model folder.
 
     Returns:
         (the model, its version — ``ringwatch-risk/<n>`` or the folder's name —, its folder).
 
     Raises:
-        TrackingError: ``"champion"`` and there is none, or the registry could not be read.
+        TrackingError: ``"champion"`` and there is none, no such version, or the registry could not be read.
         ModelError: the folder holds no model ringwatch can load.
     """
     from gnn.estimator import RiskModel
@@ -239,5 +419,8 @@ def load_model(settings: Settings, model: str) -> tuple[RiskModel, str, Path]:
     if model == CHAMPION:
         folder, version = champion_model_dir(settings)
         return RiskModel.load(folder), version, folder
+    if model.startswith(f"{REGISTERED_MODEL}/"):
+        folder = download_version(settings, model_version(tracking_client(settings), model))
+        return RiskModel.load(folder), model, folder
     path = Path(model)
     return RiskModel.load(path), path.name, path

@@ -1,5 +1,6 @@
 """The training job (``ringwatch train``): one training run from a snapshot — GNN (under Ray Train, or plain
-PyTorch), the baseline, calibration, per-threat choice, evaluation on the test split, tracking and promotion.
+PyTorch), the baseline, calibration, per-threat choice, evaluation on the test split, tracking, and promotion
+through the validation gate (:mod:`gnn.gate`).
 
 :func:`main` takes a graph already read; :func:`train_on_snapshot` reads the snapshot folder first. Both return
 a :class:`TrainingSummary` and print nothing (epochs are reported to ``on_epoch`` and the log).
@@ -16,11 +17,12 @@ from typing import Any
 
 from gnn.estimator import RiskModel
 from gnn.evaluation import evaluate_model
+from gnn.gate import GateReport, validate_model
 from gnn.graph_data import RiskGraph
 from gnn.ray_train import RayConfig, fit_with_ray
 from gnn.snapshot import read_snapshot
 from gnn.split import TimeSplit
-from gnn.tracking import REGISTERED_MODEL, log_training_run
+from gnn.tracking import REGISTERED_MODEL, download_version, log_training_run
 from gnn.train import EpochResult, TrainConfig, fit_gnn
 from graph.logs import logger
 from graph.runs import new_run_id, run_scope
@@ -44,8 +46,9 @@ class TrainingSummary:
         test: metrics on the test split (known labels).
         seconds: ``gnn`` and ``total``.
         snapshot: the snapshot trained on; content_hash: its content hash.
-        tracking: the MLflow outcome (run id, version, promoted, scores), None when not tracked.
+        tracking: the MLflow outcome (run id, version, promoted, scores, gate), None when not tracked.
         model_version: ``ringwatch-risk/<version>`` when tracked.
+        gate: the validation gate's report (:class:`gnn.gate.GateReport` as a dict) when tracked.
     """
 
     run: str
@@ -61,6 +64,7 @@ class TrainingSummary:
     content_hash: str
     tracking: dict[str, Any] | None = None
     model_version: str | None = None
+    gate: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (``ringwatch train --json``)."""
@@ -89,7 +93,7 @@ def main(
     track: bool = True,
     promote: bool = True,
 ) -> TrainingSummary:
-    """Train, evaluate on the test split, save, track and (when better) promote a model.
+    """Train, evaluate on the test split, save, track, and promote a model that passes the validation gate.
 
     Args:
         settings: where the local MLflow store lives.
@@ -182,11 +186,31 @@ def _train(
             tags={"snapshot_hash": graph.content_hash, "snapshot": str(snapshot_dir), "run": run_name},
             run_name=run_name,
             promote=promote,
+            gate=lambda name, champion: _gate(settings, model, graph, name, champion, summary),
         )
         summary.tracking = logged.__dict__
         summary.model_version = f"{REGISTERED_MODEL}/{logged.version}"
     log.info("trained %s: %d epochs, model in %s", run_name, summary.epochs, model_dir)
     return summary
+
+
+def _gate(
+    settings: Settings,
+    model: RiskModel,
+    graph: RiskGraph,
+    version_name: str,
+    champion: Any | None,
+    summary: TrainingSummary,
+) -> GateReport:
+    """The validation gate of a new version against the registry's champion (None: there is none yet)."""
+    current, current_name = None, None
+    if champion is not None:
+        current = RiskModel.load(download_version(settings, champion))
+        current_name = f"{REGISTERED_MODEL}/{champion.version}"
+    report = validate_model(model, graph, model_version=version_name, champion=current, champion_version=current_name)
+    summary.gate = report.as_dict()
+    log.info("validation gate of %s: %s", version_name, report.summary())
+    return report
 
 
 def _mean(values: list[float]) -> float:

@@ -1,5 +1,6 @@
-"""The model registry: promotion only on a better score, and a registry that fails is an error, never "no
-champion" (which would promote every new model)."""
+"""The model registry: promotion only through the validation gate (its report stored with the version, who
+and why recorded), and a registry that fails is an error, never "no champion" (which would promote every new
+model)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from gnn.tracking import (
     champion_model_dir,
     champion_version,
     log_training_run,
+    model_version,
+    promote_version,
+    read_gate,
     tracking_client,
 )
+from gnn.gate import GateReport
 from graph.settings import Settings
 
 
@@ -35,7 +40,22 @@ def _model_dir(tmp_path: Path, name: str) -> Path:
     return folder
 
 
-def _log(settings: Settings, tmp_path: Path, name: str, score: float, client=None):
+def _report(version: str, passed: bool, champion) -> GateReport:
+    return GateReport(
+        model_version=version,
+        champion_version=None if champion is None else f"{REGISTERED_MODEL}/{champion.version}",
+        passed=passed,
+        reasons=[] if passed else ["bot_farm: AUPRC 0.100 is more than 0.05 below the champion's 0.600"],
+        labels="test",
+        evaluated_accounts=10,
+        threats={},
+        bias={"overall": {"fpr": 0.01, "flagged_rate": 0.02}, "groups": {}, "failures": []},
+        rules={},
+    )
+
+
+def _log(settings: Settings, tmp_path: Path, name: str, score: float, client=None, passed: bool | None = True):
+    gate = None if passed is None else (lambda version, champion: _report(version, passed, champion))
     return log_training_run(
         settings,
         _model_dir(tmp_path, name),
@@ -45,6 +65,7 @@ def _log(settings: Settings, tmp_path: Path, name: str, score: float, client=Non
         tags={"run": name},
         run_name=name,
         client=client,
+        gate=gate,
     )
 
 
@@ -64,16 +85,47 @@ class FailingRegistry:
         return getattr(self._client, name)
 
 
-def test_first_run_is_champion_then_only_a_better_one_replaces_it(local_settings, tmp_path):
+def test_only_a_model_that_passes_the_gate_becomes_champion_and_the_report_is_stored(local_settings, tmp_path):
     first = _log(local_settings, tmp_path, "train-a", 0.40)
-    assert first.promoted and first.champion_score is None and first.version == "1"
-    worse = _log(local_settings, tmp_path, "train-b", 0.30)
-    assert not worse.promoted and worse.champion_score == pytest.approx(0.40)
-    better = _log(local_settings, tmp_path, "train-c", 0.55)
-    assert better.promoted and better.version == "3"
+    assert first.promoted and first.champion_score is None and first.version == "1" and first.gate == "passed"
+    failed = _log(local_settings, tmp_path, "train-b", 0.90, passed=False)  # a better score does not matter
+    assert not failed.promoted and "bot_farm: AUPRC" in failed.gate
+    ungated = _log(local_settings, tmp_path, "train-c", 0.95, passed=None)
+    assert not ungated.promoted
+    passed = _log(local_settings, tmp_path, "train-d", 0.30, passed=True)  # a lower score that passes does
+    assert passed.promoted and passed.version == "4"
     folder, version = champion_model_dir(local_settings, dest=tmp_path / "download")
-    assert version == f"{REGISTERED_MODEL}/3"
-    assert '"train-c"' in (folder / "model.json").read_text(encoding="utf-8")
+    assert version == f"{REGISTERED_MODEL}/4"
+    assert '"train-d"' in (folder / "model.json").read_text(encoding="utf-8")
+    client = tracking_client(local_settings)
+    stored = read_gate(client, "2")
+    assert stored is not None and stored["passed"] is False and stored["reasons"][0].startswith("bot_farm")
+    assert read_gate(client, "3") is None
+    tags = client.get_model_version(REGISTERED_MODEL, "4").tags
+    assert tags["gate"] == "passed" and tags["promoted_forced"] == "false"
+    assert tags["promoted_from"] == f"{REGISTERED_MODEL}/1" and "train-d" in tags["promoted_reason"]
+    metrics = client.get_run(client.get_model_version(REGISTERED_MODEL, "2").run_id).data.metrics
+    assert metrics["gate_passed"] == 0.0 and metrics["gate_fpr_overall"] == pytest.approx(0.01)
+
+
+def test_promote_version_records_who_and_why_and_model_version_names(local_settings, tmp_path):
+    _log(local_settings, tmp_path, "train-a", 0.40)
+    _log(local_settings, tmp_path, "train-b", 0.30, passed=False)
+    client = tracking_client(local_settings)
+    previous = promote_version(client, "2", by="alice", reason="forced for a test", forced=True)
+    assert previous == "1"
+    assert (
+        str(model_version(client, CHAMPION).version)
+        == "2"
+        == str(model_version(client, f"{REGISTERED_MODEL}/2").version)
+    )
+    run = client.get_run(model_version(client, "2").run_id)
+    assert run.data.tags["promoted_by"] == "alice" and run.data.tags["promoted_forced"] == "true"
+    assert run.data.tags["promoted_reason"] == "forced for a test"
+    with pytest.raises(TrackingError, match="no ringwatch-risk/9"):
+        model_version(client, "9")
+    with pytest.raises(TrackingError, match="names no model version"):
+        model_version(client, "latest")
 
 
 def test_no_champion_yet_is_a_clear_error(local_settings, tmp_path):
