@@ -5,7 +5,7 @@ through :class:`~graph.settings.Settings`) points elsewhere (a team server). Eve
 parameters, per-epoch metrics, the model folder, the feature spec and the snapshot's content hash, and is
 registered as a new version. A version becomes the ``champion`` (the alias scoring loads) only through the
 validation gate (:mod:`gnn.gate`): automatically when its training run passes it, or by ``ringwatch promote``
-(:mod:`gnn.promotion`; ``--force`` overrides a failed gate). The gate's report is stored with the version
+(:mod:`serving.promotion`; ``--force`` overrides a failed gate). The gate's report is stored with the version
 (``gate/gate_report.json`` in its run, ``gate_*`` metrics, ``gate`` and ``gate_reason`` tags); a promotion
 records who, why, when, whether forced and the champion it replaced as version tags and in the run.
 
@@ -302,7 +302,7 @@ def read_gate(client: MlflowClient, version: str) -> dict[str, Any] | None:
 def promote_version(client: MlflowClient, version: str, *, by: str, reason: str, forced: bool) -> str | None:
     """Move the ``champion`` alias to ``version`` and record who, why, when and whether forced.
 
-    The gate is the caller's (:func:`log_training_run`, :func:`gnn.promotion.promote_model`); this only moves
+    The gate is the caller's (:func:`log_training_run`, :func:`serving.promotion.promote`); this only moves
     the alias and writes the record: ``promoted_*`` tags on the version and a ``promotion`` entry in its run.
 
     Returns:

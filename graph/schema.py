@@ -88,6 +88,8 @@ ERASURE: Final = NodeSpec("Erasure", "account_hash")
 #: A monitoring run (``ringwatch monitor``, after every scoring run) and the alerts it raised.
 MONITOR_RUN: Final = NodeSpec("MonitorRun", "run_id")
 ALERT: Final = NodeSpec("Alert", "alert_id")
+#: The audit record of a model promotion, or of a refused one (``ringwatch promote``): who, why, the gate.
+PROMOTION: Final = NodeSpec("Promotion", "promotion_id")
 
 #: Identifier nodes an account can share with others; rings hide behind these.
 IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET, PROMO)
@@ -95,7 +97,7 @@ IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET, PROMO)
 PERSONAL_IDENTIFIER_NODES: Final = (DEVICE, CARD, IP, EMAIL, PHONE, WALLET)
 DOMAIN_NODES: Final = (ACCOUNT, *IDENTIFIER_NODES)
 #: Nodes the jobs and investigators write (not exported for training, except verdicts through Account).
-JOB_NODES: Final = (SCORING_RUN, SCORE_BATCH, RING, VERDICT, ERASURE, MONITOR_RUN, ALERT)
+JOB_NODES: Final = (SCORING_RUN, SCORE_BATCH, RING, VERDICT, ERASURE, MONITOR_RUN, ALERT, PROMOTION)
 ALL_NODES: Final = (*DOMAIN_NODES, INGEST_BATCH, *JOB_NODES)
 
 USED_DEVICE: Final = RelSpec("USED_DEVICE", ACCOUNT, DEVICE)
@@ -168,6 +170,16 @@ RISK_PROPERTIES: Final = (
 #: ``risk_flagged_by``: the account's label comes from its own score, or from the ring it is a member of.
 FLAGGED_BY_SCORE: Final = "score"
 FLAGGED_BY_RING: Final = "ring"
+#: Account properties written by a challenger in shadow (``ringwatch score --challenger``): its scores and label
+#: beside the champion's, never instead of them (``risk_*`` and rings are the champion's alone).
+CHALLENGER_PROPERTIES: Final = (
+    *(f"challenger_{t}" for t in THREATS),
+    "challenger_score",
+    "challenger_label",
+    "challenger_disagrees",
+    "challenger_model_version",
+    "challenger_run_id",
+)
 #: Account properties written by ``ringwatch verdict`` (the latest verdict; the history is in Verdict nodes).
 VERDICT_PROPERTIES: Final = ("verdict", "verdict_threat", "verdict_at", "verdict_note", "verdict_by")
 
@@ -208,7 +220,7 @@ def rel_by_type(rel_type: str) -> RelSpec:
 def _check_identifiers() -> None:
     # Labels and types are interpolated into Cypher; keep them plain identifiers so that is always safe.
     names = [s.label for s in ALL_NODES] + [s.key for s in ALL_NODES] + [r.type for r in (*DOMAIN_RELS, *JOB_RELS)]
-    names += [*RISK_PROPERTIES, *VERDICT_PROPERTIES]
+    names += [*RISK_PROPERTIES, *VERDICT_PROPERTIES, *CHALLENGER_PROPERTIES]
     bad = [n for n in names if not _IDENTIFIER.match(n)]
     if bad:
         raise ValueError(f"schema names must be plain identifiers: {bad}")

@@ -19,6 +19,7 @@ from rich.text import Text
 from graph import schema as s
 from graph.errors import RingwatchError
 from graph.logs import printable as plain
+from graph.queries.governance import CHALLENGER_OF_ACCOUNT
 from graph.queries.investigator import RING_OF_ACCOUNT, WHY_FLAGGED
 
 
@@ -27,7 +28,8 @@ class UnknownAccountError(RingwatchError):
 
 
 def investigate(driver: neo4j.Driver, database: str, account_id: str) -> dict[str, Any]:
-    """The account's risk, label, reasons, live shared identifiers, and its ring's members.
+    """The account's risk, label, reasons, live shared identifiers, its ring's members, and — when a challenger
+    scored its latest run in shadow (``ringwatch score --challenger``) — the challenger's scores and label.
 
     Raises:
         UnknownAccountError: no such account.
@@ -40,6 +42,8 @@ def investigate(driver: neo4j.Driver, database: str, account_id: str) -> dict[st
     account["shared"] = sorted(account["shared"], key=lambda x: (-len(x["risky_peers"]), x["users"]))
     members, _, _ = driver.execute_query(RING_OF_ACCOUNT.cypher, account_id=account_id, **read)
     account["ring_members"] = [dict(m) for m in members]
+    challenger, _, _ = driver.execute_query(CHALLENGER_OF_ACCOUNT, account_id=account_id, **read)
+    account["challenger"] = dict(challenger[0]) if challenger else None
     return account
 
 
@@ -66,6 +70,20 @@ def render(view: dict[str, Any]) -> Group:
     if view["verdict"]:
         facts.append(f"verdict: {view['verdict']}")
     parts: list[Any] = [head, Text(plain("; ".join(facts)), style="dim")]
+    shadow = view.get("challenger")
+    if shadow:
+        parts.append(
+            Text(
+                plain(
+                    f"challenger {shadow['model_version']} (in shadow, decides nothing): label {shadow['label']}"
+                    f"  risk {shadow['score']:.3f}  ("
+                    + ", ".join(f"{t} {shadow[t]:.3f}" for t in s.THREATS)
+                    + ")"
+                    + ("  — disagrees with the champion" if shadow["disagrees"] else "")
+                ),
+                style="magenta",
+            )
+        )
     reasons = view["reasons"] or []
     parts.append(Text("\nreasons (at scoring time):", style="bold"))
     parts += [Text(f"  {i}. {plain(r)}") for i, r in enumerate(reasons, 1)] or [Text("  none stored")]

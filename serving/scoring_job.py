@@ -22,7 +22,7 @@ from gnn.export import export_graph
 from gnn.graph_data import RiskGraph
 from gnn.snapshot import write_snapshot
 from gnn.thresholds import ThresholdPolicy
-from gnn.tracking import CHAMPION, load_model
+from gnn.tracking import CHAMPION, load_model, log_shadow_comparison
 from graph.logs import logger
 from graph.runs import Progress, new_run_id, run_scope
 from graph.settings import Settings
@@ -36,6 +36,7 @@ from serving.score import (
     unfinished_runs,
     write_scores,
 )
+from serving.shadow import challenger_plan, load_challenger, record_comparison, save_challenger, write_challenger
 
 log = logger(__name__)
 
@@ -54,6 +55,7 @@ class ScoringSummary:
             ``label_changes``.
         plan: the plan's folder.
         seconds: per step.
+        challenger: the champion/challenger comparison (:mod:`serving.shadow`) when a challenger scored in shadow.
     """
 
     run_id: str
@@ -66,6 +68,7 @@ class ScoringSummary:
     outcome: dict[str, int]
     plan: str
     seconds: dict[str, float] = field(default_factory=dict)
+    challenger: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, the outcome's counts at the top level (``ringwatch score --json``)."""
@@ -104,6 +107,7 @@ def run_scoring(
     policy: ThresholdPolicy | None = None,
     progress: Progress | None = None,
     monitor: bool = True,
+    challenger: str | None = None,
 ) -> ScoringSummary:
     """Resume the newest unfinished run (unless ``new_run``), else score the graph afresh and write it back.
 
@@ -119,10 +123,14 @@ def run_scoring(
         policy: replaces the model's thresholds for this run (``--fpr-target`` / ``--budget``).
         progress: called as ``progress(stage, done, total)``.
         monitor: run the monitor (:mod:`serving.monitor`) on the finished run; its failure is logged only.
+        challenger: a model to score in shadow beside the champion (``ringwatch-risk/<n>`` or a folder;
+            :mod:`serving.shadow`): its scores go to ``challenger_*`` properties only, and the comparison is
+            stored on the run node, in MLflow and in the run's folder.
 
     Raises:
         ScoringError: ``since`` is not a time, or a saved plan is unreadable.
-        TrackingError: ``"champion"`` and the registry has none or cannot be read.
+        TrackingError: ``"champion"`` and the registry has none or cannot be read (or the shadow comparison
+            could not be logged).
         GraphWriteError: a batch failed; the run stays ``running`` and the next call resumes it.
     """
     timings: dict[str, float] = {}
@@ -181,11 +189,25 @@ def run_scoring(
             )
             timings["score"] = time.perf_counter() - step
             save_plan(plans / run.run_id, run, frame)
+            if challenger is not None:
+                step = time.perf_counter()
+                other, other_version, _ = load_model(settings, challenger)
+                save_challenger(plans / run.run_id, challenger_plan(other, graph, frame, policy), other_version)
+                timings["challenger"] = time.perf_counter() - step
         resumed = False
     with run_scope(run.run_id):
+        shadow = load_challenger(plans / run.run_id)
+        if shadow is not None:  # before the champion's write, which completes the run: a kill resumes both
+            write_challenger(driver, database, run.run_id, shadow[1], shadow[0], run.batch_size, progress)
         step = time.perf_counter()
         outcome = write_scores(driver, database, run, frame, progress)
         timings["write"] = time.perf_counter() - step
+        comparison = None
+        if shadow is not None:
+            comparison = record_comparison(
+                driver, database, run.run_id, frame, shadow[0], shadow[1], plans / run.run_id
+            )
+            log_shadow_comparison(settings, run.run_id, {"champion_model_version": run.model_version, **comparison})
         summary = ScoringSummary(
             run_id=run.run_id,
             model_version=run.model_version,
@@ -197,6 +219,7 @@ def run_scoring(
             outcome={k: int(v) for k, v in outcome.items()},
             plan=str(plans / run.run_id),
             seconds={k: round(v, 2) for k, v in timings.items()},
+            challenger=comparison,
         )
         log.info(
             "scoring run %s: %d accounts written, %d flagged",

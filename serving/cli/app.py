@@ -47,6 +47,7 @@ for command in (
     pipeline.train,
     pipeline.evaluate,
     pipeline.score,
+    pipeline.promote,
     pipeline.rings,
     investigation.investigate,
     investigation.verdict,

@@ -1,4 +1,4 @@
-"""The pipeline's commands: generate, ingest, snapshot, train, evaluate, score, rings, demo.
+"""The pipeline's commands: generate, ingest, snapshot, train, evaluate, score, promote, rings, demo.
 
 Each parses its options (ranges and defaults from the library's own constants and validators), opens what it
 needs, calls its stage's entry point, and prints the result — to standard error when ``--json`` reserves
@@ -253,6 +253,13 @@ def score(
             help="Flag exactly this many accounts, the riskiest (a review budget), instead of the model's thresholds.",
         ),
     ] = None,
+    challenger: Annotated[
+        str | None,
+        typer.Option(
+            help="Also score with this model in shadow (ringwatch-risk/<n> or a folder): its scores go to "
+            "challenger_* properties and never change risk labels or rings; the comparison is stored per run.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score every account and write scores, labels and reasons back (resumes an unfinished run)."""
@@ -262,10 +269,42 @@ def score(
     out = human_output(as_json)
     policy = checked(lambda: ThresholdPolicy.from_options(fpr_target, budget))
     with open_graph(settings, out=out) as driver, _bar("scoring", out) as progress:
-        summary = run_scoring(settings, driver, model, since, batch_size, new_run, ray_actors, policy, progress)
+        summary = run_scoring(
+            settings, driver, model, since, batch_size, new_run, ray_actors, policy, progress, challenger=challenger
+        )
     show.scoring(out, summary)
     if as_json:
         print_json(summary.as_dict())
+
+
+def promote(
+    model: Annotated[str, typer.Argument(help="The registered version to promote: ringwatch-risk/<n> or <n>.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in MLflow and the graph; required with --force).")] = "",
+    by: Annotated[str | None, typer.Option(help="Who decides (default: your user name).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even when the validation gate fails (recorded, with --reason).")
+    ] = False,
+    truth: Annotated[
+        Path | None, typer.Option(help="Run the gate against truth.csv from `ringwatch generate` instead of labels.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a model version the champion — only if it passes the validation gate (or --force, recorded)."""
+    from ingest.read import read_truth
+    from serving.promotion import promote as run_promotion
+
+    settings = load_settings()
+    out = human_output(as_json)
+    truth_frame = read_truth(truth) if truth is not None else None
+    with open_graph(settings, out=out) as driver, _bar("validation gate", out) as progress:
+        result = checked(
+            lambda: run_promotion(
+                settings, driver, model, reason=reason, by=by, force=force, truth=truth_frame, progress=progress
+            )
+        )
+    show.promotion(out, result)
+    if as_json:
+        print_json(result.as_dict())
 
 
 def rings(
@@ -327,4 +366,4 @@ def demo(
         print_json(result.figures)
 
 
-__all__ = ["demo", "evaluate", "generate", "ingest", "rings", "score", "snapshot", "train"]
+__all__ = ["demo", "evaluate", "generate", "ingest", "promote", "rings", "score", "snapshot", "train"]

@@ -98,9 +98,13 @@ def training(out: Console, summary: TrainingSummary) -> None:
     out.print(table)
     if summary.tracking:
         verdict = (
-            "promoted to [bold]champion[/bold]" if summary.tracking["promoted"] else "not better than the champion"
+            "promoted to [bold]champion[/bold]"
+            if summary.tracking["promoted"]
+            else f"not promoted (validation gate {safe(summary.tracking.get('gate', 'not run'))})"
         )
         out.print(f"registered {summary.model_version} (MLflow run {summary.tracking['run_id']}): {verdict}")
+        if summary.gate:
+            gate_report(out, summary.gate)
     out.print(f"model folder: {safe(summary.model_dir)}")
 
 
@@ -156,6 +160,69 @@ def scoring(out: Console, summary: ScoringSummary) -> None:
         out.print(
             f"thresholds: {safe(summary.policy)} → " + ", ".join(f"{t} {v:.3f}" for t, v in summary.thresholds.items())
         )
+    if summary.challenger:
+        shadow(out, summary.challenger)
+
+
+def shadow(out: Console, comparison: dict[str, Any]) -> None:
+    """The champion/challenger comparison of a scoring run (``ringwatch score --challenger``)."""
+
+    def pct(v: Any) -> str:
+        return "—" if v is None or v != v else f"{100 * v:.1f} %"
+
+    out.print(
+        f"challenger {safe(comparison['challenger_model_version'])} in shadow (its scores in challenger_*; "
+        f"risk labels and rings are the champion's): score correlation {comparison['score_correlation']:.3f}, "
+        f"flagged {comparison['champion_flagged']:,} vs {comparison['challenger_flagged']:,}, overlap "
+        f"{pct(comparison['flagged_overlap'])}, {comparison['disagreements']:,} disagreements; precision on them "
+        f"(verdicts and known labels): champion {pct(comparison['champion_precision_on_disagreements'])} of "
+        f"{comparison['champion_judged']}, challenger {pct(comparison['challenger_precision_on_disagreements'])} "
+        f"of {comparison['challenger_judged']}"
+    )
+
+
+def gate_report(out: Console, gate: dict[str, Any]) -> None:
+    """A validation gate's report: per-threat checks, the bias test's worst groups, and why it failed."""
+    from gnn.bias import worst_group
+
+    table = Table(
+        title=f"validation gate of {safe(gate['model_version'])} — {'passed' if gate['passed'] else 'FAILED'}"
+    )
+    for column in ("threat", "AUPRC", "champion AUPRC", "ECE", "positives"):
+        table.add_column(column, justify="left" if column == "threat" else "right")
+    for threat, m in gate["threats"].items():
+        table.add_row(
+            threat,
+            f"{m['auprc']:.3f}",
+            "—" if m["champion_auprc"] != m["champion_auprc"] else f"{m['champion_auprc']:.3f}",
+            f"{m['ece']:.4f}",
+            str(m["positives"]),
+        )
+    out.print(table)
+    overall = gate["bias"]["overall"]
+    worst = worst_group(gate["bias"])
+    line = (
+        f"bias test on {gate['evaluated_accounts']:,} accounts ({safe(gate['labels'])}): "
+        f"overall FPR {100 * overall['fpr']:.2f} %"
+    )
+    if worst is not None:
+        line += (
+            f"; worst judged group {safe(worst['attribute'])}={safe(worst['group'])} FPR {100 * worst['fpr']:.2f} % "
+            f"({worst['fpr_ratio']:.2f} × overall; flagged-rate ratio {worst['flagged_rate_ratio']:.2f})"
+        )
+    out.print(line)
+    for reason in gate["reasons"]:
+        out.print(f"[red]gate:[/red] {safe(reason)}")
+
+
+def promotion(out: Console, result: Any) -> None:
+    """``ringwatch promote``: the outcome, who and why, and the gate's report."""
+    gate_report(out, result.gate)
+    forced = " [yellow](forced past a failed gate)[/yellow]" if result.outcome == "forced" else ""
+    out.print(
+        f"{safe(result.model_version)} is the champion{forced} (was {safe(result.previous_champion or 'none')}); "
+        f"by {safe(result.by)}: {safe(result.reason)}; audit record {safe(result.promotion_id)}"
+    )
 
 
 def rings(out: Console, summary: dict[str, Any], limit: int = 10) -> None:
