@@ -11,7 +11,9 @@ decide nothing, since the fraud itself is not spread evenly.
 accounts, a group fails when the one-sided lower confidence bound (Wilson, ``z``) of its false-positive rate
 exceeds ``max_fpr_ratio`` × the overall false-positive rate. The bound is what keeps a small group from
 failing by noise: 2 false positives among 60 benign accounts is a rate of 3.3 %, but its 95 % lower bound is
-1.1 %. Groups below ``min_benign`` are reported and never fail.
+1.1 %. Groups below ``min_benign`` are reported and never fail; so is the group of accounts *without* the
+attribute (``unknown``: no email address, say), which is a behaviour the model may use, not a country or a
+provider it could be unfair to.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def bias_report(flagged: np.ndarray, fraud: np.ndarray, groups: pd.DataFrame, ru
             n_benign, n_fp, n = int(m["benign"]), int(m["false_positives"]), int(m["accounts"])
             fpr = n_fp / n_benign if n_benign else math.nan
             lower = wilson_lower(n_fp, n_benign, rule.z)
-            judged = n_benign >= rule.min_benign
+            judged = n_benign >= rule.min_benign and str(group) != UNKNOWN_GROUP
             flagged_rate = int(m["flagged"]) / n if n else math.nan
             row = {
                 "group": str(group),

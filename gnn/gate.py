@@ -7,7 +7,7 @@
    without a positive among them is reported as not measurable and does not fail. No champion: nothing to
    compare, the check passes.
 2. **Calibration**: each threat's expected calibration error (10 equal-width bins) is at most ``max_ece``
-   (0.05).
+   (0.05) — except a threat the model had no labelled example of, which it never flags.
 3. **Bias**: the false-positive rate per group of country, KYC level, email domain and account age
    (:mod:`gnn.bias`): a group with at least 50 benign accounts fails when the 95 % lower confidence bound of
    its FPR exceeds 1.25 × the overall FPR. Flagged-rate ratios are reported beside it.
@@ -84,7 +84,7 @@ class GateReport:
         model_version: the candidate; champion_version: the model it was compared with (None: no champion).
         passed: every check passed; reasons: one readable line per failed check (group and metric named).
         labels: which labels it was measured against; evaluated_accounts: how many accounts.
-        threats: per threat ``{auprc, champion_auprc, positives, ece, auprc_ok, ece_ok}``.
+        threats: per threat ``{auprc, champion_auprc, positives, ece, auprc_ok, ece_ok, never_flags}``.
         bias: :func:`gnn.bias.bias_report`'s result.
         rules: the rules applied.
     """
@@ -191,7 +191,10 @@ def validate_model(
         if truth is None and threat in candidate.pu:
             frequency = candidate.pu[threat].frequency
         ece = calibration(y, frequency * p)["ece"]
-        ece_ok = ece <= rules.max_ece
+        # A threat the model had no labelled example of is never flagged (its threshold is above every score):
+        # its scores decide nothing, and there was nothing to calibrate them on.
+        never_flags = candidate.validation.get(threat, {}).get("labelled_positives", 1) == 0
+        ece_ok = never_flags or ece <= rules.max_ece
         if not ece_ok:
             reasons.append(f"{threat}: calibration error (ECE) {ece:.3f} is above the bound {rules.max_ece:g}")
         threats[threat] = {
@@ -201,6 +204,7 @@ def validate_model(
             "ece": ece,
             "auprc_ok": auprc_ok,
             "ece_ok": ece_ok,
+            "never_flags": never_flags,
         }
     flagged = candidate.predict(graph, scores) != CLEAR
     groups = account_groups(graph).loc[evaluated].reset_index(drop=True)
