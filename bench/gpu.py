@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     result["config"] = {"fanout": args.fanout, "batch_size": args.batch_size, "hidden": args.hidden}
     # Each training run gets at most its share of what is left, so scoring always runs.
-    runs: list[SamplerBackend] = ["torch"] + (["pyg"] if torch_geometric.typing.WITH_PYG_LIB else [])
+    runs: list[SamplerBackend] = ["torch", "pyg"] if torch_geometric.typing.WITH_PYG_LIB else ["torch"]
     result["training"] = {}
     for i, backend in enumerate(runs):
         left = deadline - time.perf_counter()
