@@ -48,8 +48,8 @@ def monitor(
             outcome = run_monitor(settings, driver, run, rules)
         retrained = None
         if retrain:
-            with out.status("checking the retraining policy…"):
-                retrained = retrain_if_needed(settings, driver, outcome.record, rules.retrain)
+            out.print("checking the retraining policy (a challenger is trained when it says so)…")
+            retrained = retrain_if_needed(settings, driver, outcome.record, rules.retrain)
     record = outcome.record
     if as_json:
         print_json({**outcome.as_dict(), "retrain": retrained.as_dict() if retrained else None})

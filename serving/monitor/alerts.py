@@ -80,7 +80,7 @@ def evaluate_rules(record: MonitorRecord, rules: AlertRules, health: JobHealth) 
     named: set[str] = set()
     for reference, drifts in record.feature_drift.items():
         for d in drifts[: rules.feature_top_n]:
-            if d["psi"] > rules.feature_psi and d["name"] not in named:
+            if d["psi"] > rules.feature_psi and d["ks"] > rules.feature_ks and d["name"] not in named:
                 named.add(d["name"])
                 add(
                     "feature_psi",
