@@ -8,10 +8,12 @@ fairlearn's :class:`~fairlearn.metrics.MetricFrame` over the groups of :data:`BI
 decide nothing, since the fraud itself is not spread evenly.
 
 **Rule** (:class:`BiasRule`, defaults in one place): among the groups with at least ``min_benign`` benign
-accounts, a group fails when the one-sided lower confidence bound (Wilson, ``z``) of its false-positive rate
-exceeds ``max_fpr_ratio`` × the overall false-positive rate. The bound is what keeps a small group from
-failing by noise: 2 false positives among 60 benign accounts is a rate of 3.3 %, but its 95 % lower bound is
-1.1 %. Groups below ``min_benign`` are reported and never fail; so is the group of accounts *without* the
+accounts, a group fails when the one-sided lower confidence bound (Wilson) of its false-positive rate exceeds
+``max_fpr_ratio`` × the overall false-positive rate. The bound's confidence is ``1 - alpha / m`` for ``m``
+judged groups (Bonferroni: some 40 groups are tested at once, and at 95 % each, two would fail by chance).
+The bound is what keeps a small group from failing by noise: 3 false positives among 289 benign accounts is a
+rate of 1.04 %, 3.5 × an overall 0.30 % on a 20k exchange, but its lower bound at 1 - 0.05/40 is 0.23 %.
+Groups below ``min_benign`` are reported and never fail; so is the group of accounts *without* the
 attribute (``unknown``: no email address, say), which is a behaviour the model may use, not a country or a
 provider it could be unfair to.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -43,20 +46,24 @@ class BiasRule:
     Args:
         max_fpr_ratio: the highest allowed ratio of a group's FPR (its lower bound) to the overall FPR.
         min_benign: benign accounts a group needs to be judged.
-        z: the one-sided normal quantile of the confidence bound (1.645: 95 %).
+        alpha: the family-wise error rate of the bounds (each group's bound at ``1 - alpha / judged groups``).
     """
 
     max_fpr_ratio: float = 1.25
     min_benign: int = 50
-    z: float = 1.645
+    alpha: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.max_fpr_ratio >= 1.0:
             raise ValueError(f"max_fpr_ratio must be >= 1, got {self.max_fpr_ratio}")
         if self.min_benign < 1:
             raise ValueError(f"min_benign must be >= 1, got {self.min_benign}")
-        if not self.z > 0:
-            raise ValueError(f"z must be positive, got {self.z}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+
+    def z(self, judged_groups: int) -> float:
+        """The one-sided normal quantile of each group's bound when ``judged_groups`` groups are judged."""
+        return NormalDist().inv_cdf(1.0 - self.alpha / max(judged_groups, 1))
 
 
 def age_bucket(days: np.ndarray) -> np.ndarray:
@@ -108,14 +115,22 @@ def _ratio(value: float, overall: float) -> float:
     return 1.0 if value == 0 else math.inf
 
 
-def bias_report(flagged: np.ndarray, fraud: np.ndarray, groups: pd.DataFrame, rule: BiasRule) -> dict[str, Any]:
+def bias_report(
+    flagged: np.ndarray,
+    fraud: np.ndarray,
+    groups: pd.DataFrame,
+    rule: BiasRule,
+    benign: np.ndarray | None = None,
+) -> dict[str, Any]:
     """False-positive and flagged rates per group, and the groups that fail ``rule``.
 
     Args:
         flagged: ``[n]`` bool, the model flags the account.
-        fraud: ``[n]`` bool, the account is fraud (every other account counts as benign).
+        fraud: ``[n]`` bool, the account is fraud.
         groups: ``[n]`` rows, one column per grouping attribute (:func:`account_groups`).
         rule: the rule.
+        benign: ``[n]`` bool, the account is known to be benign (the FPR's denominator); None: every account
+            that is not ``fraud``. Accounts neither fraud nor benign count in flagged rates only.
 
     Returns:
         ``{"rule", "accounts", "benign", "overall": {fpr, flagged_rate, false_positives, flagged},
@@ -127,17 +142,20 @@ def bias_report(flagged: np.ndarray, fraud: np.ndarray, groups: pd.DataFrame, ru
 
     flagged = np.asarray(flagged, dtype=bool)
     fraud = np.asarray(fraud, dtype=bool)
-    if flagged.shape != fraud.shape or len(groups) != len(flagged):
+    known_benign = ~fraud if benign is None else np.asarray(benign, dtype=bool) & ~fraud
+    if flagged.shape != fraud.shape or known_benign.shape != fraud.shape or len(groups) != len(flagged):
         raise ValueError(f"flagged {flagged.shape}, fraud {fraud.shape} and groups ({len(groups)}) differ in length")
-    benign = int((~fraud).sum())
-    fp = int((flagged & ~fraud).sum())
-    overall_fpr = fp / benign if benign else 0.0
+    n_benign = int(known_benign.sum())
+    fp = int((flagged & known_benign).sum())
+    overall_fpr = fp / n_benign if n_benign else 0.0
     overall_flagged = float(flagged.mean()) if len(flagged) else 0.0
     limit = rule.max_fpr_ratio * overall_fpr
+    # y_true for MetricFrame: 1 fraud, 0 benign, -1 neither (counted in flagged rates only).
+    truth = np.where(fraud, 1, np.where(known_benign, 0, -1))
     report: dict[str, Any] = {
         "rule": asdict(rule),
         "accounts": len(flagged),
-        "benign": benign,
+        "benign": n_benign,
         "overall": {
             "fpr": overall_fpr,
             "flagged_rate": overall_flagged,
@@ -149,21 +167,27 @@ def bias_report(flagged: np.ndarray, fraud: np.ndarray, groups: pd.DataFrame, ru
     }
     metrics = {"accounts": lambda t, p: len(t), "benign": _benign, "false_positives": _false_positives}
     metrics["flagged"] = _flagged
+    frames: dict[str, pd.DataFrame] = {}
     for attribute in groups.columns:
-        if len(flagged) == 0:
-            report["groups"][attribute] = []
-            continue
-        frame = MetricFrame(
-            metrics=metrics,
-            y_true=fraud.astype(int),
-            y_pred=flagged.astype(int),
-            sensitive_features=groups[attribute].astype(str).rename(attribute),
-        ).by_group
+        if len(flagged):
+            frames[str(attribute)] = MetricFrame(
+                metrics=metrics,
+                y_true=truth,
+                y_pred=flagged.astype(int),
+                sensitive_features=groups[attribute].astype(str).rename(attribute),
+            ).by_group
+    judged_groups = sum(
+        int(((f["benign"] >= rule.min_benign) & (f.index.astype(str) != UNKNOWN_GROUP)).sum()) for f in frames.values()
+    )
+    z = rule.z(judged_groups)
+    report["judged_groups"], report["z"] = judged_groups, z
+    for attribute in groups.columns:
         rows: list[dict[str, Any]] = []
+        frame = frames.get(str(attribute), pd.DataFrame())
         for group, m in frame.iterrows():
             n_benign, n_fp, n = int(m["benign"]), int(m["false_positives"]), int(m["accounts"])
             fpr = n_fp / n_benign if n_benign else math.nan
-            lower = wilson_lower(n_fp, n_benign, rule.z)
+            lower = wilson_lower(n_fp, n_benign, z)
             judged = n_benign >= rule.min_benign and str(group) != UNKNOWN_GROUP
             flagged_rate = int(m["flagged"]) / n if n else math.nan
             row = {
@@ -200,7 +224,7 @@ def failure_reason(row: dict[str, Any], overall_fpr: float, rule: BiasRule) -> s
     """One readable line for a failed group: which group, which metric, how far over."""
     return (
         f"bias: false-positive rate of {row['attribute']}={row['group']} is {100 * row['fpr']:.2f} % "
-        f"({row['false_positives']} of {row['benign']} benign accounts flagged; lower bound "
+        f"({row['false_positives']} of {row['benign']} benign accounts flagged; lower confidence bound "
         f"{100 * row['fpr_lower']:.2f} %), above {rule.max_fpr_ratio:g} × the overall "
         f"{100 * overall_fpr:.2f} % = {100 * rule.max_fpr_ratio * overall_fpr:.2f} %"
     )

@@ -9,17 +9,22 @@
 2. **Calibration**: each threat's expected calibration error (10 equal-width bins) is at most ``max_ece``
    (0.05) — except a threat the model had no labelled example of, which it never flags.
 3. **Bias**: the false-positive rate per group of country, KYC level, email domain and account age
-   (:mod:`gnn.bias`): a group with at least 50 benign accounts fails when the 95 % lower confidence bound of
-   its FPR exceeds 1.25 × the overall FPR. Flagged-rate ratios are reported beside it.
+   (:mod:`gnn.bias`): a group with at least 50 benign accounts fails when the lower confidence bound of its
+   FPR (Wilson, at 1 - 0.05 / the number of groups judged) exceeds 1.25 × the overall FPR. Flagged-rate
+   ratios are reported beside it.
 
 **Evaluation accounts**: those created after the training period of the candidate (and of the champion, so
 neither has trained on them): the validation and test periods of the time split. **Labels**: with a truth
-file (``ringwatch generate`` writes one; the tests use it) every evaluation account in it, against the
-truth. In production, the labels the graph has: known fraud labels and confirmed verdicts are the positives;
-known-benign and unlabelled accounts are the benign ones (most unlabelled accounts are benign, so an FPR
-counted over them is a close, slightly high estimate). Calibration is then checked on what the labels can
-show: the probability of being *labelled* (the model's probability of fraud times the label frequency it
-estimated, :class:`gnn.thresholds.PUCalibrator`) against the labels.
+file (``ringwatch generate`` writes one; the tests use it) every evaluation account in it, against the truth:
+the benign accounts of the FPR are the truly benign ones. In production, the labels the graph has: known fraud
+labels and confirmed verdicts are the fraud; the benign accounts of the FPR are the *known-benign* ones (a
+benign label, or a false-positive verdict). Unlabelled accounts are left out of the FPR, because hidden fraud is
+not spread evenly: on a generated 20k exchange, counting them as benign put the FPR of accounts younger than 30
+days at 4.2 % against 1.9 % overall (a failed gate), where the truth says 0.37 % against 0.30 % — the model flags
+more where there is more fraud, which the bias test must allow. They count in AUPRC (as negatives) and in the
+flagged rates. Calibration is then checked on what the labels can show: the probability of being *labelled*
+(the model's probability of fraud times the label frequency it estimated,
+:class:`gnn.thresholds.PUCalibrator`) against the labels.
 
 A flagged account is one the model's own thresholds flag (``RiskModel.predict``).
 """
@@ -35,17 +40,20 @@ import pandas as pd
 
 from gnn.bias import BiasRule, account_groups, bias_report, failure_reason, worst_group
 from gnn.evaluation import truth_targets
-from gnn.graph_data import RiskGraph
+from gnn.graph_data import LABEL_CODES, RiskGraph
 from gnn.metrics import calibration, threat_metrics
 from graph.errors import RingwatchError
-from graph.schema import CLEAR, THREATS
+from graph.schema import BENIGN, CLEAR, THREATS
 
 if TYPE_CHECKING:
     from gnn.estimator import RiskModel
 
 #: Labels of a gate run on a truth file, and on the graph's own labels.
 TRUTH_LABELS = "truth file"
-KNOWN_LABELS = "known labels (known fraud and confirmed verdicts positive; known-benign and unlabelled benign)"
+KNOWN_LABELS = (
+    "known labels (known fraud and confirmed verdicts are fraud; known-benign accounts and false-positive "
+    "verdicts the benign ones of the FPR; unlabelled accounts count in AUPRC as negatives and in flagged rates)"
+)
 
 
 class GateFailed(RingwatchError):
@@ -163,6 +171,7 @@ def validate_model(
     """
     rules = rules or GateRules()
     evaluated = evaluation_accounts(graph, candidate, champion)
+    benign: np.ndarray | None = None  # with a truth file: every account that is not fraud
     if truth is not None:
         targets, known = truth_targets(graph, truth)
         evaluated &= known
@@ -170,6 +179,7 @@ def validate_model(
     else:
         targets = graph.threat_targets()
         fraud, label_source = graph.labels > 0, KNOWN_LABELS
+        benign = graph.labels == LABEL_CODES[BENIGN]
     if not evaluated.any():
         raise ValueError("no account created after the models' training periods: nothing to validate on")
     scores = candidate.decision_function(graph)
@@ -208,7 +218,9 @@ def validate_model(
         }
     flagged = candidate.predict(graph, scores) != CLEAR
     groups = account_groups(graph).loc[evaluated].reset_index(drop=True)
-    bias = bias_report(flagged[evaluated], fraud[evaluated], groups, rules.bias)
+    bias = bias_report(
+        flagged[evaluated], fraud[evaluated], groups, rules.bias, None if benign is None else benign[evaluated]
+    )
     reasons += [failure_reason(row, bias["overall"]["fpr"], rules.bias) for row in bias["failures"]]
     return GateReport(
         model_version=model_version,

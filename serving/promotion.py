@@ -32,6 +32,7 @@ from gnn.tracking import (
     model_version,
     promote_version,
     promoter,
+    read_gate,
     record_gate,
     tracking_client,
 )
@@ -119,7 +120,7 @@ def promote(
     record_promotion(driver, settings.neo4j_database, result)
     if outcome == REFUSED:
         raise GateFailed(
-            f"{name} was not promoted: the validation gate {report.summary()}; "
+            f"{name} was not promoted: the validation gate failed: {'; '.join(report.reasons)}; "
             "fix the model, or override with --force --reason '…' (recorded)"
         )
     log.info("%s %s (was %s) by %s", outcome, name, current_name, who)
@@ -155,3 +156,15 @@ def promotions(driver: neo4j.Driver, database: str, limit: int = 20) -> list[dic
         q.PROMOTIONS, limit=limit, database_=database, routing_=neo4j.RoutingControl.READ
     )
     return [dict(r["promotion"]) for r in records]
+
+
+def gate_report_of(settings: Settings, version: str) -> dict[str, Any] | None:
+    """The validation gate report stored with a registered version (``ringwatch-risk/<n>``); None for a model
+    folder or a version without one.
+
+    Raises:
+        TrackingError: the registry could not be read.
+    """
+    if not version.startswith(f"{REGISTERED_MODEL}/"):
+        return None
+    return read_gate(tracking_client(settings), version.removeprefix(f"{REGISTERED_MODEL}/"))

@@ -5,6 +5,9 @@ mailed or attached to a case as one file; the pictures are also written to ``<ou
 
 * the latest completed scoring run (model, accounts scored, flagged, label changes, rings, when) and, given
   the ``metrics.json`` of ``ringwatch evaluate --out``, the model's per-threat metrics and its ``rings`` block;
+* model governance: the latest run's champion/challenger comparison (when a challenger scored in shadow),
+  the validation gate's report of each of the two model versions (per threat; FPR per country and KYC level),
+  and the promotion audit trail;
 * a table of contents of the top active rings (highest score, then size);
 * per ring: kind, size, score, active span, first detection, the evidence summary, a picture of its
   subgraph (members coloured by risk score, the identifiers two or more of them share, transfers and
@@ -21,6 +24,7 @@ import html
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +34,7 @@ import neo4j
 from graph import schema as s
 from graph.errors import RingwatchError
 from graph.supernodes import EVIDENCE_CAP
+from serving.promotion import promotions
 from serving.ring_picture import IDENTIFIER_NAMES, SUPERNODES_DRAWN_UP_TO, draw_ring
 from serving.ring_view import RingView, read_rings
 from serving.score import latest_completed_run
@@ -162,6 +167,105 @@ def _metrics_section(metrics: dict[str, Any] | None) -> str:
     if isinstance(metrics.get("rings"), dict):
         rows = [[_e(k), _num(v)] for k, v in _flatten(metrics["rings"])]
         out += "<h3>Rings</h3>" + _table(["measure", "value"], rows, "metrics")
+    return out
+
+
+def _pct(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * float(value):.2f} %"
+
+
+def _gate_block(version: str, gate: dict[str, Any]) -> str:
+    """One model version's gate report: verdict, per-threat checks, FPR per country and KYC level, reasons."""
+    state = "passed" if gate.get("passed") else "failed"
+    bias = gate.get("bias", {})
+    overall = bias.get("overall", {})
+    out = (
+        f"<h3>Validation gate of {_e(version)}: {_e(state)}</h3><p>against {_e(gate.get('champion_version'))}, "
+        f"{_num(gate.get('evaluated_accounts'))} accounts ({_e(gate.get('labels'))}); overall false-positive rate "
+        f"{_pct(overall.get('fpr'))}, flagged rate {_pct(overall.get('flagged_rate'))}</p>"
+    )
+    rows = [
+        [_e(t), _num(m.get("auprc")), _num(m.get("champion_auprc")), _num(m.get("ece"), 4), _e(m.get("positives"))]
+        for t, m in gate.get("threats", {}).items()
+    ]
+    out += _table(["threat", "AUPRC", "champion AUPRC", "ECE", "positives"], rows, "metrics")
+    for attribute in ("country", "kyc_level"):
+        groups = [g for g in bias.get("groups", {}).get(attribute, []) if g.get("judged")][:10]
+        rows = [
+            [
+                _e(g["group"]),
+                _num(g["benign"]),
+                _num(g["false_positives"]),
+                _pct(g["fpr"]),
+                _pct(g["fpr_lower"]),
+                _num(g["fpr_ratio"], 2),
+                _num(g["flagged_rate_ratio"], 2),
+            ]
+            for g in groups
+        ]
+        if rows:
+            head = [attribute, "benign", "false positives", "FPR", "FPR lower bound", "FPR ratio", "flagged ratio"]
+            out += _table(head, rows, "metrics")
+    out += "".join(f'<p class="note">{_e(r)}</p>' for r in gate.get("reasons", []))
+    return out
+
+
+def _governance_section(
+    run: dict[str, Any] | None, promotions: list[dict[str, Any]], gates: dict[str, dict[str, Any]]
+) -> str:
+    """Champion vs challenger (the latest run's shadow comparison), the gates' reports, the promotions."""
+    shadow = {k.removeprefix("shadow_"): v for k, v in (run or {}).items() if k.startswith("shadow_")}
+    if not (shadow or promotions or gates):
+        return ""
+    out = "<h2>Model governance</h2>"
+    if shadow:
+        facts = [
+            ("champion", run.get("model_version") if run else None),
+            ("challenger (shadow)", shadow.get("challenger_model_version")),
+            ("score correlation", _num(shadow.get("score_correlation"))),
+            (
+                "flagged: champion / challenger / both",
+                f"{_num(shadow.get('champion_flagged'))} / "
+                f"{_num(shadow.get('challenger_flagged'))} / {_num(shadow.get('both_flagged'))}",
+            ),
+            ("flagged overlap", _pct(shadow.get("flagged_overlap"))),
+            ("disagreements", _num(shadow.get("disagreements"))),
+            (
+                "champion precision on them",
+                f"{_pct(shadow.get('champion_precision_on_disagreements'))} "
+                f"of {_num(shadow.get('champion_judged'))} judged",
+            ),
+            (
+                "challenger precision on them",
+                f"{_pct(shadow.get('challenger_precision_on_disagreements'))} "
+                f"of {_num(shadow.get('challenger_judged'))} judged",
+            ),
+        ]
+        out += (
+            '<dl class="facts">'
+            + "".join(
+                f"<dt>{_e(k)}</dt><dd>{v if k not in ('champion', 'challenger (shadow)') else _e(v)}</dd>"
+                for k, v in facts
+            )
+            + "</dl>"
+        )
+    for version, gate in gates.items():
+        out += _gate_block(version, gate)
+    if promotions:
+        rows = [
+            [
+                _e(p.get("at")),
+                _e(p.get("model_version")),
+                _e(p.get("outcome")),
+                _e(p.get("by")),
+                _e(p.get("reason")),
+                _e(p.get("gate")),
+            ]
+            for p in promotions[:10]
+        ]
+        out += "<h3>Promotions</h3>" + _table(["when", "model", "outcome", "by", "why", "gate"], rows, "metrics")
     return out
 
 
@@ -308,6 +412,8 @@ def render_report(
     metrics: dict[str, Any] | None = None,
     generated_at: datetime | None = None,
     picture_files: list[str] | None = None,
+    promotions: list[dict[str, Any]] | None = None,
+    gates: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """The whole page.
 
@@ -319,6 +425,8 @@ def render_report(
         metrics: a ``metrics.json`` of ``ringwatch evaluate``, or None.
         generated_at: when the page was made (default now).
         picture_files: each picture's path relative to the page (linked for a full-size view), or None.
+        promotions: the promotion audit trail, newest first (model governance section).
+        gates: model version → its validation gate report (the run's champion and challenger).
 
     Returns:
         A complete HTML document; every value from the graph or metrics is escaped.
@@ -347,6 +455,7 @@ def render_report(
         + "\n"
         + _metrics_section(metrics)
         + "\n"
+        + _governance_section(run, promotions or [], gates or {})
         + body
         + "</body></html>\n"
     )
@@ -357,7 +466,12 @@ def _picture_name(rank: int, ring_id: str) -> str:
 
 
 def build_report(
-    driver: neo4j.Driver, database: str, out_dir: Path, top: int = TOP_RINGS, metrics_file: Path | None = None
+    driver: neo4j.Driver,
+    database: str,
+    out_dir: Path,
+    top: int = TOP_RINGS,
+    metrics_file: Path | None = None,
+    gate_of: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> Path:
     """Write the report of the ``top`` active rings into ``out_dir`` (see the module docstring).
 
@@ -368,6 +482,8 @@ def build_report(
             this report does not use (from an earlier report) are removed.
         top: how many rings to show.
         metrics_file: a ``metrics.json`` of ``ringwatch evaluate --out`` to show, or None.
+        gate_of: model version → its stored validation gate report (or None); called for the latest run's
+            champion and shadow challenger (``ringwatch report`` reads them from the registry).
 
     Returns:
         The path of ``index.html``.
@@ -380,6 +496,12 @@ def build_report(
     metrics = read_metrics(metrics_file) if metrics_file is not None else None
     rings, total = read_rings(driver, database, top)
     run = latest_completed_run(driver, database)
+    audit = promotions(driver, database)
+    gates: dict[str, dict[str, Any]] = {}
+    for version in (run or {}).get("model_version"), (run or {}).get("shadow_challenger_model_version"):
+        found = gate_of(str(version)) if gate_of is not None and version else None
+        if found is not None:
+            gates[str(version)] = found
     pictures_dir = out_dir / PICTURES_DIR
     try:
         pictures_dir.mkdir(parents=True, exist_ok=True)
@@ -389,7 +511,10 @@ def build_report(
         sources = ["data:image/svg+xml;base64," + base64.b64encode(p.read_bytes()).decode("ascii") for p in paths]
         index = out_dir / INDEX_FILE
         files = [f"{PICTURES_DIR}/{p.name}" for p in paths]
-        index.write_text(render_report(rings, sources, run, total, metrics, picture_files=files), encoding="utf-8")
+        index.write_text(
+            render_report(rings, sources, run, total, metrics, picture_files=files, promotions=audit, gates=gates),
+            encoding="utf-8",
+        )
     except OSError as e:
         raise ReportError(f"cannot write the report into {out_dir}: {e}") from e
     return index

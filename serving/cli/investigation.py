@@ -78,13 +78,21 @@ def report(
     metrics: Annotated[Path | None, typer.Option(help="metrics.json from `ringwatch evaluate --out`.")] = None,
 ) -> None:
     """Write a self-contained HTML report of the top rings: pictures, members, evidence, run metrics."""
+    from serving.promotion import gate_report_of
     from serving.report import build_report, read_metrics
 
     if metrics is not None:
         read_metrics(metrics)  # a wrong file fails here, before a local Neo4j is started
     settings = load_settings()
     with open_graph(settings) as driver, console.status("building the report…"):
-        index = build_report(driver, settings.neo4j_database, out, top=top, metrics_file=metrics)
+        index = build_report(
+            driver,
+            settings.neo4j_database,
+            out,
+            top=top,
+            metrics_file=metrics,
+            gate_of=lambda version: gate_report_of(settings, version),
+        )
     console.print(f"report: {index.resolve().as_uri()}", markup=False, highlight=False, soft_wrap=True)
 
 

@@ -54,7 +54,7 @@ def test_small_or_noisy_groups_and_missing_attributes_do_not_fail():
     assert not rows["D"]["judged"] and not rows["D"]["failed"]  # 20 benign accounts: reported, never judged
     assert not rows["unknown"]["judged"]  # the group without the attribute
     assert report["passed"]
-    strict = bias_report(flagged, fraud, groups, BiasRule(z=0.01, min_benign=10))  # no confidence margin
+    strict = bias_report(flagged, fraud, groups, BiasRule(alpha=0.99, min_benign=10))  # no confidence margin
     assert {f["group"] for f in strict["failures"]} == {"C", "D"}
 
 
