@@ -9,12 +9,14 @@ exchange hot wallets) are left out of the 2-hop mean: everyone shares them, so t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import scipy.sparse as sp
+from torch_geometric.data import HeteroData
 
 from gnn.graph_data import RiskGraph
 from graph.schema import ACCOUNT, THREATS
@@ -43,12 +45,30 @@ def neighbourhood_features(
     graph: RiskGraph, supernode_cap: int | None = MODEL_SUPERNODE_CAP
 ) -> tuple[np.ndarray, list[str]]:
     """``[N_account, F]`` own features, 1-hop means per neighbour type, 2-hop account means."""
-    data, n = graph.data, graph.num_accounts
-    x_acc = data[ACCOUNT.label].x.numpy()
-    blocks, names = [x_acc], [f"own.{f}" for f in graph.feature_names[ACCOUNT.label]]
+    return graph_neighbourhood_features(graph.data, ACCOUNT.label, supernode_cap, graph.feature_names)
+
+
+def graph_neighbourhood_features(
+    data: HeteroData,
+    target_type: str,
+    supernode_cap: int | None = MODEL_SUPERNODE_CAP,
+    feature_names: dict[str, list[str]] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`neighbourhood_features` of any graph's ``target_type`` nodes: own features, the 1-hop mean over
+    each edge type leaving them (``rev_*`` edge types skipped: their forward type is counted), and the mean
+    over the target nodes reached in two hops through another node type (or one hop along a target→target
+    edge, either way).
+
+    Shapes:
+        - **output:** ``[N_target, F]`` float32, and the ``F`` column names.
+    """
+    n = data[target_type].num_nodes
+    names_of = feature_names or {t: [f"x{i}" for i in range(data[t].x.shape[1])] for t in data.node_types}
+    x_target = data[target_type].x.numpy()
+    blocks, names = [x_target], [f"own.{f}" for f in names_of[target_type]]
     shared = sp.csr_matrix((n, n), dtype=np.float32)
     for src, rel, dst in data.edge_types:
-        if src != ACCOUNT.label or rel.startswith("rev_"):
+        if src != target_type or rel.startswith("rev_"):
             continue
         ei = data[(src, rel, dst)].edge_index.numpy()
         n_dst = data[dst].num_nodes
@@ -56,8 +76,8 @@ def neighbourhood_features(
         inc.data[:] = 1.0  # several edges per pair (assets) count once
         x_dst = data[dst].x.numpy()
         blocks.append(_row_normalise(inc) @ x_dst)
-        names += [f"hop1.{rel}.{f}" for f in graph.feature_names[dst]]
-        if dst != ACCOUNT.label:
+        names += [f"hop1.{rel}.{f}" for f in names_of[dst]]
+        if dst != target_type:
             users = np.asarray(inc.sum(axis=0)).ravel()
             keep = users <= supernode_cap if supernode_cap else np.ones_like(users, dtype=bool)
             inc_kept = inc @ sp.diags(keep.astype(np.float32))
@@ -68,8 +88,8 @@ def neighbourhood_features(
     shared.setdiag(0)
     shared.eliminate_zeros()
     shared.data[:] = 1.0
-    blocks.append(_row_normalise(shared) @ x_acc)
-    names += [f"hop2.{f}" for f in graph.feature_names[ACCOUNT.label]]
+    blocks.append(_row_normalise(shared) @ x_target)
+    names += [f"hop2.{f}" for f in names_of[target_type]]
     blocks.append(np.asarray(shared.sum(axis=1)))
     names.append("hop2.accounts")
     return np.hstack([np.asarray(b, dtype=np.float32) for b in blocks]), names
@@ -77,7 +97,8 @@ def neighbourhood_features(
 
 @dataclass
 class GraphBoostBaseline:
-    """One LightGBM classifier per threat on :func:`neighbourhood_features`."""
+    """One LightGBM classifier per target (the exchange's threats, or ``names`` of :meth:`fit`) on
+    :func:`neighbourhood_features` (or any feature table: the no-graph baseline gives it own features only)."""
 
     num_rounds: int = 300
     supernode_cap: int | None = MODEL_SUPERNODE_CAP
@@ -86,10 +107,18 @@ class GraphBoostBaseline:
     feature_names: list[str] = field(default_factory=list)
 
     def fit(
-        self, features: np.ndarray, targets: np.ndarray, train: np.ndarray, weights: np.ndarray, val: np.ndarray
+        self,
+        features: np.ndarray,
+        targets: np.ndarray,
+        train: np.ndarray,
+        weights: np.ndarray,
+        val: np.ndarray,
+        names: Sequence[str] = THREATS,
     ) -> GraphBoostBaseline:
-        """Train each threat on ``train`` rows (with ``weights``), early-stopped on ``val`` rows."""
-        for i, threat in enumerate(THREATS):
+        """Train each target (column ``i`` of ``targets`` is ``names[i]``) on ``train`` rows (with ``weights``),
+        early-stopped on ``val`` rows."""
+        self.boosters = {}
+        for i, threat in enumerate(names):
             y = targets[:, i]
             pos = max(float((y[train] * weights).sum()), 1.0)
             neg = float(((1 - y[train]) * weights).sum())
@@ -106,8 +135,8 @@ class GraphBoostBaseline:
         return self
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
-        """Raw margins ``[N, n_threats]`` (higher is riskier)."""
-        return np.column_stack([self.boosters[t].predict(features, raw_score=True) for t in THREATS])
+        """Raw margins ``[N, n_targets]`` (higher is riskier), in the order the targets were fitted."""
+        return np.column_stack([b.predict(features, raw_score=True) for b in self.boosters.values()])
 
     def state(self) -> dict[str, Any]:
         return {t: b.model_to_string() for t, b in self.boosters.items()}

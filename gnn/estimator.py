@@ -22,27 +22,26 @@ import torch
 
 from gnn.baseline import GraphBoostBaseline, neighbourhood_features
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
-from gnn.metrics import PlattCalibrator, threat_metrics
+from gnn.metrics import PlattCalibrator
 from gnn.model import RiskSAGE
 from gnn.normalize import FeatureScaler
+from gnn.source_choice import SOURCES, SourceChoice, train_sources
 from gnn.split import TimeSplit
 from gnn.thresholds import PUCalibrator, ThresholdPolicy, benign_weights, budget_flags, fpr_level, labels_at
 from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training, standardised
 from graph.errors import ModelError
 from graph.schema import ACCOUNT, BENIGN, CLEAR, THREATS
 
-SOURCES = ("gnn", "baseline", "ensemble")
+__all__ = ["NEVER_FLAG", "SOURCES", "RiskModel"]
+
 #: The threshold of a threat the model has no labelled example of: above every calibrated score.
 NEVER_FLAG = 1.01
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p)
-
-
-class RiskModel:
-    """Scores accounts for collusion, promotion abuse and bot farms.
+class RiskModel(SourceChoice):
+    """Scores accounts for collusion, promotion abuse and bot farms: the exchange's user of the graph-agnostic
+    pieces (:func:`gnn.train.train_gnn`, :func:`gnn.source_choice.train_sources`, :class:`SourceChoice`) that
+    :class:`gnn.graph_model.GraphRiskModel` applies to any graph.
 
     Args:
         config: GNN hyper-parameters.
@@ -52,20 +51,17 @@ class RiskModel:
     def __init__(
         self, config: TrainConfig | None = None, use_baseline: bool = True, policy: ThresholdPolicy | None = None
     ) -> None:
+        super().__init__(THREATS)
         self.config = config or TrainConfig()
         self.use_baseline = use_baseline
         self.policy = policy or ThresholdPolicy()
-        self.pu: dict[str, PUCalibrator] = {}
-        self.gnn: RiskSAGE | None = None
+        self.gnn: torch.nn.Module | None = None
         self.scaler: FeatureScaler | None = None
         self.baseline: GraphBoostBaseline | None = None
-        self.calibrators: dict[str, dict[str, PlattCalibrator]] = {}
-        self.choice: dict[str, str] = {}
         self.thresholds: dict[str, float] = {}
         self.split: TimeSplit | None = None
         self.feature_names: dict[str, list[str]] = {}
         self.metadata: tuple[list[str], list[tuple[str, str, str]]] | None = None
-        self.validation: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.trained_on: str = ""
 
@@ -90,66 +86,14 @@ class RiskModel:
         self.split, self.scaler = split, td.scaler
         self.feature_names = {k: list(v) for k, v in graph.feature_names.items()}
         self.metadata = (list(td.data.node_types), [tuple(e) for e in td.data.edge_types])
-        self.gnn = self._new_gnn(td.data)
-        self.gnn.load_state_dict(state_dict)
+        features = neighbourhood_features(graph, self.config.supernode_cap)[0] if self.use_baseline else None
+        sources = train_sources(td, features, self.config, state_dict)
+        self.gnn, self.baseline = sources.gnn, sources.baseline
         self.history = [asdict(h) for h in history or []]
         self.trained_on = graph.content_hash
-        raw = {"gnn": predict_logits(self.gnn, td.data, torch.device("cpu"))}
-        if self.use_baseline:
-            features, _ = neighbourhood_features(graph, self.config.supernode_cap)
-            train = np.concatenate([td.train_labelled, td.train_unlabelled])
-            weights = np.concatenate(
-                [np.ones(len(td.train_labelled)), np.full(len(td.train_unlabelled), self.config.unlabelled_sample)]
-            )
-            self.baseline = GraphBoostBaseline(supernode_cap=self.config.supernode_cap, seed=self.config.seed)
-            self.baseline.fit(features, td.targets.numpy(), train, weights, td.val)
-            raw["baseline"] = self.baseline.decision_function(features)
-        self._calibrate_and_choose(raw, td.targets.numpy(), td.val, td.train_labelled)
-        self._set_thresholds(raw, graph.labels, td.val)
+        self._calibrate_and_choose(sources.raw, td.targets.numpy(), td.val, td.train_labelled)
+        self._set_thresholds(sources.raw, graph.labels, td.val)
         return self
-
-    def _calibrate_and_choose(
-        self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray, train_labelled: np.ndarray
-    ) -> None:
-        """Per threat: calibrate each source, choose the best, estimate the label frequency — on validation.
-
-        A threat without a positive among the validation accounts (a small exchange, a rare threat — labels
-        come in bursts) is calibrated on the labelled training accounts *together with* the validation
-        accounts: the positives are in-sample (their scores flattered, so the label frequency comes out high
-        and the corrected probabilities low — the cautious side), the validation negatives are not; the GNN
-        is shipped for it, since in-sample the boosted trees memorise their positives and would always look
-        best. ``validation[threat]["fitted_on"]`` says which. With no positive anywhere, the threshold is
-        above every score: the model flags nothing it cannot back with a single example.
-        """
-        self.validation = {}
-        for i, threat in enumerate(THREATS):
-            fitted_on, rows = "validation", val
-            if not targets[val, i].any():
-                fitted_on, rows = (
-                    "labelled training + validation (no validation positive)",
-                    np.concatenate([train_labelled, val]),
-                )
-            y = targets[rows, i].astype(bool)
-            cal = {src: PlattCalibrator.fit(y, r[rows, i]) for src, r in raw.items()}
-            probs = {src: cal[src](r[rows, i]) for src, r in raw.items()}
-            if len(probs) > 1:
-                probs["ensemble"] = np.mean([probs["gnn"], probs["baseline"]], axis=0)
-            scores = {src: threat_metrics(y, p, 0.5)["auprc"] for src, p in probs.items()}
-            best = max(scores, key=lambda s: -1.0 if np.isnan(scores[s]) else scores[s])
-            if rows is not val:
-                best = "gnn"  # in-sample, boosted trees memorise their training positives and would always win
-            self.calibrators[threat] = cal
-            self.choice[threat] = best
-            self.pu[threat] = PUCalibrator.fit(y, _logit(probs[best]))
-            if not y.any():
-                fitted_on = "nothing (no labelled positive): never flags"
-            self.validation[threat] = {
-                "auprc": scores,
-                "chosen": best,
-                "fitted_on": fitted_on,
-                "label_frequency": self.pu[threat].frequency,
-                "labelled_positives": int(y.sum()),
-            }
 
     def _set_thresholds(self, raw: dict[str, np.ndarray], labels: np.ndarray, val: np.ndarray) -> None:
         """Thresholds of the model's policy on the validation accounts (see :mod:`gnn.thresholds`)."""
@@ -181,20 +125,6 @@ class RiskModel:
             for i, (t, ok) in enumerate(zip(THREATS, usable))
         }
 
-    @staticmethod
-    def _source_probs(
-        cal: dict[str, PlattCalibrator], raw: dict[str, np.ndarray], rows: np.ndarray | slice, i: int, source: str
-    ) -> np.ndarray:
-        """Calibrated scores of threat ``i`` from ``source`` (``ensemble``: the mean of GNN and baseline)."""
-        if source == "ensemble":
-            return np.mean([cal["gnn"](raw["gnn"][rows, i]), cal["baseline"](raw["baseline"][rows, i])], axis=0)
-        return cal[source](raw[source][rows, i])
-
-    def _new_gnn(self, data) -> RiskSAGE:
-        in_channels = {t: int(data[t].x.shape[1]) for t in data.node_types}
-        c = self.config
-        return RiskSAGE(data.metadata(), in_channels, c.hidden, c.num_layers, c.dropout)
-
     # -- scoring ------------------------------------------------------------------------------------
 
     def check_compatible(self, graph: RiskGraph) -> None:
@@ -224,16 +154,6 @@ class RiskModel:
             return None
         features, _ = neighbourhood_features(graph, self.config.supernode_cap)
         return self.baseline.decision_function(features)
-
-    def calibrate(self, raw: dict[str, np.ndarray]) -> np.ndarray:
-        """Probabilities of fraud ``[n, n_threats]`` from raw scores of any ``n`` accounts (see :meth:`raw_scores`):
-        Platt-calibrated, then corrected for partial labels (:class:`gnn.thresholds.PUCalibrator`)."""
-        n = len(raw["gnn"])
-        out = np.zeros((n, len(THREATS)), dtype=np.float64)
-        for i, threat in enumerate(THREATS):
-            g = self._source_probs(self.calibrators[threat], raw, slice(None), i, self.choice[threat])
-            out[:, i] = self.pu[threat](_logit(g)) if threat in self.pu else g
-        return out
 
     def predict(self, graph: RiskGraph, scores: np.ndarray | None = None) -> np.ndarray:
         """Per account, the threat whose threshold it crosses by the widest margin, else ``clear``."""

@@ -37,11 +37,12 @@ class RiskSAGE(nn.Module):
         hidden: hidden width.
         num_layers: message-passing layers (2 reaches accounts sharing an identifier).
         dropout: dropout after each layer.
-        num_threats: output logits per account.
+        num_threats: output logits per scored node.
+        target_type: the node type scored (the exchange: ``Account``; any graph's node type for research).
 
     Shapes:
         - **input:** ``x_dict[t]`` ``[N_t, in_channels[t]]``; ``edge_index_dict[r]`` ``[2, E_r]``
-        - **output:** ``[N_Account, num_threats]`` logits
+        - **output:** ``[N_target, num_threats]`` logits (``N_Account`` on the exchange)
 
     :meth:`inference` gives the same logits for a whole graph layer by layer, in bounded memory.
     """
@@ -54,11 +55,13 @@ class RiskSAGE(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.2,
         num_threats: int = len(THREATS),
+        target_type: NodeType = ACCOUNT.label,
     ) -> None:
         super().__init__()
         node_types, edge_types = metadata
-        if ACCOUNT.label not in node_types:
-            raise ValueError(f"metadata must include the {ACCOUNT.label!r} node type, got {node_types}")
+        if target_type not in node_types:
+            raise ValueError(f"metadata must include the {target_type!r} node type, got {node_types}")
+        self.target_type = target_type
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.node_types = list(node_types)
@@ -77,13 +80,13 @@ class RiskSAGE(nn.Module):
     def forward(self, x_dict: dict[NodeType, Tensor], edge_index_dict: dict[EdgeType, Tensor]) -> Tensor:
         """Logits per account (every account in ``x_dict``; slice the seeds out for mini-batches)."""
         h = {t: torch.relu(self.encoders[t](x)) for t, x in x_dict.items()}
-        h0 = h[ACCOUNT.label]
+        h0 = h[self.target_type]
         for conv, norms in zip(self.convs, self.norms):
             edges = {e: ei for e, ei in edge_index_dict.items() if ei.numel() > 0}
             out: dict[NodeType, Tensor] = conv(h, edges)
             norm = cast(nn.ModuleDict, norms)
             h = {t: self.dropout(norm[t](h[t] + torch.relu(out[t]) if t in out else h[t])) for t in h}
-        return self.head(torch.cat([h0, h[ACCOUNT.label]], dim=-1))
+        return self.head(torch.cat([h0, h[self.target_type]], dim=-1))
 
     @torch.no_grad()
     def inference(
@@ -111,11 +114,11 @@ class RiskSAGE(nn.Module):
                     order = torch.argsort(ei[1], stable=True)
                     edges[e] = (ei[0][order], ei[1][order])
             h = {t: _chunked(self._encode(t), x, chunk) for t, x in x_dict.items()}
-            h0 = h[ACCOUNT.label]
+            h0 = h[self.target_type]
             for conv, norms in zip(self.convs, self.norms):
                 norm = cast(nn.ModuleDict, norms)
                 h = {t: self._layer(conv, norm, h, t, edges, chunk) for t in h}
-            both = torch.cat([h0, h[ACCOUNT.label]], dim=-1)
+            both = torch.cat([h0, h[self.target_type]], dim=-1)
             return _chunked(self.head, both, chunk)
         finally:
             self.train(was_training)

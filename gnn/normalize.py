@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch_geometric.data import HeteroData
 
 from gnn.graph_data import RiskGraph
 from graph.schema import ACCOUNT
@@ -24,13 +25,19 @@ class FeatureScaler:
 
     @classmethod
     def fit(cls, graph: RiskGraph, train_accounts: np.ndarray) -> FeatureScaler:
+        """Fitted on the exchange graph's training accounts (and every identifier node)."""
+        return cls.fit_data(graph.data, ACCOUNT.label, train_accounts)
+
+    @classmethod
+    def fit_data(cls, data: HeteroData, target_type: str, train_nodes: np.ndarray) -> FeatureScaler:
+        """Fitted on any graph: the ``train_nodes`` of ``target_type``, every node of the other types."""
         mean, std = {}, {}
-        for node_type in graph.data.node_types:
-            x = graph.data[node_type].x.numpy()
-            if node_type == ACCOUNT.label:
-                x = x[train_accounts]
+        for node_type in data.node_types:
+            x = data[node_type].x.numpy()
+            if node_type == target_type:
+                x = x[train_nodes]
             if len(x) == 0:
-                mean[node_type] = np.zeros(graph.data[node_type].x.shape[1], dtype=np.float32)
+                mean[node_type] = np.zeros(data[node_type].x.shape[1], dtype=np.float32)
                 std[node_type] = np.ones_like(mean[node_type])
                 continue
             mean[node_type] = x.mean(axis=0).astype(np.float32)
@@ -40,9 +47,13 @@ class FeatureScaler:
 
     def transform(self, graph: RiskGraph) -> dict[str, torch.Tensor]:
         """Standardised features per node type (clipped to ±10 so an outlier cannot dominate)."""
+        return self.transform_data(graph.data)
+
+    def transform_data(self, data: HeteroData) -> dict[str, torch.Tensor]:
+        """:meth:`transform` of any graph's node features."""
         out = {}
-        for node_type in graph.data.node_types:
-            x = graph.data[node_type].x
+        for node_type in data.node_types:
+            x = data[node_type].x
             m = torch.from_numpy(self.mean[node_type])
             s = torch.from_numpy(self.std[node_type])
             out[node_type] = ((x - m) / s).clamp_(-10.0, 10.0)

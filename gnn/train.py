@@ -83,6 +83,8 @@ class TrainingData:
     train_unlabelled: np.ndarray
     val: np.ndarray  # every real account created in the validation period
     scaler: FeatureScaler
+    target_type: str = ACCOUNT.label  # the node type scored (any graph: see gnn.graph_model)
+    target_names: tuple[str, ...] = THREATS  # one output per name (the exchange: its threats)
 
 
 @dataclass
@@ -159,9 +161,14 @@ def standardised(graph: RiskGraph, scaler: FeatureScaler) -> HeteroData:
     return data
 
 
-def build_model(data: HeteroData, config: TrainConfig) -> RiskSAGE:
+def build_model(
+    data: HeteroData, config: TrainConfig, target_type: str = ACCOUNT.label, num_outputs: int = len(THREATS)
+) -> RiskSAGE:
+    """The hetero GraphSAGE for ``data``'s node and edge types, scoring ``target_type`` nodes."""
     in_channels = {t: int(data[t].x.shape[1]) for t in data.node_types}
-    return RiskSAGE(data.metadata(), in_channels, config.hidden, config.num_layers, config.dropout)
+    return RiskSAGE(
+        data.metadata(), in_channels, config.hidden, config.num_layers, config.dropout, num_outputs, target_type
+    )
 
 
 def epoch_seeds(td: TrainingData, config: TrainConfig, epoch: int) -> np.ndarray:
@@ -207,7 +214,7 @@ def train_epoch(
     loader = make_neighbor_loader(
         td.data,
         num_neighbors=list(config.fanout),
-        input_nodes=(ACCOUNT.label, torch.from_numpy(seeds)),
+        input_nodes=(td.target_type, torch.from_numpy(seeds)),
         batch_size=config.batch_size,
         shuffle=False,
         seed=config.seed * 1000 + epoch,
@@ -215,10 +222,10 @@ def train_epoch(
     )
     for batch in loader:
         batch = batch.to(device)
-        n = batch[ACCOUNT.label].batch_size
+        n = batch[td.target_type].batch_size
         optimizer.zero_grad()
         logits = model(batch.x_dict, batch.edge_index_dict)[:n]
-        target = td.targets[batch[ACCOUNT.label].n_id[:n].cpu()].to(device)
+        target = td.targets[batch[td.target_type].n_id[:n].cpu()].to(device)
         loss = loss_fn(logits, target)
         loss.backward()
         optimizer.step()
@@ -238,11 +245,14 @@ def predict_logits(model: torch.nn.Module, data: HeteroData, device: torch.devic
     return model(d.x_dict, d.edge_index_dict).cpu().numpy()
 
 
-def validation_auprc(logits: np.ndarray, targets: Tensor, val: np.ndarray) -> dict[str, float]:
-    """AUPRC per threat over every validation account (unlabelled ones count as negatives)."""
+def validation_auprc(
+    logits: np.ndarray, targets: Tensor, val: np.ndarray, names: tuple[str, ...] = THREATS
+) -> dict[str, float]:
+    """AUPRC per target (``names``, default the threats) over every validation node (unlabelled ones count as
+    negatives)."""
     out = {}
     t = targets.numpy()[val]
-    for i, threat in enumerate(THREATS):
+    for i, threat in enumerate(names):
         m = threat_metrics(t[:, i], logits[val, i], threshold=0.0)
         out[threat] = m["auprc"]
     return out
@@ -265,19 +275,41 @@ def run_epoch(
     """
     started = time.perf_counter()
     loss = train_epoch(model, td, seeds, optimizer, config, device, epoch)
-    aps = validation_auprc(predict_logits(evaluated or model, td.data, device), td.targets, td.val)
+    aps = validation_auprc(predict_logits(evaluated or model, td.data, device), td.targets, td.val, td.target_names)
     return EpochResult(epoch, loss, aps, float(np.nanmean(list(aps.values()))), time.perf_counter() - started)
 
 
 def fit_gnn(
     graph: RiskGraph, split: TimeSplit, config: TrainConfig, on_epoch: Callable[[EpochResult], None] | None = None
 ) -> tuple[TrainResult, TrainingData]:
-    """Plain (single-process) training with early stopping on mean validation AUPRC."""
+    """Plain (single-process) training on the exchange graph: :func:`train_gnn` on its time split."""
+    with torch_threads(config.resolved_threads()):
+        td = prepare_training(graph, split)
+    return train_gnn(td, config, on_epoch), td
+
+
+def train_gnn(
+    td: TrainingData,
+    config: TrainConfig,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    model: torch.nn.Module | None = None,
+) -> TrainResult:
+    """Plain (single-process) training on any prepared graph, with early stopping on mean validation AUPRC.
+
+    Args:
+        td: the prepared graph, targets and split (:func:`prepare_training`, or
+            :func:`gnn.graph_model.prepare_graph` for any graph).
+        config: hyper-parameters.
+        on_epoch: called with each epoch's result.
+        model: the module to train (default :func:`build_model`'s GraphSAGE): any ``torch.nn.Module`` called
+            as ``model(x_dict, edge_index_dict)`` that returns ``[N_target, len(td.target_names)]`` logits.
+    """
     with torch_threads(config.resolved_threads()):
         torch.manual_seed(config.seed)
-        td = prepare_training(graph, split)
         device = config.resolved_device()
-        model = build_model(td.data, config).to(device)
+        if model is None:
+            model = build_model(td.data, config, td.target_type, len(td.target_names))
+        model = model.to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         stopping, history = EarlyStopping(config.patience), []
         for epoch in range(config.epochs):
@@ -289,4 +321,4 @@ def fit_gnn(
             stopping.update(result, model)
             if stopping.should_stop:
                 break
-    return TrainResult(stopping.best_state or model.state_dict(), stopping.best_epoch, history), td
+    return TrainResult(stopping.best_state or model.state_dict(), stopping.best_epoch, history)
