@@ -296,7 +296,7 @@ def _ip_rows(ips: pd.Series) -> pd.DataFrame:
         {
             "ip": uniques,
             "version": uniques.map(_ip_version).astype("int64"),
-            "prefix": uniques.map(ip_prefix).astype("string"),
+            "prefix": ip_prefixes(uniques),
         }
     )
 
@@ -310,6 +310,15 @@ def ip_prefix(ip: str) -> str:
     """The network an address sits in for grouping: its /24 (IPv4) or /48 (IPv6)."""
     bits = 24 if ":" not in ip else 48
     return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def ip_prefixes(ips: pd.Series) -> pd.Series:
+    """:func:`ip_prefix` of every canonical address, vectorised: an IPv4 address's /24 is its text with the
+    last octet replaced (``1.2.3.4`` → ``1.2.3.0/24``); IPv6 addresses go through :func:`ip_prefix`."""
+    text = ips.astype("string")
+    v6 = text.str.contains(":", regex=False).fillna(False).astype(bool)
+    v4 = text.str.replace(r"\.[0-9]+$", ".0/24", regex=True)
+    return v4.where(~v6, text[v6].map(ip_prefix)).astype("string")
 
 
 def _label_rows(labels: pd.DataFrame) -> pd.DataFrame:

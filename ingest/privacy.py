@@ -9,7 +9,6 @@ a local key).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import secrets
@@ -35,6 +34,27 @@ def digest_text(digest: bytes) -> str:
     return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
 
 
+_BASE32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
+
+
+def digest_texts(digests: list[bytes]) -> list[str]:
+    """:func:`digest_text` of many equal-length digests at once (the standard library's base32 is pure Python:
+    it took three quarters of the time of hashing card numbers, emails and phones)."""
+    if not digests:
+        return []
+    width = len(digests[0])
+    if any(len(d) != width for d in digests):
+        raise ValueError("digests must all have the same length")
+    chars = -(-width * 8 // 5)  # base32 characters before padding
+    raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), width)
+    padded = np.zeros((len(digests), -(-width // 5) * 5), dtype=np.uint8)
+    padded[:, :width] = raw
+    bits = np.unpackbits(padded, axis=1).reshape(len(digests), -1, 5)[:, :chars]
+    values = bits @ np.array([16, 8, 4, 2, 1], dtype=np.uint8)
+    text = _BASE32[values].tobytes().decode("ascii")
+    return [text[i : i + chars] for i in range(0, len(text), chars)]
+
+
 class Hasher:
     """Keyed hashes of personal identifiers.
 
@@ -53,13 +73,17 @@ class Hasher:
     def digest(self, kind: str, value: str) -> str:
         """Keyed hash of one normalised value; ``kind`` separates namespaces (card vs email vs phone)."""
         message = f"{kind}\x1f{value}".encode()
-        return digest_text(hmac.new(self._key, message, hashlib.sha256).digest())
+        return digest_text(hmac.digest(self._key, message, "sha256"))
 
     def digest_series(self, kind: str, values: pd.Series) -> pd.Series:
-        """Keyed hash of every non-null value (computed once per distinct value)."""
-        uniques = values.dropna().unique()
-        mapping = {v: self.digest(kind, v) for v in uniques}
-        return values.map(mapping)
+        """Keyed hash of every non-null value (computed once per distinct value), as :meth:`digest` gives it."""
+        codes, uniques = pd.factorize(values)  # missing values get code -1: the None appended below
+        if len(uniques) == 0:
+            return values.map({})
+        prefix = f"{kind}\x1f"
+        digests = [hmac.digest(self._key, f"{prefix}{v}".encode(), "sha256") for v in uniques.tolist()]
+        texts = np.array([*digest_texts(digests), None], dtype=object)
+        return pd.Series(texts[codes], index=values.index, name=values.name)
 
     def __repr__(self) -> str:  # never show the key
         return "Hasher(key=***)"

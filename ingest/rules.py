@@ -31,6 +31,9 @@ _ZONED_TS = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _PHONE = r"^\+?[0-9 ().-]{6,24}$"
 _ASSET = r"^[A-Za-z0-9._-]{1,20}$"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: An IPv4 address in canonical form (what ``ipaddress`` prints back): four decimal octets, no leading zeros.
+_CANONICAL_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
@@ -60,8 +63,14 @@ def canonical_ip(text: str) -> str | None:
 
 
 def canonical_ips(values: pd.Series) -> pd.Series:
-    uniques = values.dropna().unique()
-    return values.map({v: canonical_ip(v) for v in uniques}).astype("string")
+    """:func:`canonical_ip` of every value, vectorised: a dotted quad without leading zeros is its own
+    canonical text (one regular expression over the column); only the other values (IPv6, bad text) are
+    parsed one distinct value at a time."""
+    text = values.astype("string")
+    fast = text.str.fullmatch(_CANONICAL_IPV4).fillna(False).astype(bool)
+    rest = text[~fast & text.notna()]
+    parsed = rest.map({v: canonical_ip(v) for v in rest.unique()})
+    return text.where(fast, parsed).astype("string")
 
 
 def _is_zoned_timestamp(s: pd.Series) -> pd.Series:

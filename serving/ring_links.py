@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from gnn.graph_data import RiskGraph
 from graph import schema as s
 from graph.queries import rings as q
-from ingest.graph_rows import ip_prefix
+from ingest.graph_rows import ip_prefixes
 from serving.reasons import incidence
 from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier
 
@@ -169,7 +169,7 @@ def candidates_from_graph(
     )
     matrices = [(rel.target.label, graph.ids[rel.target.label], incidence(graph, rel).tocsc()) for rel in q.LINK_RELS]
     blocks, block_of = np.unique(
-        np.array([ip_prefix(ip) for ip in graph.ids[s.IP.label]], dtype=object), return_inverse=True
+        ip_prefixes(pd.Series(graph.ids[s.IP.label], dtype="string")).to_numpy(dtype=object), return_inverse=True
     )
     to_block = sp.csr_matrix(
         (np.ones(len(block_of)), (np.arange(len(block_of)), block_of)), shape=(len(block_of), len(blocks))
