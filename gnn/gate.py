@@ -42,7 +42,7 @@ from gnn.bias import BiasRule, account_groups, bias_report, failure_reason, wors
 from gnn.evaluation import truth_targets
 from gnn.graph_data import LABEL_CODES, RiskGraph
 from gnn.metrics import calibration, threat_metrics
-from graph.errors import RingwatchError
+from graph.errors import ModelError, RingwatchError
 from graph.schema import BENIGN, CLEAR, THREATS
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class GateReport:
         threats: per threat ``{auprc, champion_auprc, positives, ece, auprc_ok, ece_ok, never_flags}``.
         bias: :func:`gnn.bias.bias_report`'s result.
         rules: the rules applied.
+        notes: what could not be checked, and why (a champion with other features cannot be compared).
     """
 
     model_version: str
@@ -106,6 +107,7 @@ class GateReport:
     threats: dict[str, dict[str, Any]]
     bias: dict[str, Any]
     rules: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (the ``gate_report.json`` stored with the model)."""
@@ -113,7 +115,7 @@ class GateReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateReport:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def summary(self) -> str:
         """One line: ``passed`` or ``failed: <first reason>`` (and how many more)."""
@@ -183,7 +185,12 @@ def validate_model(
     if not evaluated.any():
         raise ValueError("no account created after the models' training periods: nothing to validate on")
     scores = candidate.decision_function(graph)
-    champion_scores = champion.decision_function(graph) if champion is not None else None
+    champion_scores, notes = None, []
+    if champion is not None:
+        try:
+            champion_scores = champion.decision_function(graph)
+        except ModelError as e:  # another feature version: nothing to compare on this graph
+            notes.append(f"the champion {champion_version} cannot score this graph ({e}): AUPRC not compared")
     reasons: list[str] = []
     threats: dict[str, dict[str, Any]] = {}
     for i, threat in enumerate(THREATS):
@@ -232,4 +239,5 @@ def validate_model(
         threats=threats,
         bias=bias,
         rules=rules.as_dict(),
+        notes=notes,
     )

@@ -2,7 +2,8 @@
 
 The steps and their guarantees are :mod:`serving.score`'s; this module chains them for one run: find an
 unfinished run with a saved plan (resume it), else load the model, export the graph, score (in this process
-or with Ray Data actors), fix and save the plan, then write it back.
+or with Ray Data actors), fix and save the plan, then write it back. With a challenger (``--challenger``), it
+also scores in shadow and records the comparison (:mod:`serving.shadow`).
 """
 
 from __future__ import annotations
