@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gnn.gate import GateReport
 from gnn.tracking import (
     CHAMPION,
     REGISTERED_MODEL,
@@ -22,7 +23,6 @@ from gnn.tracking import (
     read_gate,
     tracking_client,
 )
-from gnn.gate import GateReport
 from graph.settings import Settings
 
 
