@@ -94,7 +94,7 @@ name                      definition                                            
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -152,6 +152,36 @@ class NodeFeatures:
     values: np.ndarray
 
 
+@dataclass(frozen=True)
+class Population:
+    """The graph-wide tallies a few features are relative to, for computing the features of *part* of a graph.
+
+    Online scoring (:mod:`serving.api`) computes features on an account's receptive field read from Neo4j; the
+    frequencies, the typical amounts and the sign-up bursts compare an account with the *whole* graph, so the
+    subgraph's own rows would give other values. Passed to :func:`compute_features`, these tallies (read by
+    :func:`graph.receptive_field.read_population`) take the subgraph's place in exactly those features; without
+    one (batch), the graph is its own population.
+
+    Attributes:
+        accounts: accounts in the graph.
+        countries / email_domains: accounts per ``country`` / ``email_domain`` value.
+        cards / card_bins: cards in the graph / cards per ``bin``.
+        typical_amount: relationship type (``TRANSFERRED_TO``, ``WITHDREW_TO``) → asset → the median per-event
+            amount over all its relationships (the unit of a *volume*).
+        created_ms: sorted ``created_at`` (epoch ms) of every account that has one.
+        signup_prefix_created_ms: network prefix → sorted ``created_at`` of the accounts whose sign-up IP is in it.
+    """
+
+    accounts: int
+    countries: Mapping[str, int]
+    email_domains: Mapping[str, int]
+    cards: int
+    card_bins: Mapping[str, int]
+    typical_amount: Mapping[str, Mapping[str, float]]
+    created_ms: np.ndarray
+    signup_prefix_created_ms: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
 def without_labels(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` without its label columns (``known_label*``, ``verdict*``): what features may read."""
     return frame.drop(columns=[c for c in frame.columns if c.startswith(LABEL_PREFIXES)])
@@ -182,6 +212,7 @@ def compute_features(
     rels: Mapping[str, IndexedRel],
     reference_time: int,
     shared_cap: int = FEATURE_SHARED_CAP,
+    population: Population | None = None,
 ) -> dict[str, NodeFeatures]:
     """Every node type's features (see the module docstring for the list).
 
@@ -190,6 +221,8 @@ def compute_features(
         rels: relationship type → edges as node positions, for every domain type.
         reference_time: T, seconds since the epoch.
         shared_cap: identifiers used by more accounts are left out of the capped sharing features.
+        population: the whole graph's tallies when ``nodes`` and ``rels`` are part of it (online scoring);
+            None: they are the whole graph.
 
     Returns:
         label → features, for every domain node label.
@@ -202,7 +235,7 @@ def compute_features(
         raise ValueError(f"rels lacks relationship types {missing}")
     unlabelled = {label: without_labels(frame) for label, frame in nodes.items()}
     t_ms = float(reference_time) * 1000.0
-    accounts = account_features(unlabelled, rels, t_ms, shared_cap, BURST_WINDOW_MS)
+    accounts = account_features(unlabelled, rels, t_ms, shared_cap, BURST_WINDOW_MS, population)
     base = _assemble(s.ACCOUNT.label, accounts)
     ring = ring_structure_features(
         {t: np.stack([r.src, r.dst]) for t, r in rels.items()},
@@ -215,14 +248,24 @@ def compute_features(
         )
     }
     for spec in s.IDENTIFIER_NODES:
-        out[spec.label] = _assemble(spec.label, identifier_features(spec, unlabelled, rels, t_ms))
+        features = identifier_features(spec, unlabelled, rels, t_ms)
+        if spec == s.CARD and population is not None:
+            features["bin_freq"] = population_share(
+                unlabelled[spec.label]["bin"], population.card_bins, population.cards
+            )
+        out[spec.label] = _assemble(spec.label, features)
     return out
 
 
 def account_features(
-    nodes: Mapping[str, pd.DataFrame], rels: Mapping[str, IndexedRel], t_ms: float, shared_cap: int, window_ms: int
+    nodes: Mapping[str, pd.DataFrame],
+    rels: Mapping[str, IndexedRel],
+    t_ms: float,
+    shared_cap: int,
+    window_ms: int,
+    population: Population | None = None,
 ) -> dict[str, np.ndarray]:
-    """The account features, by name (see the module docstring)."""
+    """The account features, by name (see the module docstring); ``population`` as in :func:`compute_features`."""
     accounts = nodes[s.ACCOUNT.label]
     n = len(accounts)
     created = column(accounts, "created_at", np.nan)
@@ -230,10 +273,16 @@ def account_features(
     f = {"age_days_log": days_log(np.full(n, t_ms), created)}
     f.update({f"kyc_{level}": (kyc == level).astype(np.float64) for level in range(4)})
     f["is_stub"] = column(accounts, "stub")
-    f["country_freq"] = frequency(accounts["country"])
-    f["email_domain_freq"] = frequency(accounts["email_domain"])
-    f.update(_activity(rels, n))
-    f.update(_bursts(created, nodes[s.IP.label], rels[s.USED_IP.type], window_ms))
+    if population is None:
+        f["country_freq"] = frequency(accounts["country"])
+        f["email_domain_freq"] = frequency(accounts["email_domain"])
+    else:
+        f["country_freq"] = population_share(accounts["country"], population.countries, population.accounts)
+        f["email_domain_freq"] = population_share(
+            accounts["email_domain"], population.email_domains, population.accounts
+        )
+    f.update(_activity(rels, n, population))
+    f.update(_bursts(created, nodes[s.IP.label], rels[s.USED_IP.type], window_ms, population))
     for kind, rel in SHARED_KINDS:
         edges = rels[rel.type]
         stats = shared_stats(edges.src, edges.dst, n, len(nodes[rel.target.label]), shared_cap)
@@ -243,7 +292,13 @@ def account_features(
     return f
 
 
-def _activity(rels: Mapping[str, IndexedRel], n: int) -> dict[str, np.ndarray]:
+def population_share(values: pd.Series, counts: Mapping[str, int], total: int) -> np.ndarray:
+    """:func:`~gnn.feature_defs.frequency` against a population: ``counts[value] / total`` (0 where missing)."""
+    looked_up = values.astype(object).map(lambda v: counts.get(v, 0) if isinstance(v, str) else 0)
+    return looked_up.to_numpy(dtype=np.float64) / max(total, 1)
+
+
+def _activity(rels: Mapping[str, IndexedRel], n: int, population: Population | None) -> dict[str, np.ndarray]:
     def total(rel: s.RelSpec, prop: str, by: str = "src", values: np.ndarray | None = None) -> np.ndarray:
         edges = rels[rel.type]
         weights = column(edges.props, prop) if values is None else values
@@ -263,7 +318,9 @@ def _activity(rels: Mapping[str, IndexedRel], n: int) -> dict[str, np.ndarray]:
     f["counterparties_log"] = np.log1p(
         distinct_count(np.concatenate([tr.src, tr.dst]), np.concatenate([tr.dst, tr.src]), n)
     )
-    transfer_volume, withdrawal_volume = _volume(tr.props), _volume(wd.props)
+    typical = population.typical_amount if population is not None else {}
+    transfer_volume = _volume(tr.props, typical.get(s.TRANSFERRED_TO.type) if population is not None else None)
+    withdrawal_volume = _volume(wd.props, typical.get(s.WITHDREW_TO.type) if population is not None else None)
     f["transfer_out_count_log"] = total(s.TRANSFERRED_TO, "count")
     f["transfer_out_volume_log"] = total(s.TRANSFERRED_TO, "total", values=transfer_volume)
     f["transfer_in_count_log"] = total(s.TRANSFERRED_TO, "count", by="dst")
@@ -281,24 +338,35 @@ def _activity(rels: Mapping[str, IndexedRel], n: int) -> dict[str, np.ndarray]:
     return f
 
 
-def _volume(props: pd.DataFrame) -> np.ndarray:
-    """Each edge's total in units of its asset's median per-event amount (1 when that median is 0)."""
+def _volume(props: pd.DataFrame, population: Mapping[str, float] | None = None) -> np.ndarray:
+    """Each edge's total in units of its asset's median per-event amount (1 when that median is 0).
+
+    ``population``: asset → the median over the whole graph (None: the median over ``props``).
+    """
     total, count = column(props, "total"), column(props, "count")
     if not len(props):
         return total
-    per_event = pd.Series(total / np.maximum(count, 1.0))
-    typical = per_event.groupby(pd.factorize(props["asset"])[0]).transform("median").to_numpy()
+    if population is None:
+        per_event = pd.Series(total / np.maximum(count, 1.0))
+        typical = per_event.groupby(pd.factorize(props["asset"])[0]).transform("median").to_numpy()
+    else:
+        typical = props["asset"].astype(object).map(lambda a: population.get(a, np.nan)).to_numpy(dtype=np.float64)
     return total / np.where(typical > 0, typical, 1.0)
 
 
-def _bursts(created: np.ndarray, ips: pd.DataFrame, used_ip: IndexedRel, window_ms: int) -> dict[str, np.ndarray]:
+def _bursts(
+    created: np.ndarray, ips: pd.DataFrame, used_ip: IndexedRel, window_ms: int, population: Population | None
+) -> dict[str, np.ndarray]:
     n = len(created)
     known = np.isfinite(created)
     overall = np.zeros(n)
-    overall[known] = window_counts(created[known].astype(np.int64), window_ms)
+    if population is None:
+        overall[known] = window_counts(created[known].astype(np.int64), window_ms)
+    else:
+        overall[known] = _population_window(created[known], population.created_ms, window_ms)
     # The sign-up IP: the account's signup USED_IP edge (the earliest one, should there be several).
     signup = column(used_ip.props, "signup") > 0
-    prefix_code, _ = pd.factorize(ips["prefix"], use_na_sentinel=True)
+    prefix_code, prefix_names = pd.factorize(ips["prefix"], use_na_sentinel=True)
     accounts, first = first_per_segment(
         used_ip.src[signup], (column(used_ip.props, "first_seen")[signup], used_ip.dst[signup])
     )
@@ -306,8 +374,23 @@ def _bursts(created: np.ndarray, ips: pd.DataFrame, used_ip: IndexedRel, window_
     prefix[accounts] = prefix_code[used_ip.dst[signup][first]]
     grouped = known & (prefix >= 0)
     same_prefix = np.zeros(n)
-    same_prefix[grouped] = window_counts(created[grouped].astype(np.int64), window_ms, prefix[grouped])
+    if population is None:
+        same_prefix[grouped] = window_counts(created[grouped].astype(np.int64), window_ms, prefix[grouped])
+    else:
+        for i in np.flatnonzero(grouped):  # a receptive field holds few accounts
+            times = population.signup_prefix_created_ms.get(str(prefix_names[prefix[i]]))
+            same_prefix[i] = 0.0 if times is None else _population_window(created[i : i + 1], times, window_ms)[0]
     return {"signup_burst_1h_log": np.log1p(overall), "signup_burst_1h_prefix_log": np.log1p(same_prefix)}
+
+
+def _population_window(times_ms: np.ndarray, population_ms: np.ndarray, window_ms: int) -> np.ndarray:
+    """:func:`~gnn.feature_defs.window_counts` of ``times_ms`` against the sorted times of a whole population
+    (which holds them): the *other* events within ``±window_ms``, never below 0."""
+    t = times_ms.astype(np.int64)
+    inside = np.searchsorted(population_ms, t + window_ms, "right") - np.searchsorted(
+        population_ms, t - window_ms, "left"
+    )
+    return np.maximum(inside - 1, 0).astype(np.float64)
 
 
 def _referrer(referred: IndexedRel, n: int) -> np.ndarray:

@@ -34,12 +34,13 @@ def open_driver(uri: str, username: str, password: str, **config: Any) -> neo4j.
     return neo4j.GraphDatabase.driver(uri, auth=(username, password), user_agent="ringwatch", **config)
 
 
-def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
+def build_driver(settings: Settings, verify: bool = True, **config: Any) -> neo4j.Driver:
     """A driver for NEO4J_URI when set, else for the local server ringwatch manages.
 
     Args:
         settings: where and how to connect.
         verify: check connectivity and credentials now, so a wrong setting fails here and clearly.
+        config: driver settings replacing the defaults (the online API's timeouts and pool size).
 
     Raises:
         ConfigurationError: no password is known for the server.
@@ -58,13 +59,12 @@ def build_driver(settings: Settings, verify: bool = True) -> neo4j.Driver:
             raise Neo4jServerError("the local Neo4j server has not been set up yet: run `ringwatch neo4j start`")
     # Server notifications off: they are query-tuning hints (e.g. "property key does not exist" before a first
     # scoring run), which the driver would log as warnings into every command's output.
-    driver = open_driver(
-        uri,
-        settings.neo4j_username,
-        password,
-        max_connection_pool_size=8,
-        notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF,
-    )
+    options: dict[str, Any] = {
+        "max_connection_pool_size": 8,
+        "notifications_min_severity": neo4j.NotificationMinimumSeverity.OFF,
+        **config,
+    }
+    driver = open_driver(uri, settings.neo4j_username, password, **options)
     if verify:
         try:
             driver.verify_connectivity()

@@ -21,7 +21,7 @@ from graph.errors import RingwatchError
 from graph.logs import SHOWN, configure_logging, logger
 from graph.private_files import PRIVATE_UMASK
 from graph.settings import Settings, load_settings
-from serving.cli import investigation, operations, pipeline, server
+from serving.cli import investigation, online, operations, pipeline, research, server
 from serving.cli.console import err_console, safe
 
 log = logger(__name__)
@@ -37,6 +37,7 @@ neo4j_app = typer.Typer(
     help="Run the local Neo4j server (ignored when NEO4J_URI points at your own).", no_args_is_help=True
 )
 app.add_typer(neo4j_app, name="neo4j")
+app.add_typer(research.research_app, name="research")
 neo4j_app.command("start")(server.start)
 neo4j_app.command("stop")(server.stop)
 neo4j_app.command("status")(server.status)
@@ -59,6 +60,7 @@ app.command()(investigation.erase)
 app.command()(pipeline.demo)
 app.command()(operations.monitor)
 app.command()(operations.dashboard)
+app.command()(online.serve)
 
 
 def _set_up_process() -> Settings | None:

@@ -1,0 +1,262 @@
+"""The online API against the real Neo4j: agreement with the batch job, events, auth, the investigator view,
+readiness, metrics and hot reload.
+
+One small exchange is ingested into the shared server for the module, a small model trained on it, and a batch
+scoring run planned, saved and written with that model (:func:`serving.score.plan_run`), so the online answers
+can be compared with what the batch job wrote.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import neo4j
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from gnn.build import risk_graph_from_neo4j
+from gnn.estimator import RiskModel
+from gnn.train import TrainConfig
+from graph import schema as s
+from graph.settings import Settings
+from serving.api.app import create_app
+from serving.api.server import driver_options
+from serving.api.settings import ApiSettings
+from serving.api.state import ApiState
+from serving.score import ScoringRun, plan_run, save_plan, write_scores
+from serving.scoring_job import scoring_dir
+from tests.conftest import TEST_HASH_KEY, connect, wipe
+from tests.scored_graph import ingest_exchange
+
+DB = "neo4j"
+KEYS = ["first-key-0123456789abcdef", "second-key-0123456789abcdef"]
+AUTH = {"Authorization": f"Bearer {KEYS[1]}"}
+QUICK = TrainConfig(epochs=3, patience=3, sampling="full", hidden=16, seed=0)
+
+
+@dataclass
+class Served:
+    model_dir: Path
+    data_dir: Path
+    run: ScoringRun
+    plan: pd.DataFrame
+
+
+def train_and_plan(driver: neo4j.Driver, folder: Path, data_dir: Path) -> Served:
+    """Train a small model on the graph in ``driver``'s database, plan a batch run, save and write it."""
+    graph = risk_graph_from_neo4j(driver, DB)
+    model = RiskModel(QUICK).fit(graph)
+    model.save(folder / "model")
+    run, plan = plan_run(model, graph, "test-model/1", batch_size=1_000)
+    plans = scoring_dir(Settings(RINGWATCH_DATA_DIR=str(data_dir)))  # type: ignore[call-arg]
+    save_plan(plans / run.run_id, run, plan)
+    write_scores(driver, DB, run, plan)
+    return Served(folder / "model", data_dir, run, plan)
+
+
+@pytest.fixture(scope="module")
+def served(neo4j_server, tmp_path_factory) -> Served:
+    folder = tmp_path_factory.mktemp("api")
+    drv = connect(neo4j_server)
+    try:
+        wipe(drv)
+        ingest_exchange(drv, folder, accounts=600, seed=5)
+        return train_and_plan(drv, folder, folder / "data")
+    finally:
+        drv.close()
+
+
+def make_state(server, served: Served, monkeypatch: pytest.MonkeyPatch, **api: object) -> ApiState:
+    for key, value in {
+        "NEO4J_URI": server.uri,
+        "NEO4J_USERNAME": server.username,
+        "NEO4J_PASSWORD": server.password(),
+        "NEO4J_DATABASE": DB,
+        "RINGWATCH_HASH_KEY": TEST_HASH_KEY,
+        "RINGWATCH_DATA_DIR": str(served.data_dir),
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    api_settings = ApiSettings(**{"RINGWATCH_API_KEYS": ",".join(KEYS), **api})
+    from graph.driver import build_driver
+
+    driver = build_driver(settings, **driver_options(api_settings))
+    state = ApiState(settings, api_settings, driver, lambda: (RiskModel.load(served.model_dir), "test-model/1"))
+    state.load()
+    return state
+
+
+@pytest.fixture()
+def client(neo4j_server, served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    state = make_state(neo4j_server, served, monkeypatch, RINGWATCH_API_NEO4J_TIMEOUT_S=60.0)
+    with TestClient(create_app(state), raise_server_exceptions=False) as c:
+        yield c
+    state.driver.close()
+
+
+def test_online_scores_equal_the_batch_scores_for_every_account(client: TestClient, served: Served) -> None:
+    state: ApiState = client.app.state.ringwatch  # type: ignore[attr-defined]
+    scorer = state.served.scorer  # type: ignore[union-attr]
+    assert scorer is not None
+    plan = served.plan.set_index(s.ACCOUNT.key)
+    ids = list(plan.index)
+    # Every account, a few per receptive-field read (the same code as one account: the union of their fields).
+    for lo in range(0, len(ids), 25):
+        scored = state.read(lambda tx, chunk=ids[lo : lo + 25]: scorer.score(tx, chunk))
+        assert [a.account_id for a in scored.accounts] == ids[lo : lo + 25]
+        for a in scored.accounts:
+            expected = plan.loc[a.account_id]
+            assert np.allclose([a.scores[t] for t in s.THREATS], expected[list(s.THREATS)].to_numpy(float), atol=1e-4)
+            assert a.label == expected["label"]
+    # One at a time over HTTP, reasons and all: the flagged accounts, and the smallest receptive fields.
+    flagged = [i for i in ids if plan.loc[i, "label"] != s.CLEAR][:10]
+    for account_id in [*flagged, *ids[:: len(ids) // 10]]:
+        response = client.post("/v1/score", json={"account_id": account_id}, headers=AUTH)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        expected = plan.loc[account_id]
+        assert max(abs(body["scores"][t] - expected[t]) for t in s.THREATS) < 1e-4
+        assert body["label"] == expected["label"]
+        assert body["reasons"] == (expected["reasons"] or [])
+        assert body["model_version"] == "test-model/1" and body["degraded"] is False
+        assert body["thresholds"] == pytest.approx(served.run.thresholds)
+        assert body["decision"] in ("allow", "review", "block")
+        assert (body["decision"] != "allow") == (body["label"] != s.CLEAR or body["score"] >= 0.9)
+
+
+def test_missing_or_wrong_key_is_401_and_either_key_works(client: TestClient, served: Served) -> None:
+    account_id = str(served.plan[s.ACCOUNT.key].iloc[0])
+    assert client.post("/v1/score", json={"account_id": account_id}).status_code == 401
+    wrong = {"Authorization": "Bearer not-a-key-0123456789abcdef"}
+    assert client.post("/v1/score", json={"account_id": account_id}, headers=wrong).status_code == 401
+    assert client.get("/metrics").status_code == 401
+    for key in KEYS:
+        ok = client.post("/v1/score", json={"account_id": account_id}, headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+
+
+def test_unknown_account_and_bad_requests_are_readable_errors(client: TestClient) -> None:
+    missing = client.post("/v1/score", json={"account_id": "no-such-account"}, headers=AUTH)
+    assert missing.status_code == 404 and "no-such-account" in missing.json()["error"]
+    extra = client.post("/v1/score", json={"account_id": "a", "admin": True}, headers=AUTH)
+    assert extra.status_code == 422 and "admin" in extra.json()["rule"]
+    injection = client.post("/v1/score", json={"account_id": "x'}) MATCH (n) DETACH DELETE n //"}, headers=AUTH)
+    assert injection.status_code == 404  # a parameter, never Cypher: the graph is still there
+    assert client.get(f"/v1/accounts/{'acc_000001'}", headers=AUTH).status_code == 200
+    for response in (missing, extra, injection):
+        assert "Traceback" not in response.text
+
+
+def _device_uses(driver: neo4j.Driver, account_id: str, device_id: str) -> int | None:
+    records, _, _ = driver.execute_query(
+        "MATCH (:Account {account_id: $a})-[r:USED_DEVICE]->(:Device {device_id: $d}) RETURN r.count AS n",
+        a=account_id,
+        d=device_id,
+        database_=DB,
+    )
+    return int(records[0]["n"]) if records else None
+
+
+def test_an_event_is_written_once_and_its_account_decided(client: TestClient, driver: neo4j.Driver) -> None:
+    login = {
+        "account_id": "acc_000010",
+        "ts": "2026-02-27T10:00:00Z",
+        "ip": "198.51.100.77",
+        "device_id": "api-test-device-1",
+        "user_agent": "test-agent",
+    }
+    first = client.post("/v1/events", json={"table": "logins", "row": login}, headers=AUTH)
+    assert first.status_code == 200, first.text
+    assert first.json()["written"] is True
+    assert first.json()["account"]["account_id"] == "acc_000010"
+    assert first.json()["account"]["decision"] in ("allow", "review", "block")
+    again = client.post("/v1/events", json={"table": "logins", "row": login}, headers=AUTH)
+    assert again.status_code == 200 and again.json()["written"] is False
+    assert again.json()["event_id"] == first.json()["event_id"]
+    assert _device_uses(driver, "acc_000010", "api-test-device-1") == 1  # the retry did not count twice
+
+
+def test_a_fresh_signup_is_scored_and_decided(client: TestClient) -> None:
+    signup = {
+        "account_id": "api-new-account-1",
+        "created_at": "2026-02-27T11:00:00Z",
+        "email": "new.user@example.org",
+        "phone": "+14155550123",
+        "country": "US",
+        "kyc_level": "1",
+        "referrer_id": None,
+        "signup_ip": "203.0.113.9",
+        "signup_device_id": "api-test-device-2",
+    }
+    response = client.post("/v1/events", json={"table": "accounts", "row": signup}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    account = response.json()["account"]
+    assert account["account_id"] == "api-new-account-1" and account["degraded"] is False
+    assert set(account["scores"]) == set(s.THREATS)
+
+
+def test_a_bad_event_is_422_naming_the_rule_and_writes_nothing(client: TestClient, driver: neo4j.Driver) -> None:
+    bad = {"account_id": "acc_000011", "ts": "yesterday", "ip": "198.51.100.78", "device_id": "api-bad-device"}
+    response = client.post("/v1/events", json={"table": "logins", "row": bad}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["rule"].startswith("ts:")
+    unknown = client.post("/v1/events", json={"table": "logins", "row": {**bad, "colour": "red"}}, headers=AUTH)
+    assert unknown.status_code == 422 and unknown.json()["rule"].startswith("colour:")
+    records, _, _ = driver.execute_query("MATCH (d:Device {device_id: 'api-bad-device'}) RETURN d", database_=DB)
+    assert records == []
+
+
+def test_account_view_is_the_stored_batch_result(client: TestClient, served: Served) -> None:
+    row = served.plan.iloc[3]
+    response = client.get(f"/v1/accounts/{row[s.ACCOUNT.key]}", headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["score"] == pytest.approx(row["score"]) and body["label"] == row["label"]
+    assert body["run_id"] == served.run.run_id and body["degraded"] is False
+    assert client.get("/v1/accounts/no-such-account", headers=AUTH).status_code == 404
+
+
+def test_ready_and_metrics(client: TestClient, served: Served) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True and ready.json()["degraded"] is False
+    client.post("/v1/score", json={"account_id": str(served.plan[s.ACCOUNT.key].iloc[0])}, headers=AUTH)
+    client.post("/v1/score", json={"account_id": "no-such-account"}, headers=AUTH)
+    text = client.get("/metrics", headers=AUTH).text
+    assert 'ringwatch_api_requests_total{outcome="ok",route="/v1/score"}' in text
+    assert 'ringwatch_api_requests_total{outcome="404",route="/v1/score"}' in text
+    assert 'ringwatch_api_model_info{version="test-model/1"} 1.0' in text
+    assert 'ringwatch_api_stage_seconds_count{stage="neo4j_read"}' in text
+    assert client.get("/docs").status_code == 200
+    assert "examples" in client.get("/openapi.json").text
+
+
+def test_reload_swaps_the_model_without_dropping_requests(client: TestClient, served: Served) -> None:
+    state: ApiState = client.app.state.ringwatch  # type: ignore[attr-defined]
+    versions = iter(["test-model/2", "test-model/3"])
+    state.model_loader = lambda: (RiskModel.load(served.model_dir), next(versions))
+    account_id = str(served.plan[s.ACCOUNT.key].iloc[1])
+    statuses: list[int] = []
+    seen: set[str] = set()
+
+    def keep_scoring() -> None:
+        for _ in range(6):
+            r = client.post("/v1/score", json={"account_id": account_id}, headers=AUTH)
+            statuses.append(r.status_code)
+            seen.add(r.json().get("model_version", ""))
+
+    worker = threading.Thread(target=keep_scoring)
+    worker.start()
+    reloaded = client.post("/v1/admin/reload", headers=AUTH)
+    worker.join()
+    assert reloaded.status_code == 200 and reloaded.json()["model_version"] == "test-model/2"
+    assert reloaded.json()["previous_version"] == "test-model/1"
+    assert statuses == [200] * 6
+    assert seen <= {"test-model/1", "test-model/2"}
+    after = client.post("/v1/score", json={"account_id": account_id}, headers=AUTH).json()
+    assert after["model_version"] == "test-model/2"
+    assert 'ringwatch_api_model_info{version="test-model/2"} 1.0' in client.get("/metrics", headers=AUTH).text
