@@ -153,12 +153,17 @@ def prepare_training(graph: RiskGraph, split: TimeSplit) -> TrainingData:
 
 def standardised(graph: RiskGraph, scaler: FeatureScaler) -> HeteroData:
     """The graph's edges with its features standardised by ``scaler`` (what the model consumes)."""
-    data = HeteroData()
-    for node_type, x in scaler.transform(graph).items():
-        data[node_type].x = x
-    for edge_type in graph.data.edge_types:
-        data[edge_type].edge_index = graph.data[edge_type].edge_index
-    return data
+    return standardised_data(graph.data, scaler)
+
+
+def standardised_data(data: HeteroData, scaler: FeatureScaler) -> HeteroData:
+    """Any graph's edges with its features standardised by ``scaler``."""
+    out = HeteroData()
+    for node_type, x in scaler.transform_data(data).items():
+        out[node_type].x = x
+    for edge_type in data.edge_types:
+        out[edge_type].edge_index = data[edge_type].edge_index
+    return out
 
 
 def build_model(
