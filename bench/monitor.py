@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo before bench/ (bench/ingest.py)
 
 from gnn.build import risk_graph_from_neo4j
 from gnn.snapshot import read_snapshot
