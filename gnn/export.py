@@ -26,10 +26,14 @@ import pandas as pd
 import pyarrow as pa
 from neo4j.exceptions import DriverError, Neo4jError
 
+from graph import schema
 from graph.errors import RingwatchError
 from graph.queries import export as q
 from graph.queries.inspect import count_label, count_type
+from graph.queries.report import RING_MEMBERS
+from graph.receptive_field import read_receptive_field
 from graph.runs import Progress
+from graph.supernodes import MODEL_SUPERNODE_CAP
 
 DEFAULT_PAGE_SIZE = 10_000
 
@@ -205,4 +209,61 @@ def export_graph(
         raise GraphExportError(f"Neo4j stopped answering while the graph was read: {e}") from e
     if progress:
         progress("done", 1, 1)
+    return GraphTables(nodes, rels)
+
+
+def ring_accounts(driver: neo4j.Driver, database: str, ring_id: str) -> list[str]:
+    """The member accounts of ring ``ring_id`` (its ``MEMBER_OF`` relationships).
+
+    Raises:
+        GraphExportError: no such ring, or it has no member.
+    """
+    records, _, _ = driver.execute_query(
+        RING_MEMBERS, ring_ids=[ring_id], database_=database, routing_=neo4j.RoutingControl.READ
+    )
+    members = sorted({str(r["account_id"]) for r in records})
+    if not members:
+        raise GraphExportError(f"ring {ring_id!r} has no member account in database {database!r}")
+    return members
+
+
+def export_neighbourhood(
+    driver: neo4j.Driver,
+    database: str,
+    accounts: list[str],
+    hops: int,
+    supernode_cap: int = MODEL_SUPERNODE_CAP,
+) -> GraphTables:
+    """The neighbourhood of ``accounts`` as the frames :func:`export_graph` gives for the whole graph.
+
+    The neighbourhood is what a ``hops``-layer model reads to score them (:func:`graph.receptive_field.
+    read_receptive_field`): every node within ``hops`` hops along any domain relationship (identifiers used by
+    more than ``supernode_cap`` accounts are not crossed), and the relationships their features count (user
+    counts of the identifiers one hop further, counterparties' transfers, referral chains), in one read
+    transaction. An investigation's accounts or a ring thus become a snapshot, and a research data set.
+
+    Raises:
+        ValueError: no account given, or ``hops`` negative.
+        GraphExportError: none of ``accounts`` is in the graph, or the server failed.
+    """
+    if not accounts:
+        raise ValueError("accounts must name at least one account")
+    if hops < 0:
+        raise ValueError(f"hops must be >= 0, got {hops}")
+    try:
+        with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
+            found = session.execute_read(
+                neo4j.unit_of_work(metadata={"app": "ringwatch", "job": "export", "stage": "neighbourhood"})(
+                    lambda tx: read_receptive_field(tx, sorted(set(accounts)), hops, supernode_cap)
+                )
+            )
+    except Neo4jError as e:
+        raise GraphExportError(f"reading the neighbourhood from database {database!r} failed: {e.message}") from e
+    except DriverError as e:
+        raise GraphExportError(f"Neo4j stopped answering while the neighbourhood was read: {e}") from e
+    nodes = {e.node.label: canonical_frame(found.nodes[e.node.label], e.columns, (e.node.key,)) for e in q.NODE_EXPORTS}
+    rels = {e.rel.type: canonical_frame(found.rels[e.rel.type], e.columns, e.keys) for e in q.REL_EXPORTS}
+    present = set(nodes[schema.ACCOUNT.label][schema.ACCOUNT.key].astype(str))
+    if not present & set(accounts):
+        raise GraphExportError(f"none of the {len(set(accounts))} accounts asked for is in database {database!r}")
     return GraphTables(nodes, rels)

@@ -10,7 +10,7 @@ from typing import Any
 import neo4j
 
 from gnn.build import build_risk_graph
-from gnn.export import DEFAULT_PAGE_SIZE, export_graph
+from gnn.export import DEFAULT_PAGE_SIZE, export_graph, export_neighbourhood
 from gnn.snapshot import redact_uri, write_snapshot
 from graph.logs import logger
 from graph.runs import Progress
@@ -54,6 +54,8 @@ def take_snapshot(
     page_size: int = DEFAULT_PAGE_SIZE,
     reference_time: int | None = None,
     progress: Progress | None = None,
+    accounts: list[str] | None = None,
+    hops: int = 2,
 ) -> SnapshotSummary:
     """Export the graph into a snapshot folder.
 
@@ -66,6 +68,9 @@ def take_snapshot(
         page_size: accounts (or nodes) per read page.
         reference_time: the features' reference time (seconds); default: the latest time in the data.
         progress: called as ``progress(stage, done, total)`` while exporting.
+        accounts: export only these accounts' neighbourhood within ``hops`` hops
+            (:func:`gnn.export.export_neighbourhood`); None: the whole graph.
+        hops: the neighbourhood's radius (with ``accounts``).
 
     Raises:
         gnn.snapshot.SnapshotError: ``out`` exists (without ``overwrite``) or cannot be written.
@@ -73,7 +78,11 @@ def take_snapshot(
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    tables = export_graph(driver, database, page_size=page_size, progress=progress)
+    if accounts is None:
+        tables = export_graph(driver, database, page_size=page_size, progress=progress)
+    else:
+        tables = export_neighbourhood(driver, database, accounts, hops)
+        source = f"{source} (neighbourhood of {len(set(accounts))} accounts, {hops} hops)"
     timings["export"] = time.perf_counter() - started
     step = time.perf_counter()
     graph = build_risk_graph(tables.nodes, tables.rels, reference_time)

@@ -12,7 +12,9 @@ it publishes some. Formats read here:
   anomaly kinds as bits, so any non-zero is an anomaly; ``train_mask`` / ``val_mask`` / ``test_mask`` if
   present). A ``.pt`` is a pickle: load only files you trust.
 
-AMLSim, S-FFSD and Bitcoin-OTC are in :mod:`gnn.research.fraud_sets`; :func:`load_dataset` reads any of them
+A ringwatch snapshot folder (a whole exchange, or an investigation's neighbourhood exported by
+``ringwatch snapshot --accounts FILE`` / ``--ring RING_ID``) is read by :func:`load_snapshot`. AMLSim, S-FFSD
+and Bitcoin-OTC are in :mod:`gnn.research.fraud_sets`; :func:`load_dataset` reads any of them
 by name.
 """
 
@@ -165,6 +167,22 @@ def load_pt(path: Path, name: str = "pt") -> GraphDataset:
     return ds
 
 
+def load_snapshot(path: Path, name: str = "snapshot") -> GraphDataset:
+    """A ringwatch snapshot folder (``ringwatch snapshot``, whole graph or ``--accounts`` / ``--ring``
+    neighbourhood): accounts scored, any known threat label is 1, ``benign`` 0, unlabelled -1."""
+    from gnn.graph_data import LABEL_CODES, UNLABELLED
+    from gnn.snapshot import read_snapshot
+    from graph.schema import ACCOUNT, BENIGN
+
+    if not (Path(path) / "manifest.json").is_file():
+        raise DatasetError(
+            f"a ringwatch snapshot: expected the folder {path} with a manifest.json, which does not exist"
+        )
+    graph = read_snapshot(Path(path))
+    labels = np.where(graph.labels == UNLABELLED, -1, (graph.labels != LABEL_CODES[BENIGN]).astype(np.int8))
+    return GraphDataset(name, graph.data, ACCOUNT.label, labels.astype(np.int8), source=str(path))
+
+
 def loaders() -> dict[str, Callable[[Path], GraphDataset]]:
     """Data set name → loader (the names ``ringwatch research bench`` accepts)."""
     from gnn.research.fraud_sets import load_amlsim, load_bitcoin_otc, load_sffsd
@@ -176,6 +194,7 @@ def loaders() -> dict[str, Callable[[Path], GraphDataset]]:
         "npz": load_npz,
         "mat": load_mat,
         "pt": load_pt,
+        "snapshot": load_snapshot,
     }
 
 

@@ -101,8 +101,23 @@ def ingest(
         print_json(report.as_dict())
 
 
-def _snapshot(settings: Settings, out_dir: Path, out: Console, overwrite: bool = False) -> SnapshotSummary:
+def _snapshot(
+    settings: Settings,
+    out_dir: Path,
+    out: Console,
+    overwrite: bool = False,
+    accounts: Path | None = None,
+    ring: str | None = None,
+    hops: int = 2,
+) -> SnapshotSummary:
+    from gnn.export import ring_accounts
+
     with open_graph(settings, out=out) as driver, _bar("export", out) as progress:
+        chosen = None
+        if accounts is not None:
+            chosen = [line.strip() for line in accounts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if ring is not None:
+            chosen = (chosen or []) + ring_accounts(driver, settings.neo4j_database, ring)
         summary = take_snapshot(
             driver,
             settings.neo4j_database,
@@ -110,6 +125,8 @@ def _snapshot(settings: Settings, out_dir: Path, out: Console, overwrite: bool =
             source=graph_source(settings),
             overwrite=overwrite,
             progress=progress,
+            accounts=chosen,
+            hops=hops,
         )
     show.snapshot(out, summary)
     return summary
@@ -118,10 +135,17 @@ def _snapshot(settings: Settings, out_dir: Path, out: Console, overwrite: bool =
 def snapshot(
     out: Annotated[Path, typer.Option(help="Snapshot folder to create.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing snapshot.")] = False,
+    accounts: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Only the neighbourhood of these accounts (one id a line)."),
+    ] = None,
+    ring: Annotated[str | None, typer.Option(help="Only the neighbourhood of this ring's members.")] = None,
+    hops: Annotated[int, typer.Option(min=0, help="Neighbourhood radius with --accounts / --ring.")] = 2,
     as_json: JsonOption = False,
 ) -> None:
-    """Export the graph (nodes, edges, features, labels, id maps) to Parquet plus a manifest."""
-    summary = _snapshot(load_settings(), out, human_output(as_json), overwrite)
+    """Export the graph (nodes, edges, features, labels, id maps) to Parquet plus a manifest; with --accounts or
+    --ring, only their neighbourhood within --hops hops (an investigation as a research data set)."""
+    summary = _snapshot(load_settings(), out, human_output(as_json), overwrite, accounts, ring, hops)
     if as_json:
         print_json(summary.as_dict())
 
