@@ -12,7 +12,7 @@ accounts, a group fails when the one-sided lower confidence bound (Wilson) of it
 ``max_fpr_ratio`` × the overall false-positive rate. The bound's confidence is ``1 - alpha / m`` for ``m``
 judged groups (Bonferroni: some 40 groups are tested at once, and at 95 % each, two would fail by chance).
 The bound is what keeps a small group from failing by noise: 3 false positives among 289 benign accounts is a
-rate of 1.04 %, 3.5 × an overall 0.30 % on a 20k exchange, but its lower bound at 1 - 0.05/40 is 0.23 %.
+rate of 1.04 %, 3.5 × an overall 0.30 % on a 20k exchange, but its lower bound at 1 - 0.05/40 is 0.21 %.
 Groups below ``min_benign`` are reported and never fail; so is the group of accounts *without* the
 attribute (``unknown``: no email address, say), which is a behaviour the model may use, not a country or a
 provider it could be unfair to.
