@@ -36,7 +36,8 @@ from gnn.tracking import (
 from gnn.train import TrainConfig
 from graph import schema as s
 from serving.investigate import investigate, render
-from serving.promotion import promote, promotions
+from serving.promotion import gate_report_of, promote, promotions
+from serving.report import build_report
 from serving.rings import ring_membership, run_rings
 from serving.scoring_job import run_scoring
 from serving.shadow import write_challenger
@@ -194,6 +195,14 @@ def test_promote_refuses_a_failing_model_records_a_forced_one_and_scoring_uses_t
 
     summary = run_scoring(settings, driver, new_run=True, monitor=False)
     assert summary.model_version == f"{REGISTERED_MODEL}/{biased.version}"
+    # The report shows the champion's gate report (FPR per country) and the promotion audit trail.
+    index = build_report(
+        driver, DB, ex.folder / "report", top=1, gate_of=lambda version: gate_report_of(settings, version)
+    )
+    page = index.read_text(encoding="utf-8")
+    assert "<h2>Model governance</h2>" in page
+    assert f"Validation gate of {REGISTERED_MODEL}/{biased.version}: failed" in page
+    assert f"<td>{ex.biased_country}</td>" in page and "urgent rollout" in page
 
     # Back to the first model through the command line: it passes the gate against the biased champion.
     # (A subprocess: MLflow's artifact download draws a progress bar, carriage returns and all.)
