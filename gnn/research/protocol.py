@@ -134,8 +134,9 @@ class BenchResult:
         return "\n".join(lines)
 
 
-def _no_graph(ds: GraphDataset, split: dict[str, np.ndarray], seed: int) -> np.ndarray:
-    """LightGBM on the target nodes' own features: scores of every target node."""
+def no_graph_scores(ds: GraphDataset, split: dict[str, np.ndarray], seed: int) -> np.ndarray:
+    """The no-graph baseline: LightGBM on the target nodes' own features (no edge), trained on ``split``'s
+    training nodes and early-stopped on its validation nodes; raw scores of every target node."""
     x = ds.data[ds.target_type].x.numpy()
     y = (ds.labels == 1).astype(np.float32).reshape(-1, 1)
     model = GraphBoostBaseline(supernode_cap=None, seed=seed)
@@ -167,7 +168,7 @@ def run_seed(
         models[name] = {**ranking_metrics(test_y, scores[source][split["test"], 0]), "seconds": seconds[name]}
 
     started = time.perf_counter()
-    plain = _no_graph(ds, split, seed)
+    plain = no_graph_scores(ds, split, seed)
     models["no_graph"] = {**ranking_metrics(test_y, plain[split["test"]]), "seconds": time.perf_counter() - started}
 
     for name, factory in (variants or {}).items():
