@@ -22,7 +22,7 @@ TEST_HASH_KEY = "test-hash-key-not-a-secret-0123456789"
 
 
 #: Test files that start Neo4j servers of their own (besides the shared one).
-OWN_SERVER_FILES = frozenset({"test_local_server.py"})
+OWN_SERVER_FILES = frozenset({"test_local_server.py", "test_api_degraded.py"})
 #: Test files that train a model at full size or run the whole job (``-m "not slow"`` leaves them out).
 SLOW_FILES = frozenset({"test_demo.py", "test_model_quality.py", "test_notebooks.py", "test_ray_train.py"})
 

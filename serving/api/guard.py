@@ -22,10 +22,6 @@ from serving.api.metrics import ApiMetrics
 NOT_SHED = frozenset({"/healthz", "/metrics"})
 
 
-class BodyTooLargeError(Exception):
-    """The request body passed the limit while it was read."""
-
-
 class RequestGuard:
     """Bounded concurrency, a request size limit and per-route metrics around an ASGI app."""
 
@@ -48,6 +44,8 @@ class RequestGuard:
         status: dict[str, int] = {}
 
         async def send_recording(message: Message) -> None:
+            if status.get("closed"):
+                return  # the guard already answered (a body over the limit): the app's late reply is dropped
             if message["type"] == "http.response.start":
                 status["code"] = int(message["status"])
             await send(message)
@@ -65,11 +63,7 @@ class RequestGuard:
             if declared is not None and declared > self.max_body:
                 await _reply(send_recording, 413, f"request body over {self.max_body} bytes")
                 return
-            try:
-                await self.app(scope, self._bounded(receive), send_recording)
-            except BodyTooLargeError:
-                if "code" not in status:
-                    await _reply(send_recording, 413, f"request body over {self.max_body} bytes")
+            await self.app(scope, self._bounded(receive, send_recording, status), send_recording)
         finally:
             if shed:
                 with self._lock:
@@ -83,16 +77,22 @@ class RequestGuard:
             self.in_flight += 1
             return True
 
-    def _bounded(self, receive: Receive) -> Receive:
+    def _bounded(self, receive: Receive, send: Send, status: dict[str, int]) -> Receive:
+        """``receive`` that answers 413 itself once the body passes the limit, and tells the app the client left."""
         seen = 0
 
         async def bounded_receive() -> Message:
             nonlocal seen
+            if status.get("closed"):
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise BodyTooLargeError
+                    if "code" not in status:
+                        await _reply(send, 413, f"request body over {self.max_body} bytes")
+                    status["closed"] = 1
+                    return {"type": "http.disconnect"}
             return message
 
         return bounded_receive

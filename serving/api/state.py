@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ log = logger(__name__)
 
 #: After a failed Neo4j call, requests answer from the cache for this long before trying live again.
 RETRY_LIVE_S = 2.0
+#: Time beyond the Neo4j timeout before a call is abandoned (the server's own timeout normally fires first).
+DEADLINE_SLACK_S = 0.5
 #: Errors that mean "Neo4j is slow or gone": the request falls back to the cache.
 NEO4J_DOWN = (Neo4jError, DriverError, OSError, TimeoutError)
 
@@ -139,6 +143,9 @@ class ApiState:
         self.model_loader = model_loader or self._registry_model
         self.served: Served | None = None
         self._live_after = 0.0
+        self._was_down = False
+        # Neo4j calls run here, so each can be abandoned at its deadline (a stuck one keeps its thread).
+        self._calls = ThreadPoolExecutor(max_workers=api.max_in_flight + 2, thread_name_prefix="ringwatch-neo4j")
         self._reload_lock = threading.Lock()
         self.last_error: str | None = None
 
@@ -182,23 +189,30 @@ class ApiState:
         return self.served is None or self.served.scorer is None or time.monotonic() < self._live_after
 
     def _mark_down(self, error: BaseException) -> None:
+        self._was_down = True
         self._live_after = time.monotonic() + RETRY_LIVE_S
-        self.last_error = f"{type(error).__name__}: {str(error)[:200]}"
+        self.last_error = f"{type(error).__name__}: {str(error)[:200]}" if str(error) else type(error).__name__
         log.warning("Neo4j unavailable, answering from the last batch plan: %s", self.last_error)
 
     def read(self, work: Callable[[neo4j.ManagedTransaction | neo4j.Transaction], Any]) -> Any:
-        """Run ``work`` in one read transaction with the API's timeout; no retry (a late answer is no answer).
+        """Run ``work`` in one read transaction, within the API's timeout; no retry (a late answer is no answer).
+
+        The transaction's timeout is enforced by the server; a server that does not answer at all (hung, or the
+        network gone) would leave the driver waiting on its socket, so the call also runs under a deadline here.
 
         Raises:
-            Neo4jUnavailableError: Neo4j failed or timed out.
+            Neo4jUnavailableError: Neo4j failed or did not answer in time.
         """
-        try:
+        timeout = self.api.neo4j_timeout_s
+
+        def in_transaction() -> Any:
             with self.driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session:
-                with session.begin_transaction(
-                    timeout=self.api.neo4j_timeout_s, metadata={"app": "ringwatch", "job": "api"}
-                ) as tx:
+                with session.begin_transaction(timeout=timeout, metadata={"app": "ringwatch", "job": "api"}) as tx:
                     return work(tx)
-        except NEO4J_DOWN as e:
+
+        try:
+            return self._calls.submit(in_transaction).result(timeout=timeout + DEADLINE_SLACK_S)
+        except (*NEO4J_DOWN, FutureTimeout) as e:
             self._mark_down(e)
             raise Neo4jUnavailableError(f"Neo4j did not answer: {self.last_error}") from e
 
@@ -218,12 +232,17 @@ class ApiState:
             self.read(lambda tx: tx.run(PING).single())
         except Neo4jUnavailableError:
             return False
-        self._live_after = 0.0
         served = self.served
-        if served is not None and served.scorer is None:
-            try:
+        try:
+            if served is not None and served.scorer is None:
                 self.load()
-            except (RingwatchError, *NEO4J_DOWN) as e:
-                self.last_error = str(e)[:200]
-                return False
+            elif served is not None and served.scorer is not None and self._was_down:
+                # A restarted server has forgotten its query plans: plan them now, not in a request's time.
+                with self.driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session:
+                    session.execute_read(served.scorer.warm_up)
+        except (RingwatchError, *NEO4J_DOWN) as e:
+            self.last_error = str(e)[:200]
+            return False
+        self._was_down = False
+        self._live_after = 0.0
         return True

@@ -10,85 +10,34 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import neo4j
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from gnn.build import risk_graph_from_neo4j
 from gnn.estimator import RiskModel
-from gnn.train import TrainConfig
 from graph import schema as s
-from graph.settings import Settings
 from serving.api.app import create_app
-from serving.api.server import driver_options
-from serving.api.settings import ApiSettings
 from serving.api.state import ApiState
-from serving.score import ScoringRun, plan_run, save_plan, write_scores
-from serving.scoring_job import scoring_dir
-from tests.conftest import TEST_HASH_KEY, connect, wipe
+from tests.api_exchange import AUTH, KEYS, Served, api_model, make_state, plan_batch_run
+from tests.conftest import connect, wipe
 from tests.scored_graph import ingest_exchange
 
 DB = "neo4j"
-KEYS = ["first-key-0123456789abcdef", "second-key-0123456789abcdef"]
-AUTH = {"Authorization": f"Bearer {KEYS[1]}"}
-QUICK = TrainConfig(epochs=3, patience=3, sampling="full", hidden=16, seed=0)
-
-
-@dataclass
-class Served:
-    model_dir: Path
-    data_dir: Path
-    run: ScoringRun
-    plan: pd.DataFrame
-
-
-def train_and_plan(driver: neo4j.Driver, folder: Path, data_dir: Path) -> Served:
-    """Train a small model on the graph in ``driver``'s database, plan a batch run, save and write it."""
-    graph = risk_graph_from_neo4j(driver, DB)
-    model = RiskModel(QUICK).fit(graph)
-    model.save(folder / "model")
-    run, plan = plan_run(model, graph, "test-model/1", batch_size=1_000)
-    plans = scoring_dir(Settings(RINGWATCH_DATA_DIR=str(data_dir)))  # type: ignore[call-arg]
-    save_plan(plans / run.run_id, run, plan)
-    write_scores(driver, DB, run, plan)
-    return Served(folder / "model", data_dir, run, plan)
+__all__ = ["api_model"]  # the session's model fixture, shared with the other API tests
 
 
 @pytest.fixture(scope="module")
-def served(neo4j_server, tmp_path_factory) -> Served:
+def served(neo4j_server, api_model, tmp_path_factory) -> Served:
     folder = tmp_path_factory.mktemp("api")
     drv = connect(neo4j_server)
     try:
         wipe(drv)
         ingest_exchange(drv, folder, accounts=600, seed=5)
-        return train_and_plan(drv, folder, folder / "data")
+        return plan_batch_run(drv, api_model, folder / "data")
     finally:
         drv.close()
-
-
-def make_state(server, served: Served, monkeypatch: pytest.MonkeyPatch, **api: object) -> ApiState:
-    for key, value in {
-        "NEO4J_URI": server.uri,
-        "NEO4J_USERNAME": server.username,
-        "NEO4J_PASSWORD": server.password(),
-        "NEO4J_DATABASE": DB,
-        "RINGWATCH_HASH_KEY": TEST_HASH_KEY,
-        "RINGWATCH_DATA_DIR": str(served.data_dir),
-    }.items():
-        monkeypatch.setenv(key, value)
-    settings = Settings()
-    api_settings = ApiSettings(**{"RINGWATCH_API_KEYS": ",".join(KEYS), **api})
-    from graph.driver import build_driver
-
-    driver = build_driver(settings, **driver_options(api_settings))
-    state = ApiState(settings, api_settings, driver, lambda: (RiskModel.load(served.model_dir), "test-model/1"))
-    state.load()
-    return state
 
 
 @pytest.fixture()
