@@ -153,6 +153,7 @@ def validate_model(
     champion_version: str | None = None,
     truth: pd.DataFrame | None = None,
     rules: GateRules | None = None,
+    scores: np.ndarray | None = None,
 ) -> GateReport:
     """Run the gate on ``candidate`` against ``champion`` (None: there is none yet) on ``graph``.
 
@@ -163,6 +164,7 @@ def validate_model(
         champion: the current champion, if any; champion_version: its name.
         truth: a truth table (``account_id``, ``label``) to measure against instead of the graph's labels.
         rules: the rules (default :class:`GateRules`).
+        scores: the candidate's scores of ``graph`` when already computed (the training job's); None scores here.
 
     Returns:
         The report; ``passed`` False with ``reasons`` when a check fails (nothing is raised for a failure).
@@ -184,7 +186,7 @@ def validate_model(
         benign = graph.labels == LABEL_CODES[BENIGN]
     if not evaluated.any():
         raise ValueError("no account created after the models' training periods: nothing to validate on")
-    scores = candidate.decision_function(graph)
+    scores = candidate.decision_function(graph) if scores is None else scores
     champion_scores, notes = None, []
     if champion is not None:
         try:

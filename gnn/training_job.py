@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gnn.estimator import RiskModel
 from gnn.evaluation import evaluate_model
 from gnn.gate import GateReport, validate_model
@@ -151,7 +153,8 @@ def _train(
     gnn_seconds = time.perf_counter() - started
     model.finish(graph, split, state, td, history)
     model_dir = model.save(settings.data_dir.resolve() / "models" / run_name)
-    test = evaluate_model(model, graph, truth=None, model_version=run_name)
+    scores = model.decision_function(graph)  # once, for the test evaluation and the validation gate
+    test = evaluate_model(model, graph, truth=None, model_version=run_name, scores=scores)
     val_mean = max((h.val_auprc_mean for h in history), default=float("nan"))
     summary = TrainingSummary(
         run=run_name,
@@ -186,7 +189,7 @@ def _train(
             tags={"snapshot_hash": graph.content_hash, "snapshot": str(snapshot_dir), "run": run_name},
             run_name=run_name,
             promote=promote,
-            gate=lambda name, champion: _gate(settings, model, graph, name, champion, summary),
+            gate=lambda name, champion: _gate(settings, model, graph, scores, name, champion, summary),
         )
         summary.tracking = logged.__dict__
         summary.model_version = f"{REGISTERED_MODEL}/{logged.version}"
@@ -198,6 +201,7 @@ def _gate(
     settings: Settings,
     model: RiskModel,
     graph: RiskGraph,
+    scores: np.ndarray,
     version_name: str,
     champion: Any | None,
     summary: TrainingSummary,
@@ -207,7 +211,9 @@ def _gate(
     if champion is not None:
         current = RiskModel.load(download_version(settings, champion))
         current_name = f"{REGISTERED_MODEL}/{champion.version}"
-    report = validate_model(model, graph, model_version=version_name, champion=current, champion_version=current_name)
+    report = validate_model(
+        model, graph, model_version=version_name, champion=current, champion_version=current_name, scores=scores
+    )
     summary.gate = report.as_dict()
     log.info("validation gate of %s: %s", version_name, report.summary())
     return report
