@@ -11,7 +11,8 @@ What goes, and what stays:
   rows and reports them).
 - **on disk**: every snapshot under the data folder (and any given) that holds the account is rewritten without
   it (:func:`gnn.snapshot.erase_from_snapshot`); every scoring plan's row for it is blanked
-  (:func:`serving.score.erase_from_plan`).
+  (:func:`serving.score.erase_from_plan`), and so is a challenger's shadow plan and disagreement set
+  (:func:`serving.shadow.erase_from_challenger`).
 
 Erasing again changes nothing and says so. Scores and rings are not recomputed here: the next ``ringwatch
 score`` and ``ringwatch rings`` work on the graph without the account.
@@ -36,6 +37,7 @@ from graph.settings import Settings
 from ingest.erasure import erasure_hash
 from ingest.job import DEMO_KEY_FILE, hasher_from
 from serving.score import PLAN_FILE, erase_from_plan
+from serving.shadow import erase_from_challenger
 
 log = logger(__name__)
 
@@ -120,7 +122,12 @@ def erase(
             run_id=run_id,
         )
         rewritten = [str(f) for f in snapshot_folders(settings, snapshots) if erase_from_snapshot(f, account_id)]
-        blanked = [str(f) for f in plan_folders(settings) if erase_from_plan(f, account_id)]
+        # both, whichever holds the account: a plan, and a challenger's shadow plan beside it
+        blanked = [
+            str(f)
+            for f in plan_folders(settings)
+            if erase_from_plan(f, account_id) | erase_from_challenger(f, account_id)
+        ]
         result = ErasureResult(
             run_id,
             outcome.already_erased,

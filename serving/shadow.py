@@ -88,6 +88,35 @@ def load_challenger(folder: Path) -> tuple[pd.DataFrame, str] | None:
     return pd.read_parquet(folder / CHALLENGER_FILE), str(version)
 
 
+def erase_from_challenger(folder: Path, account_id: str) -> bool:
+    """Blank ``account_id``'s row of the challenger's plan in ``folder`` and drop it from the disagreement set
+    (an erased account, ``ringwatch erase``); the row stays, empty, so resumed batches keep their composition.
+
+    Returns:
+        True when the folder held the account.
+    """
+    found = False
+    saved = load_challenger(folder)
+    if saved is not None:
+        frame, version = saved
+        hit = (frame[s.ACCOUNT.key] == account_id).to_numpy()
+        if hit.any():
+            frame[s.ACCOUNT.key] = frame[s.ACCOUNT.key].astype(object).where(~hit, None)
+            for column in (*s.THREATS, "score"):
+                frame.loc[hit, column] = np.nan
+            frame["label"] = frame["label"].astype(object).where(~hit, None)
+            frame["disagrees"] = frame["disagrees"].where(~hit, False).astype(bool)
+            save_challenger(folder, frame, version)
+            found = True
+    listed = folder / DISAGREEMENTS_FILE
+    if listed.is_file():
+        ids = pd.read_csv(listed, dtype=str, keep_default_na=False)
+        if (ids[s.ACCOUNT.key] == account_id).any():
+            ids[ids[s.ACCOUNT.key] != account_id].to_csv(listed, index=False)
+            found = True
+    return found
+
+
 def write_challenger(
     driver: neo4j.Driver,
     database: str,

@@ -13,7 +13,7 @@ import pytest
 from gnn.bias import BiasRule, age_bucket, bias_report, failure_reason, worst_group
 from gnn.gate import GateReport, GateRules
 from graph import schema as s
-from serving.shadow import compare
+from serving.shadow import DISAGREEMENTS_FILE, compare, erase_from_challenger, load_challenger, save_challenger
 
 
 def _accounts(groups: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -133,3 +133,26 @@ def test_shadow_comparison_counts_overlap_disagreements_and_precision_on_them():
     assert out["score_correlation"] == pytest.approx(np.corrcoef(champion["score"], challenger["score"])[0, 1])
     empty = compare(champion.iloc[:0], challenger.iloc[:0], {})
     assert math.isnan(empty["flagged_overlap"]) and math.isnan(empty["challenger_precision_on_disagreements"])
+
+
+def test_erasure_blanks_the_challengers_plan_row_and_its_disagreement(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "account_id": ["acc_0", "acc_1"],
+            **{t: [0.9, 0.1] for t in s.THREATS},
+            "score": [0.9, 0.1],
+            "label": [s.COLLUSION, s.CLEAR],
+            "disagrees": [True, False],
+        }
+    )
+    save_challenger(tmp_path, frame, "ringwatch-risk/2")
+    pd.DataFrame({"account_id": ["acc_0"], "champion_label": [s.CLEAR], "challenger_label": [s.COLLUSION]}).to_csv(
+        tmp_path / DISAGREEMENTS_FILE, index=False
+    )
+    assert erase_from_challenger(tmp_path, "acc_0")
+    saved, version = load_challenger(tmp_path)
+    assert version == "ringwatch-risk/2" and len(saved) == 2  # the row stays, empty: batches keep their shape
+    assert saved["account_id"].isna().tolist() == [True, False] and math.isnan(saved.loc[0, "score"])
+    assert saved["disagrees"].tolist() == [False, False]
+    assert pd.read_csv(tmp_path / DISAGREEMENTS_FILE).empty
+    assert not erase_from_challenger(tmp_path, "acc_0")  # erasing again finds nothing
