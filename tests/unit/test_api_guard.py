@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +18,7 @@ from graph.settings import Settings
 from serving.api.app import create_app
 from serving.api.guard import RequestGuard
 from serving.api.metrics import ApiMetrics
+from serving.api.server import install_sighup
 from serving.api.settings import ApiSettings
 from serving.api.state import ApiState, Served
 
@@ -123,3 +127,26 @@ def test_without_a_model_or_neo4j_the_api_says_so_and_is_not_ready(tmp_path) -> 
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["ready"] is False and ready.json()["neo4j"] is False
         assert client.post("/v1/score", json={"account_id": ""}, headers=auth).status_code == 422
+
+
+def test_sighup_reloads_the_champion_in_the_background(tmp_path) -> None:
+    class Champion:
+        thresholds = {"collusion": 0.5, "promo_abuse": 0.5, "bot_farm": 0.5}
+
+    state = _state_without_graph(tmp_path, up=False)
+    versions = iter(["v1", "v2"])
+    state.model_loader = lambda: (Champion(), next(versions))  # type: ignore[assignment,return-value]
+    state.load()
+    app = create_app(state)
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        install_sighup(app)
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(200):
+            if state.served is not None and state.served.version == "v2":
+                break
+            time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert state.served is not None and state.served.version == "v2"
+    assert 'ringwatch_api_model_info{version="v2"} 1.0' in app.state.metrics.render().decode()
