@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -56,7 +57,7 @@ class PlattCalibrator:
         return cls(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.coef * raw + self.intercept)))
+        return expit(self.coef * raw + self.intercept)  # the logistic without exp's overflow on big margins
 
     def state(self) -> dict[str, float]:
         return {"coef": self.coef, "intercept": self.intercept}
