@@ -193,29 +193,18 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
             with meter.phase("population") as pop_phase:
                 context = load_population(driver, DATABASE)
             report["population_s"] = pop_phase["seconds"]
-            scorer = OnlineScorer(model, MODEL_NAME, context, batch_labels=frame.set_index(s.ACCOUNT.key)["label"])
             rng = random.Random(args.seed)
             sample = rng.sample(ids, min(args.split_sample, len(ids)))
-            splits: dict[str, list[float]] = {"neo4j_read": [], "features": [], "model": []}
-            sizes: list[int] = []
-            with driver.session(database=DATABASE, default_access_mode=neo4j_read_mode()) as session:
-                session.execute_read(scorer.warm_up)
-                for account_id in sample:
-                    field = session.execute_read(lambda tx, a=account_id: scorer.score(tx, [a]))
-                    for k in splits:
-                        splits[k].append(field.timings.get(k, 0.0))
-                    sizes.append(field.field_accounts)
-            total = sum(sum(v) for v in splits.values())
-            report["split"] = {
-                "accounts": len(sample),
-                **{k: {**percentiles(v), "share": round(sum(v) / total, 3)} for k, v in splits.items()},
-                "field_accounts": {
-                    "p50": int(np.percentile(sizes, 50)),
-                    "p99": int(np.percentile(sizes, 99)),
-                    "max": int(max(sizes)),
-                },
-            }
-            online_ms = 1000 * total / len(sample)
+            report["split"] = {}
+            for cap in [None, *args.expand_cap]:
+                scorer = OnlineScorer(
+                    model, MODEL_NAME, context, batch_labels=frame.set_index(s.ACCOUNT.key)["label"], supernode_cap=cap
+                )
+                key = f"expand_cap_{scorer.supernode_cap}"
+                progress.say(f"[{accounts}] time split, {key}")
+                report["split"][key], total = time_split(driver, scorer, sample, frame)
+                if cap is None:
+                    online_ms = 1000 * total / len(sample)
             report["online_vs_batch"] = {
                 "online_per_account_ms": round(online_ms, 2),
                 "batch_per_account_ms": report["batch"]["per_account_ms"],
@@ -289,10 +278,35 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
     return report
 
 
-def neo4j_read_mode() -> str:
+def time_split(driver: Any, scorer: OnlineScorer, sample: list[str], frame: Any) -> tuple[dict[str, Any], float]:
+    """Score ``sample`` one account at a time; per step latency, the field's size, agreement with batch."""
     import neo4j
 
-    return neo4j.READ_ACCESS
+    splits: dict[str, list[float]] = {"neo4j_read": [], "features": [], "model": []}
+    sizes: list[int] = []
+    worst = 0.0
+    batch = frame.set_index(s.ACCOUNT.key)
+    with driver.session(database=DATABASE, default_access_mode=neo4j.READ_ACCESS) as session:
+        session.execute_read(scorer.warm_up)
+        for account_id in sample:
+            field = session.execute_read(lambda tx, a=account_id: scorer.score(tx, [a]))
+            for k in splits:
+                splits[k].append(field.timings.get(k, 0.0))
+            sizes.append(field.field_accounts)
+            got = field.accounts[0].scores
+            worst = max(worst, max(abs(got[t] - float(batch.loc[account_id, t])) for t in s.THREATS))
+    total = sum(sum(v) for v in splits.values())
+    return {
+        "accounts": len(sample),
+        **{k: {**percentiles(v), "share": round(sum(v) / total, 3)} for k, v in splits.items()},
+        "total": percentiles([sum(x) for x in zip(*splits.values())]),
+        "field_accounts": {
+            "p50": int(np.percentile(sizes, 50)),
+            "p99": int(np.percentile(sizes, 99)),
+            "max": int(max(sizes)),
+        },
+        "max_abs_diff_vs_batch": worst,
+    }, total
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -307,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per endpoint and concurrency")
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per endpoint and concurrency")
     parser.add_argument("--split-sample", type=int, default=100, help="accounts scored one by one for the split")
+    parser.add_argument(
+        "--expand-cap", type=int, action="append", default=[], help="also time the split with this expansion cap"
+    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)

@@ -140,5 +140,5 @@ def population_queries(label_prefixes: tuple[str, ...]) -> dict[str, str]:
         for c in rel_export.columns:
             if c.kind == "datetime" and not c.name.startswith(label_prefixes):
                 latest.append(f"MATCH ()-[r:{rel_export.rel.type}]->() RETURN max(r.{c.name}.epochMillis) AS t")
-    out["latest"] = "CALL {\n" + "\nUNION ALL\n".join(latest) + "\n}\nRETURN max(t) AS latest"
+    out["latest"] = "CALL () {\n" + "\nUNION ALL\n".join(latest) + "\n}\nRETURN max(t) AS latest"
     return out

@@ -100,6 +100,9 @@ class OnlineScorer:
         batch_labels: account id → its label in the last batch run. Reasons name the *risky* accounts an
             account is tied to; a neighbour's own score needs its own receptive field, so its label is the
             batch run's (as the batch job's reasons use that run's labels). None: neighbours count as clear.
+        supernode_cap: identifiers with more accounts are not expanded (default: the model's, as in training).
+            A lower cap bounds the receptive field — and the latency — harder, at the price of agreement with
+            the batch score for accounts next to such identifiers.
 
     Torch runs on one thread: a receptive field is small, and concurrent requests each take a core (more
     OpenMP threads than free cores spin against each other, :func:`gnn.runtime.default_threads`).
@@ -112,6 +115,7 @@ class OnlineScorer:
         context: GraphContext,
         thresholds: dict[str, float] | None = None,
         batch_labels: pd.Series | None = None,
+        supernode_cap: int | None = None,
     ) -> None:
         if model.gnn is None:
             raise ValueError("model is not trained")
@@ -120,7 +124,7 @@ class OnlineScorer:
         self.model, self.version, self.context = model, version, context
         self.thresholds = dict(thresholds or model.thresholds)
         self.hops = int(model.config.num_layers)
-        self.supernode_cap = int(model.config.supernode_cap or MODEL_SUPERNODE_CAP)
+        self.supernode_cap = int(supernode_cap or model.config.supernode_cap or MODEL_SUPERNODE_CAP)
 
     def score(self, tx: neo4j.ManagedTransaction | neo4j.Transaction, account_ids: list[str]) -> ScoredField:
         """Score ``account_ids`` in the read transaction ``tx`` (its timeout bounds the Neo4j time)."""

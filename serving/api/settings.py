@@ -8,6 +8,8 @@ Environment variables (all optional):
     RINGWATCH_API_MAX_IN_FLIGHT: requests handled at once; more are refused with 503 + Retry-After (default 16).
     RINGWATCH_API_RETRY_AFTER_S: the Retry-After of that 503 (default 1).
     RINGWATCH_API_NEO4J_TIMEOUT_S: every Neo4j call's timeout (default 2.0).
+    RINGWATCH_API_EXPAND_CAP: identifiers used by more accounts are not expanded in the receptive field (default:
+        the model's super-node cap, 500, which keeps online equal to batch; lower is faster, see the README).
     RINGWATCH_API_REVIEW_AT / RINGWATCH_API_BLOCK_AT: JSON objects ``{"threat": score}``: a threat's score at or
         above its ``review`` band gives ``review``, at or above its ``block`` band ``block``. Default: review at
         the model's threshold for the threat, block at 0.9 (or the threshold, if higher).
@@ -55,6 +57,7 @@ class ApiSettings(BaseSettings):
     max_in_flight: int = Field(default=16, ge=1, le=10_000, validation_alias="RINGWATCH_API_MAX_IN_FLIGHT")
     retry_after_s: int = Field(default=1, ge=1, le=3600, validation_alias="RINGWATCH_API_RETRY_AFTER_S")
     neo4j_timeout_s: float = Field(default=2.0, gt=0, le=600, validation_alias="RINGWATCH_API_NEO4J_TIMEOUT_S")
+    expand_cap: int | None = Field(default=None, ge=1, le=1_000_000, validation_alias="RINGWATCH_API_EXPAND_CAP")
     review_at: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, validation_alias="RINGWATCH_API_REVIEW_AT"
     )

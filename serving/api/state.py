@@ -173,7 +173,7 @@ class ApiState:
             try:
                 context = load_population(self.driver, self.database)
                 labels = cache.rows["label"] if cache is not None else None
-                scorer = OnlineScorer(model, version, context, thresholds, labels)
+                scorer = OnlineScorer(model, version, context, thresholds, labels, self.api.expand_cap)
                 with self.driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session:
                     session.execute_read(scorer.warm_up)
             except NEO4J_DOWN as e:
