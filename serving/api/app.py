@@ -44,7 +44,7 @@ from serving.api.schemas import (
     ScoreRequest,
 )
 from serving.api.scorer import AccountScore
-from serving.api.state import ApiState, Neo4jUnavailableError, Served, decide
+from serving.api.state import NEO4J_DOWN, ApiState, Neo4jUnavailableError, Served, decide
 from serving.investigate import UnknownAccountError, investigate
 
 log = logger(__name__)
@@ -146,14 +146,10 @@ def create_app(state: ApiState, metrics: ApiMetrics | None = None) -> FastAPI:
         current = served()
         try:
             written = write_event(state.driver, state.database, body.table, dict(body.row), hasher_from(state.settings))
-        except EventRejectedError:
-            raise
         except GraphWriteError as e:
             raise HTTPException(503, f"the event could not be written: {e}", headers={"Retry-After": "1"}) from e
-        except Exception as e:
-            if isinstance(e, RingwatchError):
-                raise
-            state._mark_down(e)
+        except NEO4J_DOWN as e:
+            state.mark_down(e)
             raise HTTPException(
                 503, "Neo4j is unavailable: the event was not written", headers={"Retry-After": str(api.retry_after_s)}
             ) from e
@@ -169,16 +165,13 @@ def create_app(state: ApiState, metrics: ApiMetrics | None = None) -> FastAPI:
             view = investigate(state.driver, state.database, account_id)
         except UnknownAccountError as e:
             raise HTTPException(404, str(e)) from e
-        except Exception as e:
-            if isinstance(e, RingwatchError):
-                raise
-            state._mark_down(e)
+        except NEO4J_DOWN as e:
+            state.mark_down(e)
             current = served()
             cached = current.cache.get(account_id) if current.cache is not None else None
             if cached is None:
                 raise HTTPException(503, "Neo4j is unavailable", headers={"Retry-After": str(api.retry_after_s)}) from e
-            out = _score_out(current, cached.account, cached.model_version, cached.scored_at_ms, True)
-            return out.model_dump()
+            return _score_out(current, cached.account, cached.model_version, cached.scored_at_ms, True).model_dump()
         return {**_json_safe(view), "degraded": False}
 
     @app.post("/v1/admin/reload", response_model=ReloadOut, responses=PROBLEMS, dependencies=[Depends(authorised)])

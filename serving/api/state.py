@@ -177,7 +177,7 @@ class ApiState:
                 with self.driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session:
                     session.execute_read(scorer.warm_up)
             except NEO4J_DOWN as e:
-                self._mark_down(e)
+                self.mark_down(e)
             served = Served(scorer, version, thresholds, self.api.bands(thresholds), cache, time.time())
             self.served = served  # one assignment: requests in flight keep the object they started with
             return served
@@ -188,7 +188,8 @@ class ApiState:
     def degraded(self) -> bool:
         return self.served is None or self.served.scorer is None or time.monotonic() < self._live_after
 
-    def _mark_down(self, error: BaseException) -> None:
+    def mark_down(self, error: BaseException) -> None:
+        """Note that Neo4j failed: answer from the cache for a while (see the module docstring)."""
         self._was_down = True
         self._live_after = time.monotonic() + RETRY_LIVE_S
         self.last_error = f"{type(error).__name__}: {str(error)[:200]}" if str(error) else type(error).__name__
@@ -213,7 +214,7 @@ class ApiState:
         try:
             return self._calls.submit(in_transaction).result(timeout=timeout + DEADLINE_SLACK_S)
         except (*NEO4J_DOWN, FutureTimeout) as e:
-            self._mark_down(e)
+            self.mark_down(e)
             raise Neo4jUnavailableError(f"Neo4j did not answer: {self.last_error}") from e
 
     def score_live(self, served: Served, account_id: str) -> ScoredField | None:
