@@ -1,8 +1,9 @@
 """``ringwatch dashboard``: a small web page for stakeholders on 127.0.0.1 (FastAPI, Jinja2, matplotlib SVG).
 
 The page reads the monitoring history (flagged share per threat, drift, churn over runs), Neo4j (alerts open
-and closed, verdict backlog, model versions on the accounts) and MLflow (registered versions and which is the
-champion) on every request; the charts (:mod:`serving.monitor.charts`) are ``<img>`` elements pointing at
+and closed, verdict backlog, model versions on the accounts, the latest run's champion-vs-challenger comparison)
+and MLflow (registered versions, which is the champion, and each version's validation gate) on every request;
+the charts (:mod:`serving.monitor.charts`) are ``<img>`` elements pointing at
 ``/charts/<name>.svg``. ``/api/summary`` serves the same data as JSON. A source that cannot be read (Neo4j
 down, no MLflow store yet) shows as a note on the page instead of an error page.
 """
@@ -26,6 +27,7 @@ from serving.monitor import charts
 from serving.monitor.history import read_history
 from serving.monitor.job import CHAMPION_REF, PREVIOUS
 from serving.monitor.quality import quality_series
+from serving.score import latest_completed_run
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 HISTORY_SHOWN: Final = 30
@@ -48,6 +50,7 @@ def dashboard_data(settings: Settings, driver: neo4j.Driver | None) -> dict[str,
     notes: list[str] = []
     alerts: list[dict[str, Any]] = []
     models_in_use: list[dict[str, Any]] = []
+    shadow: dict[str, Any] = {}
     if driver is not None:
         try:
             read = neo4j.RoutingControl.READ
@@ -55,6 +58,7 @@ def dashboard_data(settings: Settings, driver: neo4j.Driver | None) -> dict[str,
             alerts = [dict(r["alert"]) for r in records]
             records, _, _ = driver.execute_query(q.MODELS_IN_USE, database_=settings.neo4j_database, routing_=read)
             models_in_use = [dict(r) for r in records]
+            shadow = shadow_comparison(latest_completed_run(driver, settings.neo4j_database))
         except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as e:
             notes.append(f"Neo4j could not be read: {e}")
     else:
@@ -67,9 +71,20 @@ def dashboard_data(settings: Settings, driver: neo4j.Driver | None) -> dict[str,
         "closed_alerts": [a for a in alerts if a.get("status") != "open"],
         "models_in_use": models_in_use,
         "registry": _registry(settings, notes),
+        "shadow": shadow,
         "quality": [p.__dict__ for p in quality_series(settings)],
         "notes": notes,
     }
+
+
+def shadow_comparison(run: dict[str, Any] | None) -> dict[str, Any]:
+    """The champion-vs-challenger comparison a scoring run stored (``ringwatch score --challenger``), by name
+    without its ``shadow_`` prefix, with the champion's version; empty when the run had no challenger."""
+    shadow = {k.removeprefix("shadow_"): v for k, v in (run or {}).items() if k.startswith("shadow_")}
+    if shadow:
+        shadow["champion_model_version"] = (run or {}).get("model_version")
+        shadow["scoring_run_id"] = (run or {}).get("run_id")
+    return shadow
 
 
 def _registry(settings: Settings, notes: list[str]) -> list[dict[str, Any]]:
@@ -88,6 +103,8 @@ def _registry(settings: Settings, notes: list[str]) -> list[dict[str, Any]]:
             "alias": aliases.get(str(v.version), ""),
             "created": v.creation_timestamp,
             "run": (v.tags or {}).get("run", ""),
+            "gate": (v.tags or {}).get("gate", "not run"),
+            "gate_reason": (v.tags or {}).get("gate_reason", ""),
         }
         for v in sorted(versions, key=lambda v: int(v.version), reverse=True)
     ]

@@ -267,6 +267,16 @@ def test_shadow_scoring_writes_challenger_scores_and_leaves_risk_labels_and_ring
     assert node["shadow_challenger_model_version"] == "biased"
     assert node["shadow_score_correlation"] == pytest.approx(comparison["score_correlation"])
     assert "shadow_champion_precision_on_disagreements" in node or comparison["champion_judged"] == 0
+    # The stakeholders' dashboard shows the same comparison.
+    from fastapi.testclient import TestClient
+
+    from serving.monitor.dashboard import create_app, dashboard_data
+
+    shown = dashboard_data(settings, driver)["shadow"]
+    assert shown["challenger_model_version"] == "biased" and shown["scoring_run_id"] == shadow.run_id
+    assert shown["disagreements"] == comparison["disagreements"]
+    page = TestClient(create_app(settings, lambda: driver)).get("/").text
+    assert '<table id="shadow">' in page and "biased" in page
     plan = Path(shadow.plan)
     assert (plan / "comparison.json").is_file()
     assert len(pd.read_csv(plan / "disagreements.csv")) == comparison["disagreements"]
