@@ -176,7 +176,8 @@ class GraphRiskModel(SourceChoice):
         self.scaler = td.scaler
         module = self._new_gnn(td)
         self.result = train_gnn(td, self.config, on_epoch, module)
-        features = graph_neighbourhood_features(hetero, self.target_type, None)[0] if self.use_baseline else None
+        cap = self.config.supernode_cap
+        features = graph_neighbourhood_features(hetero, self.target_type, cap)[0] if self.use_baseline else None
         sources = train_sources(td, features, self.config, self.result.state_dict, self._new_gnn(td))
         self.gnn, self.baseline = sources.gnn, sources.baseline
         self._calibrate_and_choose(sources.raw, td.targets.numpy(), td.val, td.train_labelled)
@@ -211,7 +212,7 @@ class GraphRiskModel(SourceChoice):
         hetero = as_hetero(data)
         raw = {"gnn": predict_logits(self.gnn, standardised_data(hetero, self.scaler), torch.device("cpu"))}
         if self.baseline is not None:
-            features = graph_neighbourhood_features(hetero, self.target_type, None)[0]
+            features = graph_neighbourhood_features(hetero, self.target_type, self.config.supernode_cap)[0]
             raw["baseline"] = self.baseline.decision_function(features)
         return raw
 

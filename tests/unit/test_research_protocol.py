@@ -17,6 +17,7 @@ from gnn.research.datasets import GraphDataset, load_npz
 from gnn.research.protocol import RESEARCH_CONFIG, run_bench, split_nodes
 from gnn.research.variants import HeteroGAT, hetero_gat
 from gnn.train import TrainConfig
+from graph.supernodes import MODEL_SUPERNODE_CAP
 
 QUICK = TrainConfig(sampling="full", epochs=25, patience=25, lr=0.01, hidden=16, supernode_cap=None)
 
@@ -165,4 +166,4 @@ def test_cli_bench_prints_json_alone_and_logs_to_the_research_experiment(tmp_pat
 
 
 def test_research_defaults_are_whole_graph_steps() -> None:
-    assert RESEARCH_CONFIG.sampling == "full" and RESEARCH_CONFIG.supernode_cap is None
+    assert RESEARCH_CONFIG.sampling == "full" and RESEARCH_CONFIG.supernode_cap == MODEL_SUPERNODE_CAP
