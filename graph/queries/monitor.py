@@ -81,3 +81,11 @@ MODELS_IN_USE: Final = (
     f"MATCH (a:{A.label}) WHERE a.risk_model_version IS NOT NULL\n"
     "RETURN a.risk_model_version AS model_version, count(a) AS accounts ORDER BY accounts DESC"
 )
+
+#: Rings by the day they were first detected: how many, and how many of those are still active.
+RINGS_BY_DAY: Final = (
+    f"MATCH (r:{s.RING.label}) WHERE r.first_detected IS NOT NULL\n"
+    "RETURN toString(date(r.first_detected)) AS day, count(r) AS new,\n"
+    "       count(CASE WHEN r.status = 'active' THEN 1 END) AS active\n"
+    "ORDER BY day"
+)

@@ -1,7 +1,8 @@
 """``ringwatch dashboard``: a small web page for stakeholders on 127.0.0.1 (FastAPI, Jinja2, matplotlib SVG).
 
 The page reads the monitoring history (flagged share per threat, drift, churn over runs), Neo4j (alerts open
-and closed, verdict backlog, model versions on the accounts, the latest run's champion-vs-challenger comparison)
+and closed, verdict backlog, model versions on the accounts, new rings per day, the latest run's champion-vs-
+challenger comparison)
 and MLflow (registered versions, which is the champion, and each version's validation gate) on every request;
 the charts (:mod:`serving.monitor.charts`) are ``<img>`` elements pointing at
 ``/charts/<name>.svg``. ``/api/summary`` serves the same data as JSON. A source that cannot be read (Neo4j
@@ -33,6 +34,7 @@ TEMPLATES: Final = Path(__file__).parent / "templates"
 HISTORY_SHOWN: Final = 30
 CHART_NAMES: Final = (
     "flagged",
+    "rings",
     "precision",
     "backlog",
     "feature_drift_now",
@@ -51,6 +53,7 @@ def dashboard_data(settings: Settings, driver: neo4j.Driver | None) -> dict[str,
     alerts: list[dict[str, Any]] = []
     models_in_use: list[dict[str, Any]] = []
     shadow: dict[str, Any] = {}
+    rings_by_day: list[dict[str, Any]] = []
     if driver is not None:
         try:
             read = neo4j.RoutingControl.READ
@@ -59,6 +62,8 @@ def dashboard_data(settings: Settings, driver: neo4j.Driver | None) -> dict[str,
             records, _, _ = driver.execute_query(q.MODELS_IN_USE, database_=settings.neo4j_database, routing_=read)
             models_in_use = [dict(r) for r in records]
             shadow = shadow_comparison(latest_completed_run(driver, settings.neo4j_database))
+            records, _, _ = driver.execute_query(q.RINGS_BY_DAY, database_=settings.neo4j_database, routing_=read)
+            rings_by_day = [dict(r) for r in records]
         except (neo4j.exceptions.Neo4jError, neo4j.exceptions.DriverError, OSError) as e:
             notes.append(f"Neo4j could not be read: {e}")
     else:
@@ -72,6 +77,7 @@ def dashboard_data(settings: Settings, driver: neo4j.Driver | None) -> dict[str,
         "models_in_use": models_in_use,
         "registry": _registry(settings, notes),
         "shadow": shadow,
+        "rings_by_day": rings_by_day,
         "quality": [p.__dict__ for p in quality_series(settings)],
         "notes": notes,
     }
@@ -118,6 +124,10 @@ def render_chart(name: str, data: dict[str, Any]) -> str:
     if name == "flagged":
         series = {t: [h["flagged_share"].get(t) for h in history] for t in s.THREATS}
         return charts.lines_chart("Flagged share per threat", runs, series, "share of accounts")
+    if name == "rings":
+        days = data["rings_by_day"]
+        series = {"new rings": [d["new"] for d in days], "of those, still active": [d["active"] for d in days]}
+        return charts.lines_chart("Rings by day of first detection", [d["day"] for d in days], series, "rings")
     if name == "precision":
         return charts.precision_by_week(latest.get("efficacy", {}).get("by_week", {}))
     if name == "backlog":

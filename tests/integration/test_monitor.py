@@ -238,9 +238,23 @@ def test_dashboard_renders_in_headless_chromium(monitored, neo4j_server, tmp_pat
     import httpx
     import uvicorn
 
-    from serving.monitor.dashboard import CHART_NAMES, create_app
+    from graph.queries import rings as ring_queries
+    from serving.monitor.dashboard import CHART_NAMES, create_app, dashboard_data
+    from serving.rings import DetectedRing, member_ring_id
 
     driver = connect(neo4j_server)
+    db = monitored.settings.neo4j_database
+    # A ring written as the rings job writes one, so the rings chart has something to show whatever the model found.
+    first_three = "MATCH (a:Account) RETURN a.account_id AS id ORDER BY id LIMIT 3"
+    records, _, _ = driver.execute_query(first_three, database_=db)
+    ids = [r["id"] for r in records]
+    ring = DetectedRing(member_ring_id(ids), ids, "collusion", 0.9, 3.0, 0, 0, "written by the dashboard test")
+    now = int(time.time() * 1000)
+    written = {"rings_run_id": "rings-test", "scoring_run_id": None, "now": now, "database_": db}
+    driver.execute_query(ring_queries.WRITE_RINGS, rings=[ring.props()], **written)
+    records, _, _ = driver.execute_query("MATCH (r:Ring) RETURN count(r) AS n", database_=db)
+    by_day = dashboard_data(monitored.settings, driver)["rings_by_day"]
+    assert sum(d["new"] for d in by_day) == records[0]["n"] >= 1 and by_day[-1]["active"] >= 1
     config = uvicorn.Config(create_app(monitored.settings, lambda: driver), host="127.0.0.1", port=0, log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
