@@ -53,6 +53,8 @@ from graph.schema import ACCOUNT
 LINK = (ACCOUNT.label, "LINKED_TO", ACCOUNT.label)
 #: DGL's published GraphSAGE epoch on ogbn-products with GPU sampling (V100), seconds.
 DGL_V100_EPOCH_S = 1.69
+#: Outputs of the timed model (one per threat, as the product's).
+THREATS_TIMED = 3
 FULL = {"nodes": 2_400_000, "edges": 62_000_000, "score_accounts": 1_000_000}
 SMALL = {"nodes": 4_000, "edges": 60_000, "score_accounts": 2_000}
 
@@ -101,6 +103,16 @@ def synthetic_graph(nodes: int, edges: int, features: int, seed: int, device: to
     return data
 
 
+def new_model(data: HeteroData, args: argparse.Namespace, device: torch.device, outputs: int) -> RiskSAGE:
+    """The project's GraphSAGE for ``data``, one layer per fan-out step, seeded by ``--seed``."""
+    torch.manual_seed(args.seed)
+    in_channels = {ACCOUNT.label: int(data[ACCOUNT.label].x.shape[1])}
+    model = RiskSAGE(
+        data.metadata(), in_channels, hidden=args.hidden, num_layers=len(args.fanout), dropout=0.0, num_threats=outputs
+    )
+    return model.to(device)
+
+
 def time_epochs(
     data: HeteroData,
     train: torch.Tensor,
@@ -111,15 +123,7 @@ def time_epochs(
     deadline: float,
 ) -> dict[str, Any]:
     """Timed training epochs with one sampler backend (see the module docstring)."""
-    torch.manual_seed(args.seed)
-    model = RiskSAGE(
-        data.metadata(),
-        {ACCOUNT.label: int(data[ACCOUNT.label].x.shape[1])},
-        hidden=args.hidden,
-        num_layers=len(args.fanout),
-        dropout=0.0,
-        num_threats=int(targets.shape[1]),
-    ).to(device)
+    model = new_model(data, args, device, int(targets.shape[1]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     built = time.perf_counter()
@@ -197,14 +201,7 @@ def time_scoring(data: HeteroData, accounts: int, args: argparse.Namespace, devi
     sub = HeteroData()
     sub[ACCOUNT.label].x = data[ACCOUNT.label].x[:accounts]
     sub[LINK].edge_index = ei[:, keep]
-    torch.manual_seed(args.seed)
-    model = RiskSAGE(
-        sub.metadata(),
-        {ACCOUNT.label: int(sub[ACCOUNT.label].x.shape[1])},
-        hidden=args.hidden,
-        num_layers=len(args.fanout),
-        dropout=0.0,
-    ).to(device)
+    model = new_model(sub, args, device, THREATS_TIMED)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
@@ -260,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sync(device)
     gen = torch.Generator().manual_seed(args.seed)
     train = torch.randperm(nodes, generator=gen)[: max(1, int(nodes * args.train_share))]
-    targets = (torch.rand(nodes, 3, generator=gen) < 0.05).float()
+    targets = (torch.rand(nodes, THREATS_TIMED, generator=gen) < 0.05).float()
     result["graph"] = {
         "nodes": nodes,
         "edges": int(data[LINK].edge_index.shape[1]),

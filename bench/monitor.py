@@ -29,6 +29,7 @@ from gnn.snapshot import read_snapshot
 from gnn.snapshot_job import take_snapshot
 from gnn.train import TrainConfig
 from gnn.training_job import main as train
+from graph.driver import build_driver
 from graph.local_server import start_throwaway
 from graph.settings import Settings
 from ingest.job import ingest_folder
@@ -50,9 +51,7 @@ def bench_size(accounts: int, seed: int, cache: Path) -> dict[str, object]:
                 RINGWATCH_DATA_DIR=str(tmp / "data"),
             )
             settings = Settings()
-            import neo4j
-
-            driver = neo4j.GraphDatabase.driver(server.uri, auth=(server.username, server.password()))
+            driver = build_driver(settings)
             key = "bench-key-not-a-secret-0123456789"
             generate_exchange(accounts, seed, tmp / "exchange")
             ingest_folder(tmp / "exchange", driver, "neo4j", tmp / "data" / "rejects" / "exchange", Hasher(key))
