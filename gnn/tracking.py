@@ -78,14 +78,45 @@ def tracking_client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _experiment_id(client: MlflowClient, settings: Settings) -> str:
-    exp = client.get_experiment_by_name(EXPERIMENT)
+def experiment_id(client: MlflowClient, settings: Settings, name: str = EXPERIMENT) -> str:
+    """The id of experiment ``name``, created on first use; with the local store its artifacts go under the
+    data folder (not ``./mlruns`` of whatever folder the command ran in)."""
+    exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
     artifacts = None
     if not settings.mlflow_tracking_uri:
         artifacts = (settings.data_dir.resolve() / "mlflow" / "artifacts").as_uri()
-    return str(client.create_experiment(EXPERIMENT, artifact_location=artifacts))
+    return str(client.create_experiment(name, artifact_location=artifacts))
+
+
+def log_record_run(
+    client: MlflowClient,
+    settings: Settings,
+    experiment: str,
+    *,
+    run_name: str,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    record: dict[str, Any],
+    record_file: str,
+    params: dict[str, Any] | None = None,
+) -> str:
+    """One finished MLflow run in ``experiment`` holding a record: its figures as metrics (NaNs left out),
+    ``params``, and the record itself as the JSON artifact ``record_file``. Returns the MLflow run id; the
+    caller turns a store failure into its own error."""
+    from mlflow.entities import Metric, Param
+
+    run = client.create_run(experiment_id(client, settings, experiment), run_name=run_name, tags=tags)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in metrics.items() if not math.isnan(v)],
+        params=[Param(k, str(v)[:500]) for k, v in (params or {}).items()],
+    )
+    client.log_dict(run.info.run_id, record, record_file)
+    client.set_terminated(run.info.run_id)
+    return str(run.info.run_id)
 
 
 def _is_not_found(error: Exception) -> bool:
@@ -158,7 +189,7 @@ def log_training_run(
 
     client = client or tracking_client(settings)
     try:
-        run = client.create_run(_experiment_id(client, settings), run_name=run_name, tags=tags)
+        run = client.create_run(experiment_id(client, settings), run_name=run_name, tags=tags)
         run_id = run.info.run_id
         now = int(time.time() * 1000)
         epoch_metrics = []
@@ -352,27 +383,24 @@ def log_shadow_comparison(
     Raises:
         TrackingError: the store failed.
     """
-    from mlflow.entities import Metric
-
     client = client or tracking_client(settings)
     numbers = {k: float(v) for k, v in comparison.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    tags = {k: str(v) for k, v in comparison.items() if isinstance(v, str)}
     try:
-        exp = client.get_experiment_by_name(SHADOW_EXPERIMENT)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(SHADOW_EXPERIMENT)
-        tags = {k: str(v) for k, v in comparison.items() if isinstance(v, str)}
-        run = client.create_run(str(exp_id), run_name=run_id, tags={"scoring_run": run_id, **tags})
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run.info.run_id,
-            metrics=[Metric(k, v, now, 0) for k, v in numbers.items() if not math.isnan(v)],
+        return log_record_run(
+            client,
+            settings,
+            SHADOW_EXPERIMENT,
+            run_name=run_id,
+            tags={"scoring_run": run_id, **tags},
+            metrics=numbers,
+            record=comparison,
+            record_file="comparison.json",
         )
-        client.log_dict(run.info.run_id, comparison, "comparison.json")
-        client.set_terminated(run.info.run_id)
     except Exception as e:
         raise TrackingError(
             f"logging the shadow comparison of {run_id} to {tracking_uri(settings)} failed: {type(e).__name__}: {e}"
         ) from e
-    return str(run.info.run_id)
 
 
 def champion_model_dir(

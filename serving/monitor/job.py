@@ -45,7 +45,6 @@ from serving.monitor.profiles import (
     MonitorError,
     feature_sample,
     load_feature_sample,
-    monitor_dir,
     plan_scores,
     save_feature_sample,
     snapshot_features,
@@ -282,25 +281,24 @@ def _run_props(record: MonitorRecord) -> dict[str, Any]:
 
 def _log_to_mlflow(settings: Settings, record: MonitorRecord) -> None:
     """Log the record's headline figures and the record itself to MLflow; a failure is logged, not raised."""
-    from mlflow.entities import Metric, Param
+    from gnn.tracking import log_record_run, tracking_client
 
-    from gnn.tracking import tracking_client
-
+    metrics = {f"flagged_share_{t}": v for t, v in record.flagged_share.items()}
+    for reference, drifts in {**record.feature_drift, **record.score_drift}.items():
+        key = reference.replace(" ", "_")
+        metrics |= {f"psi_{key}_{d['name']}": d["psi"] for d in drifts[:20]}
+    metrics["alerts"] = float(len(record.alerts))
     try:
-        client = tracking_client(settings)
-        exp = client.get_experiment_by_name(MONITOR_EXPERIMENT)
-        artifacts = None if settings.mlflow_tracking_uri else (monitor_dir(settings) / "mlflow").as_uri()
-        exp_id = exp.experiment_id if exp else client.create_experiment(MONITOR_EXPERIMENT, artifacts)
-        run = client.create_run(exp_id, run_name=record.run_id, tags={"scoring_run_id": record.scoring_run_id})
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"flagged_share_{t}", v, now, 0) for t, v in record.flagged_share.items()]
-        for reference, drifts in {**record.feature_drift, **record.score_drift}.items():
-            key = reference.replace(" ", "_")
-            metrics += [Metric(f"psi_{key}_{d['name']}", d["psi"], now, 0) for d in drifts[:20]]
-        metrics.append(Metric("alerts", float(len(record.alerts)), now, 0))
-        params = [Param("model_version", record.model_version), Param("scoring_run_id", record.scoring_run_id)]
-        client.log_batch(run.info.run_id, metrics=metrics, params=params)
-        client.log_dict(run.info.run_id, record.as_dict(), "monitor_record.json")
-        client.set_terminated(run.info.run_id)
+        log_record_run(
+            tracking_client(settings),
+            settings,
+            MONITOR_EXPERIMENT,
+            run_name=record.run_id,
+            tags={"scoring_run_id": record.scoring_run_id},
+            metrics=metrics,
+            params={"model_version": record.model_version, "scoring_run_id": record.scoring_run_id},
+            record=record.as_dict(),
+            record_file="monitor_record.json",
+        )
     except Exception as e:  # noqa: BLE001  (MLflow raises many types; history and Neo4j hold the record)
         log.warning("monitoring run %s not logged to MLflow: %s: %s", record.run_id, type(e).__name__, e)
