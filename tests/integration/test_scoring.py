@@ -90,6 +90,25 @@ def assert_matches_plan(state: pd.DataFrame, plan: pd.DataFrame, run: ScoringRun
     assert set(got["run_id"]) == {run.run_id} and set(got["model_version"]) == {run.model_version}
 
 
+def _rule_plan(
+    clean: ScoredExchange,
+    model_version: str,
+    scores: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    **options,
+) -> tuple[ScoringRun, pd.DataFrame]:
+    """A scoring plan of the exchange's own scores (or ``scores``/``labels``) at the fixed rule threshold."""
+    return plan_from_scores(
+        clean.graph,
+        clean.plan[list(s.THREATS)].to_numpy() if scores is None else scores,
+        clean.plan["label"].to_numpy(dtype=object) if labels is None else labels,
+        model_version,
+        thresholds={t: THRESHOLD for t in s.THREATS},
+        train_end=None,
+        **options,
+    )
+
+
 def test_write_back_lands_every_account_once_and_a_rerun_changes_nothing(clean, driver):
     run, plan = clean.run, clean.plan
     outcome = write_scores(driver, DB, run, plan)
@@ -120,7 +139,7 @@ def test_write_back_lands_every_account_once_and_a_rerun_changes_nothing(clean, 
 KILLABLE_WRITER = """
 import sys, time
 from pathlib import Path
-import neo4j
+from graph.driver import open_driver
 from graph.writer import BatchWriter
 from serving.score import load_plan, write_scores
 original = BatchWriter.write
@@ -129,21 +148,13 @@ def slow(self, *args, **kwargs):
     return original(self, *args, **kwargs)
 BatchWriter.write = slow
 run, frame = load_plan(Path(sys.argv[1]))
-with neo4j.GraphDatabase.driver(sys.argv[2], auth=(sys.argv[3], sys.argv[4])) as driver:
+with open_driver(sys.argv[2], sys.argv[3], sys.argv[4]) as driver:
     write_scores(driver, "neo4j", run, frame)
 """
 
 
 def test_a_killed_run_stays_visible_and_resumes_without_redoing_or_losing_any(clean, driver, neo4j_server, tmp_path):
-    run, plan = plan_from_scores(
-        clean.graph,
-        clean.plan[list(s.THREATS)].to_numpy(),
-        clean.plan["label"].to_numpy(dtype=object),
-        "rule/1",
-        thresholds={t: THRESHOLD for t in s.THREATS},
-        train_end=None,
-        batch_size=50,
-    )
+    run, plan = _rule_plan(clean, "rule/1", batch_size=50)
     save_plan(tmp_path / run.run_id, run, plan)
     batches = math.ceil(len(plan) / 50)
     child = subprocess.Popen(
@@ -192,15 +203,7 @@ def test_a_new_run_keeps_the_previous_scores_and_counts_label_changes(clean, dri
     flipped = np.flatnonzero(labels != s.CLEAR)[:7]
     scores[flipped] = 0.01
     labels[flipped] = s.CLEAR
-    run2, plan2 = plan_from_scores(
-        clean.graph,
-        scores,
-        labels,
-        "rule/2",
-        thresholds={t: THRESHOLD for t in s.THREATS},
-        train_end=None,
-        batch_size=500,
-    )
+    run2, plan2 = _rule_plan(clean, "rule/2", scores, labels, batch_size=500)
     outcome = write_scores(driver, DB, run2, plan2)
     assert outcome["label_changes"] == 7
     state = risk_state(driver).set_index("account_id")
@@ -227,16 +230,7 @@ def test_since_rescoring_writes_only_the_touched_accounts_and_their_neighbourhoo
         database_=DB,
     )
     assert set(records[0]["ids"]) <= set(touched)
-    run, plan = plan_from_scores(
-        clean.graph,
-        clean.plan[list(s.THREATS)].to_numpy(),
-        clean.plan["label"].to_numpy(dtype=object),
-        "rule/1",
-        thresholds={t: THRESHOLD for t in s.THREATS},
-        train_end=None,
-        since_ms=since,
-        touched=touched,
-    )
+    run, plan = _rule_plan(clean, "rule/1", since_ms=since, touched=touched)
     assert set(touched) <= set(plan["account_id"]) and len(plan) < clean.graph.num_accounts
     write_scores(driver, DB, run, plan)
     state = risk_state(driver)
@@ -264,15 +258,7 @@ def test_rings_keep_their_ids_across_runs_and_retire_what_is_gone(clean, driver,
     labels[at] = s.CLEAR
     scores = clean.plan[list(s.THREATS)].to_numpy().copy()
     scores[at] = 0.0
-    run2, plan2 = plan_from_scores(
-        clean.graph,
-        scores,
-        labels,
-        "rule/2",
-        thresholds={t: THRESHOLD for t in s.THREATS},
-        train_end=None,
-        batch_size=500,
-    )
+    run2, plan2 = _rule_plan(clean, "rule/2", scores, labels, batch_size=500)
     write_scores(driver, DB, run2, plan2)
     run_rings(driver, DB)
     after = ring_membership(driver, DB)
