@@ -11,6 +11,8 @@ down, no MLflow store yet) shows as a note on the page instead of an error page.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -32,6 +34,8 @@ from serving.score import latest_completed_run
 
 TEMPLATES: Final = Path(__file__).parent / "templates"
 HISTORY_SHOWN: Final = 30
+#: Seconds the page's data is reused across the page and its chart requests.
+DATA_TTL_S: Final = 5.0
 CHART_NAMES: Final = (
     "flagged",
     "rings",
@@ -164,21 +168,30 @@ def create_app(settings: Settings, driver_factory: Callable[[], neo4j.Driver | N
     """The dashboard's app; ``driver_factory`` gives the (shared, caller-owned) driver or None."""
     app = FastAPI(title="ringwatch dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+    lock = threading.Lock()
+    cached: dict[str, Any] = {}
+
+    def current() -> dict[str, Any]:
+        """The page's data, read once for a page and its charts (they are requested together), then again
+        after :data:`DATA_TTL_S`."""
+        with lock:
+            if not cached or time.monotonic() - cached["at"] > DATA_TTL_S:
+                cached.update(at=time.monotonic(), data=dashboard_data(settings, driver_factory()))
+            return dict(cached["data"])
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        data = dashboard_data(settings, driver_factory())
-        return env.get_template("dashboard.html").render(data=data, charts=CHART_NAMES)
+        return env.get_template("dashboard.html").render(data=current(), charts=CHART_NAMES)
 
     @app.get("/charts/{name}.svg")
     def chart(name: str) -> Response:
         if name not in CHART_NAMES:
             raise HTTPException(404, f"no chart {name!r}")
-        return Response(render_chart(name, dashboard_data(settings, driver_factory())), media_type="image/svg+xml")
+        return Response(render_chart(name, current()), media_type="image/svg+xml")
 
     @app.get("/api/summary")
     def summary() -> JSONResponse:
-        data = dashboard_data(settings, driver_factory())
+        data = current()
         return JSONResponse({k: v for k, v in data.items() if k != "history"} | {"runs": len(data["history"])})
 
     @app.get("/favicon.ico")
