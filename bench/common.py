@@ -256,31 +256,3 @@ def finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [finite(v) for v in obj]
     return obj
-
-
-@contextmanager
-def timed_calls(record: dict[str, float], targets: list[tuple[Any, str, str]]) -> Iterator[dict[str, float]]:
-    """Time calls of product functions without changing them: while the block runs, ``owner.attr`` is a
-    wrapper that adds each call's seconds to ``record[name]``; the originals are put back on exit.
-
-    A measuring device for stage breakdowns: patch the name where the caller looks it up (the module that
-    imported it), or the class for a method. Nested targets overlap (their seconds are not exclusive).
-    """
-    originals = []
-    for owner, attr, name in targets:
-        fn = getattr(owner, attr)
-
-        def wrapper(*args: Any, _fn: Any = fn, _name: str = name, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return _fn(*args, **kwargs)
-            finally:
-                record[_name] = round(record.get(_name, 0.0) + time.perf_counter() - started, 2)
-
-        setattr(owner, attr, wrapper)
-        originals.append((owner, attr, fn))
-    try:
-        yield record
-    finally:
-        for owner, attr, fn in reversed(originals):
-            setattr(owner, attr, fn)

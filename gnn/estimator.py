@@ -64,6 +64,10 @@ class RiskModel(SourceChoice):
         self.metadata: tuple[list[str], list[tuple[str, str, str]]] | None = None
         self.history: list[dict[str, Any]] = []
         self.trained_on: str = ""
+        #: Raw scores (:meth:`raw_scores`) of every account of the graph :meth:`finish` ran on, computed there for
+        #: calibration; ``calibrate(fitted_raw)`` is :meth:`decision_function` of that graph without a second
+        #: full-graph pass. None for a loaded model.
+        self.fitted_raw: dict[str, np.ndarray] | None = None
 
     # -- training -----------------------------------------------------------------------------------
 
@@ -93,6 +97,7 @@ class RiskModel(SourceChoice):
         self.trained_on = graph.content_hash
         self._calibrate_and_choose(sources.raw, td.targets.numpy(), td.val, td.train_labelled)
         self._set_thresholds(sources.raw, graph.labels, td.val)
+        self.fitted_raw = sources.raw
         return self
 
     def _set_thresholds(self, raw: dict[str, np.ndarray], labels: np.ndarray, val: np.ndarray) -> None:

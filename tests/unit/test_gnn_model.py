@@ -72,6 +72,14 @@ def test_sklearn_surface_and_round_trip(graph, trained, tmp_path):
     assert loaded.choice == trained.choice and loaded.split == trained.split
 
 
+def test_scores_kept_from_calibration_equal_a_second_full_graph_pass(graph, trained):
+    # the training job evaluates and gates with these instead of scoring the graph again
+    assert trained.fitted_raw is not None and set(trained.fitted_raw) == {"gnn", "baseline"}
+    np.testing.assert_allclose(
+        trained.calibrate(trained.fitted_raw), trained.decision_function(graph), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_decisions_follow_the_policy(graph, trained):
     scores = trained.decision_function(graph)
     labels, thresholds, policy = trained.decide(graph, scores)  # the model's own thresholds
