@@ -2,9 +2,14 @@
 
 Labels are partial (as in real life): a training account known to be of a threat is a positive for that
 head; a known benign account, or one of another threat, is a negative; an *unlabelled* account is a
-negative too (most are benign), but only a random share of them (``unlabelled_sample``) is drawn each
-epoch, so the few known positives are not drowned. Class imbalance is further handled by a per-threat
-``pos_weight`` (negatives / positives among the drawn accounts, capped).
+negative too (most are benign), but only a random share of them (``unlabelled_sample``, at most
+``unlabelled_max``) is drawn each epoch, so the few known positives are not drowned. Class imbalance is further
+handled by a per-threat ``pos_weight`` (negatives / positives among the drawn accounts, capped).
+
+An epoch's cost therefore grows with the labelled accounts and a bounded sample of unlabelled ones, not with
+every account: validation after each epoch scores the sampled neighbourhoods of the validation accounts (the
+same sampler and fan-out as training) — every positive one and at most ``val_max`` in all, the rest a fixed
+random sample weighted up to stand for the accounts it was drawn from — instead of the whole graph.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import average_precision_score
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from gnn.graph_data import UNLABELLED, RiskGraph
-from gnn.metrics import threat_metrics
 from gnn.model import RiskSAGE
 from gnn.normalize import FeatureScaler
 from gnn.runtime import default_threads, torch_threads
@@ -47,6 +52,8 @@ class TrainConfig:
     fanout: tuple[int, ...] = (15, 10)
     sampling: str = "neighbor"  # "neighbor" (mini-batches from the neighbour sampler) or "full"
     unlabelled_sample: float = 0.25
+    unlabelled_max: int | None = 50_000  # at most this many unlabelled accounts per epoch (None: no bound)
+    val_max: int | None = 50_000  # validation accounts scored per epoch (None: every one); positives always
     pos_weight_cap: float = 100.0
     supernode_cap: int | None = MODEL_SUPERNODE_CAP
     seed: int = 0
@@ -58,6 +65,10 @@ class TrainConfig:
             raise ValueError(f"sampling must be 'neighbor' or 'full', got {self.sampling!r}")
         if not 0 < self.unlabelled_sample <= 1:
             raise ValueError(f"unlabelled_sample must be in (0, 1], got {self.unlabelled_sample}")
+        if self.unlabelled_max is not None and self.unlabelled_max < 0:
+            raise ValueError(f"unlabelled_max must be >= 0 or None, got {self.unlabelled_max}")
+        if self.val_max is not None and self.val_max < 1:
+            raise ValueError(f"val_max must be >= 1 or None, got {self.val_max}")
         self.fanout = tuple(int(f) for f in self.fanout)
 
     def resolved_threads(self) -> int:
@@ -94,6 +105,7 @@ class EpochResult:
     val_auprc: dict[str, float]
     val_auprc_mean: float
     seconds: float = 0.0
+    val_seconds: float = 0.0  # of ``seconds``, the validation
 
 
 @dataclass
@@ -177,9 +189,12 @@ def build_model(
 
 
 def epoch_seeds(td: TrainingData, config: TrainConfig, epoch: int) -> np.ndarray:
-    """This epoch's training accounts: every labelled one plus a fresh sample of unlabelled ones."""
+    """This epoch's training accounts: every labelled one plus a fresh sample of unlabelled ones
+    (``unlabelled_sample`` of them, at most ``unlabelled_max``)."""
     rng = np.random.default_rng([config.seed, epoch])
     n = int(round(len(td.train_unlabelled) * config.unlabelled_sample))
+    if config.unlabelled_max is not None:
+        n = min(n, config.unlabelled_max)
     drawn = rng.choice(td.train_unlabelled, size=n, replace=False) if n else td.train_unlabelled[:0]
     seeds = np.concatenate([td.train_labelled, drawn])
     rng.shuffle(seeds)
@@ -254,12 +269,81 @@ def validation_auprc(
     logits: np.ndarray, targets: Tensor, val: np.ndarray, names: tuple[str, ...] = THREATS
 ) -> dict[str, float]:
     """AUPRC per target (``names``, default the threats) over every validation node (unlabelled ones count as
-    negatives)."""
+    negatives), from full-graph ``logits``."""
+    return auprc_by_target(logits[val], targets.numpy()[val], names)
+
+
+def auprc_by_target(
+    scores: np.ndarray, targets: np.ndarray, names: tuple[str, ...], weights: np.ndarray | None = None
+) -> dict[str, float]:
+    """AUPRC per target column of ``scores`` against ``targets`` (both ``[n, len(names)]``), each node counted
+    ``weights`` times (None: once); NaN for a target without a positive or without a negative."""
     out = {}
-    t = targets.numpy()[val]
-    for i, threat in enumerate(names):
-        m = threat_metrics(t[:, i], logits[val, i], threshold=0.0)
-        out[threat] = m["auprc"]
+    for i, name in enumerate(names):
+        y = targets[:, i].astype(bool)
+        out[name] = (
+            float(average_precision_score(y, scores[:, i], sample_weight=weights))
+            if y.any() and (~y).any()
+            else float("nan")
+        )
+    return out
+
+
+def validation_sample(td: TrainingData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The validation nodes scored after each epoch, and their weights.
+
+    Every validation node while there are at most ``val_max`` (weights 1). Otherwise every node positive for
+    some target (weight 1) and a fixed random sample of the others filling up to ``val_max``, each weighted
+    by how many it stands for, so the weighted AUPRC estimates the full one. The same nodes every epoch, so
+    epochs compare.
+
+    Returns:
+        ``(nodes, weights)``, nodes sorted.
+    """
+    val = td.val
+    if config.val_max is None or len(val) <= config.val_max:
+        return val, np.ones(len(val))
+    positive = td.targets.numpy()[val].any(axis=1)
+    pos, rest = val[positive], val[~positive]
+    k = min(max(config.val_max - len(pos), 1), len(rest))
+    drawn = np.random.default_rng([config.seed, len(val)]).choice(rest, size=k, replace=False)
+    nodes = np.concatenate([pos, drawn])
+    weights = np.concatenate([np.ones(len(pos)), np.full(k, len(rest) / k)])
+    order = np.argsort(nodes, kind="stable")
+    return nodes[order], weights[order]
+
+
+@torch.no_grad()
+def sampled_logits(
+    model: torch.nn.Module, td: TrainingData, nodes: np.ndarray, config: TrainConfig, device: torch.device, seed: int
+) -> np.ndarray:
+    """Logits of ``nodes`` (of ``td.target_type``) from their sampled neighbourhoods (the training sampler and
+    fan-out): memory and time grow with ``len(nodes)``, not with the graph.
+
+    Shapes:
+        nodes: ``[n]``; returns ``[n, len(td.target_names)]``, in the order of ``nodes``.
+    """
+    from gnn.sampling import make_neighbor_loader
+
+    model.eval()
+    out = np.empty((len(nodes), len(td.target_names)), dtype=np.float32)
+    if len(nodes) == 0:
+        return out
+    loader = make_neighbor_loader(
+        td.data,
+        num_neighbors=list(config.fanout),
+        input_nodes=(td.target_type, torch.from_numpy(np.asarray(nodes, dtype=np.int64))),
+        batch_size=config.batch_size,
+        shuffle=False,
+        seed=seed,
+        supernode_cap=config.supernode_cap,
+    )
+    at = 0
+    for batch in loader:
+        batch = batch.to(device)
+        n = batch[td.target_type].batch_size
+        out[at : at + n] = model(batch.x_dict, batch.edge_index_dict)[:n].float().cpu().numpy()
+        at += n
     return out
 
 
@@ -273,15 +357,25 @@ def run_epoch(
     epoch: int,
     evaluated: torch.nn.Module | None = None,
 ) -> EpochResult:
-    """Train one epoch on ``seeds``, then measure validation AUPRC over the full graph.
+    """Train one epoch on ``seeds``, then measure validation AUPRC: on the sampled neighbourhoods of
+    :func:`validation_sample`'s nodes (neighbour sampling), or over the full graph (``sampling="full"``).
 
     Args:
         evaluated: the module to validate (the unwrapped model under DDP); default ``model``.
     """
     started = time.perf_counter()
     loss = train_epoch(model, td, seeds, optimizer, config, device, epoch)
-    aps = validation_auprc(predict_logits(evaluated or model, td.data, device), td.targets, td.val, td.target_names)
-    return EpochResult(epoch, loss, aps, float(np.nanmean(list(aps.values()))), time.perf_counter() - started)
+    validating = time.perf_counter()
+    if config.sampling == "full":
+        aps = validation_auprc(predict_logits(evaluated or model, td.data, device), td.targets, td.val, td.target_names)
+    else:
+        nodes, weights = validation_sample(td, config)
+        # One neighbour-sampling seed for every epoch's validation: epochs differ by their weights only.
+        logits = sampled_logits(evaluated or model, td, nodes, config, device, seed=config.seed * 1000 + 999_999)
+        aps = auprc_by_target(logits, td.targets.numpy()[nodes], td.target_names, weights)
+    ended = time.perf_counter()
+    mean = float(np.nanmean(list(aps.values()))) if any(not np.isnan(v) for v in aps.values()) else float("nan")
+    return EpochResult(epoch, loss, aps, mean, ended - started, ended - validating)
 
 
 def fit_gnn(
