@@ -9,7 +9,9 @@ Each stage calls what the matching ``ringwatch`` command calls:
   aggregate), the rejects files, then :func:`ingest.bulk.bulk_load` (import files, ``neo4j-admin import``,
   restart, constraints). ``ingest_with_settings`` itself refuses ``--bulk`` with ``NEO4J_URI`` set, which is how the
   other stages reach this bench's server, so its body is called here piece by piece;
-- **snapshot** — :func:`gnn.snapshot_job.take_snapshot` (export, features, Parquet);
+- **snapshot** — :func:`gnn.snapshot_job.snapshot_from_rows` on the bulk load's rows (features, Parquet), as
+  ``ringwatch ingest --bulk --snapshot DIR`` does after the load; ``--export-snapshot``:
+  :func:`gnn.snapshot_job.take_snapshot` (``ringwatch snapshot``: export, features, Parquet);
 - **train** — :func:`gnn.training_job.train_on_snapshot` on that snapshot with Ray Train (1 worker, as the CLI
   default; ``max_failures=0`` so a failure ends the run instead of retrying), ``--epochs`` epochs, tracking
   and promotion into the throwaway registry; then ``ray.shutdown()``, as the command's process would end.
@@ -84,7 +86,7 @@ def bench_settings(uri: str, password: str, data_dir: Path) -> Settings:
 
 def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, Any]:
     from gnn.ray_train import RayConfig
-    from gnn.snapshot_job import graph_source, take_snapshot
+    from gnn.snapshot_job import graph_source, snapshot_from_rows, take_snapshot
     from gnn.train import TrainConfig
     from gnn.training_job import train_on_snapshot
     from ingest.bulk import bulk_load
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
         "seed": args.seed,
         "epochs": args.epochs,
         "trainer": args.trainer,
+        "snapshot_from": "export" if args.export_snapshot else "bulk load's rows",
         "heap": args.heap,
         "pagecache": args.pagecache,
         "load_average_start": load_average(),
@@ -130,7 +133,8 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                 with connect(server) as driver:
                     steps = bulk_load(prepared, server, driver, DATABASE, "bench-e2e-bulk", progress)
                     st["bulk_steps_s"] = {k: round(v, 2) for k, v in steps.items()}
-                del prepared
+                if args.export_snapshot:
+                    del prepared
                 release_memory()
             stages["ingest"] = st
             with connect(server) as driver:
@@ -138,9 +142,16 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
 
             snapshot = data_dir / "snapshots" / "e2e"
             with meter.phase("snapshot") as st:
-                progress.say("snapshot")
-                with connect(server) as driver:
-                    snap = take_snapshot(driver, DATABASE, snapshot, source=graph_source(settings)).as_dict()
+                source = graph_source(settings)
+                if args.export_snapshot:
+                    progress.say("snapshot: export")
+                    with connect(server) as driver:
+                        snap = take_snapshot(driver, DATABASE, snapshot, source=source).as_dict()
+                else:  # what `ringwatch ingest --bulk --snapshot DIR` does once the bulk load is done
+                    progress.say("snapshot: from the bulk load's rows")
+                    snap = snapshot_from_rows(prepared.graph_rows, snapshot, source=source).as_dict()
+                    del prepared
+                st["from"] = "export" if args.export_snapshot else "bulk load's rows"
                 st["steps_s"] = snap["seconds"]
                 release_memory()
             stages["snapshot"] = st
@@ -230,6 +241,12 @@ def main(argv: list[str] | None = None) -> None:
         default="ray",
         choices=["ray", "plain"],
         help="Ray Train (1 worker, as the CLI default) or plain PyTorch in this process (--no-ray)",
+    )
+    parser.add_argument(
+        "--export-snapshot",
+        action="store_true",
+        help="take the snapshot by exporting the loaded graph (`ringwatch snapshot`) instead of from the bulk "
+        "load's rows (`ringwatch ingest --bulk --snapshot`)",
     )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")

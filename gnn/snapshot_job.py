@@ -1,16 +1,24 @@
-"""The snapshot job (``ringwatch snapshot``): export the graph, build its features, write a snapshot folder."""
+"""The snapshot job (``ringwatch snapshot``): export the graph, build its features, write a snapshot folder.
+
+:func:`take_snapshot` reads the graph back from Neo4j; :func:`snapshot_from_rows` writes the same snapshot from
+the rows a first (bulk) load of an empty graph already holds in memory (:attr:`ingest.load.PreparedRun.graph_rows`:
+what an export of that graph returns, :func:`gnn.build.tables_from_graph_rows`), so a first run need not read
+the graph back.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import neo4j
+import pandas as pd
 
-from gnn.build import build_risk_graph
-from gnn.export import DEFAULT_PAGE_SIZE, export_graph, export_neighbourhood
+from gnn.build import build_risk_graph, tables_from_graph_rows
+from gnn.export import DEFAULT_PAGE_SIZE, GraphTables, export_graph, export_neighbourhood
 from gnn.snapshot import redact_uri, write_snapshot
 from graph.logs import logger
 from graph.runs import Progress
@@ -84,6 +92,47 @@ def take_snapshot(
         tables = export_neighbourhood(driver, database, accounts, hops)
         source = f"{source} (neighbourhood of {len(set(accounts))} accounts, {hops} hops)"
     timings["export"] = time.perf_counter() - started
+    return _write(tables, out, source, overwrite, reference_time, timings)
+
+
+def snapshot_from_rows(
+    graph_rows: Mapping[str, pd.DataFrame],
+    out: Path,
+    *,
+    source: str,
+    overwrite: bool = False,
+    reference_time: int | None = None,
+) -> SnapshotSummary:
+    """Write the snapshot of the graph that ``graph_rows`` build when written to an *empty* graph, without
+    reading it back (a first bulk load's rows: :attr:`ingest.load.PreparedRun.graph_rows`).
+
+    Its content hash equals :func:`take_snapshot`'s of the loaded graph (tested); for a graph that held anything
+    before, take the snapshot from the graph instead.
+
+    Args:
+        graph_rows: the prepared rows, by write name.
+        out: the snapshot folder to create.
+        source: where the graph is (recorded in the manifest), e.g. :func:`graph_source`.
+        overwrite: replace an existing snapshot at ``out``.
+        reference_time: the features' reference time (seconds); default: the latest time in the data.
+
+    Raises:
+        gnn.snapshot.SnapshotError: ``out`` exists (without ``overwrite``) or cannot be written.
+    """
+    started = time.perf_counter()
+    tables = tables_from_graph_rows(graph_rows)
+    return _write(tables, out, source, overwrite, reference_time, {"rows": time.perf_counter() - started})
+
+
+def _write(
+    tables: GraphTables,
+    out: Path,
+    source: str,
+    overwrite: bool,
+    reference_time: int | None,
+    timings: dict[str, float],
+) -> SnapshotSummary:
+    """Features of ``tables``, then the snapshot folder; ``timings`` gains ``features`` and ``write``."""
     step = time.perf_counter()
     graph = build_risk_graph(tables.nodes, tables.rels, reference_time)
     timings["features"] = time.perf_counter() - step

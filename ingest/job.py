@@ -9,6 +9,7 @@ validate and aggregate the folder (:func:`ingest.load.prepare`), skip the rows o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -23,7 +24,7 @@ from graph.settings import Settings
 from graph.writer import BatchWriter
 from ingest.bulk import bulk_load
 from ingest.erasure import drop_erased
-from ingest.load import CHUNK_ROWS, DEFAULT_BATCH_SIZE, prepare, write_graph, write_rejects
+from ingest.load import CHUNK_ROWS, DEFAULT_BATCH_SIZE, PreparedRun, prepare, write_graph, write_rejects
 from ingest.privacy import Hasher, load_or_create_demo_key
 
 #: The demo's generated hash key, kept in the data folder (``ringwatch demo`` only).
@@ -85,6 +86,7 @@ def ingest_folder(
     progress: Progress | None = None,
     run_id: str | None = None,
     bulk_server: LocalNeo4j | None = None,
+    on_bulk_loaded: Callable[[PreparedRun], None] | None = None,
 ) -> IngestReport:
     """Ingest one folder of exchange events into Neo4j (idempotent, resumable; see :mod:`ingest.load`).
 
@@ -98,6 +100,8 @@ def ingest_folder(
         progress: called as ``progress(stage, done, total)``.
         run_id: the run's id (default: a new ``ingest-…`` id).
         bulk_server: load an *empty* database of this local server with the offline importer instead.
+        on_bulk_loaded: called with the prepared run once the bulk load is done (its rows are the whole graph:
+            the CLI writes the training snapshot from them, without reading the graph back).
 
     Returns:
         The run's report.
@@ -118,6 +122,8 @@ def ingest_folder(
         if bulk_server is not None:
             bulk_load(run, bulk_server, driver, database, run_id, progress)
             written, skipped = len(run.chunks), 0
+            if on_bulk_loaded is not None:
+                on_bulk_loaded(run)
         else:
             writer = BatchWriter(driver, database, run_id, job="ingest")
             written, skipped, _ = write_graph(run, writer, progress)
@@ -153,6 +159,7 @@ def ingest_with_settings(
     bulk: bool = False,
     demo: bool = False,
     progress: Progress | None = None,
+    on_bulk_loaded: Callable[[PreparedRun], None] | None = None,
 ) -> IngestReport:
     """:func:`ingest_folder` with what the settings decide: the hash key, the default rejects folder, the
     local server for ``bulk``.
@@ -172,4 +179,5 @@ def ingest_with_settings(
         batch_size,
         progress,
         bulk_server=LocalNeo4j.from_settings(settings) if bulk else None,
+        on_bulk_loaded=on_bulk_loaded,
     )

@@ -87,15 +87,38 @@ def ingest(
         typer.Option(min=1, help=f"Rows per write transaction (rounded up to whole {CHUNK_ROWS}-row ledger chunks)."),
     ] = INGEST_BATCH_SIZE,
     bulk: Annotated[bool, typer.Option(help="First load of an empty local database with neo4j-admin import.")] = False,
+    snapshot_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot",
+            help="With --bulk: also write the training snapshot here, from the loaded rows (no export).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Validate a folder of events and write it into the graph (idempotent, resumable)."""
+    from gnn.snapshot_job import snapshot_from_rows
     from ingest.job import ingest_with_settings
 
+    if snapshot_out is not None and not bulk:
+        raise typer.BadParameter("--snapshot goes with --bulk (a first load); otherwise use `ringwatch snapshot`")
     settings = load_settings()
     out = human_output(as_json)
     with open_graph(settings, out=out) as driver, _bar("ingest", out) as progress:
-        report = ingest_with_settings(settings, driver, folder, rejects, batch_size, bulk, progress=progress)
+        report = ingest_with_settings(
+            settings,
+            driver,
+            folder,
+            rejects,
+            batch_size,
+            bulk,
+            progress=progress,
+            on_bulk_loaded=None
+            if snapshot_out is None
+            else lambda run: show.snapshot(
+                out, snapshot_from_rows(run.graph_rows, snapshot_out, source=graph_source(settings))
+            ),
+        )
     show.ingestion(out, report)
     if as_json:
         print_json(report.as_dict())

@@ -14,7 +14,7 @@ from gnn.build import build_risk_graph, tables_from_graph_rows
 from gnn.export import GraphTables, export_graph
 from gnn.graph_data import RiskGraph
 from gnn.snapshot import MANIFEST, SnapshotError, read_snapshot, read_snapshot_tables, write_snapshot
-from gnn.snapshot_job import graph_source, take_snapshot
+from gnn.snapshot_job import graph_source, snapshot_from_rows, take_snapshot
 from graph import schema as s
 from graph.queries.inspect import graph_counts
 from graph.writer import BatchWriter
@@ -146,6 +146,20 @@ def test_take_snapshot_reads_the_configured_graph(exchange, settings, driver, tm
     assert summary.content_hash == build_risk_graph(*exported).content_hash
     assert settings.neo4j_password.get_secret_value() not in (tmp_path / "cli-snap" / MANIFEST).read_text()
     assert read_snapshot(tmp_path / "cli-snap").content_hash == summary.content_hash
+
+
+def test_snapshot_from_a_first_loads_rows_equals_the_snapshot_read_back(exchange, settings, driver, tmp_path):
+    run, _, _ = exchange
+    read_back = take_snapshot(driver, "neo4j", tmp_path / "read-back", source=graph_source(settings))
+    from_rows = snapshot_from_rows(run.graph_rows, tmp_path / "from-rows", source=graph_source(settings))
+    assert from_rows.content_hash == read_back.content_hash
+    assert (from_rows.nodes, from_rows.edges, from_rows.reference_time) == (
+        read_back.nodes,
+        read_back.edges,
+        read_back.reference_time,
+    )
+    assert set(from_rows.seconds) == {"rows", "features", "write"}
+    assert_graphs_equal(read_snapshot(tmp_path / "from-rows"), read_snapshot(tmp_path / "read-back"))
 
 
 # Non-BMP characters sort differently in UTF-16 (Java) and in code points (Python): pagination must not care.

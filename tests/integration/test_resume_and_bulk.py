@@ -116,6 +116,32 @@ def test_bulk_import_builds_the_online_graph(exchange, reference, empty_graph, n
         assert written == 0 and skipped == len(run.chunks)
 
 
+def test_bulk_first_load_writes_the_snapshot_an_export_would(exchange, empty_graph, neo4j_server, tmp_path):
+    from gnn.snapshot import read_snapshot
+    from gnn.snapshot_job import snapshot_from_rows, take_snapshot
+    from ingest.job import ingest_folder
+
+    written: list = []
+    ingest_folder(
+        exchange,
+        empty_graph,
+        "neo4j",
+        tmp_path / "rejects",
+        _hasher(),
+        BATCH,
+        bulk_server=neo4j_server,
+        on_bulk_loaded=lambda run: written.append(
+            snapshot_from_rows(run.graph_rows, tmp_path / "from-rows", source="bulk")
+        ),
+    )
+    assert len(written) == 1
+    with connect(neo4j_server) as fresh:
+        read_back = take_snapshot(fresh, "neo4j", tmp_path / "read-back", source="export")
+    assert written[0].content_hash == read_back.content_hash
+    assert written[0].nodes == read_back.nodes and written[0].edges == read_back.edges
+    assert read_snapshot(tmp_path / "from-rows").content_hash == read_back.content_hash
+
+
 def test_bulk_handles_hostile_ids_like_online(empty_graph, neo4j_server, tmp_path):
     write_tiny_exchange(tmp_path / "x", HOSTILE + ["multi\nline id"])
     run = prepare(tmp_path / "x", _hasher(), 4)
