@@ -34,16 +34,28 @@ nobody. Each transfer relationship (per direction and asset) or referral between
    with its neighbours is what an innocent household with one false positive looks like) and a score mass —
    the sum of its members' margins — of at least ``min_mass`` and ``min_mean`` per member. Its members that
    are not seeds are then flagged as "member of ring R" (:mod:`serving.rings`).
+5. *Expansion*: a collusion or promotion-abuse ring then takes in the accounts tied to ``expand_ties`` or more
+   of its members — through an identifier that at most ``expand_max_users`` accounts use, a transfer or a
+   referral, counted once per member — whatever their own score (:func:`joining_members`). A ring member
+   pays the next one and is paid by the one before, so a colluder the model scored low is tied to two
+   members; an innocent household member shares its device and home IP with *one* member and stays out.
+   Known-benign accounts (a benign label, a false-positive verdict) never join. Bot farms are not expanded:
+   their members already join through the farm's network blocks, and two ties to a farm are what its
+   neighbours on shared home IPs have (measured: of the accounts two ties would add to bot-farm rings, three
+   in four were benign).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 import pandas as pd
+
+from graph import schema as s
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,20 @@ class RingCandidates:
     money: pd.DataFrame
 
 
+@dataclass
+class RingNeighbours:
+    """Accounts tied to members of detected rings, for their expansion (:func:`joining_members`).
+
+    Attributes:
+        accounts: their rows, in the columns of :attr:`RingCandidates.accounts` (``seed`` false).
+        ties: ``account_id``, ``member``: the account is tied to the ring member through an identifier used by at
+            most ``expand_max_users`` accounts, a transfer or a referral (one row per pair).
+    """
+
+    accounts: pd.DataFrame
+    ties: pd.DataFrame
+
+
 @dataclass(frozen=True)
 class GroupingPolicy:
     """The knobs of grouping (see the module docstring); the defaults are the measured choice (README)."""
@@ -107,17 +133,23 @@ class GroupingPolicy:
     min_mass: float = 3.0
     min_mean: float = 0.3
     louvain_seed: int = 0
+    expand_ties: int = 2
+    expand_max_users: int = 10
+    expand_kinds: tuple[str, ...] = (s.COLLUSION, s.PROMO_ABUSE)
 
     def __post_init__(self) -> None:
         for name in ("admit_share", "elevated_share", "min_share", "min_mean"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("split_above", "split_side", "min_size", "min_seeds"):
+        for name in ("split_above", "split_side", "min_size", "min_seeds", "expand_max_users"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("money_weight", "link_min", "admit_tie", "min_mass"):
+        for name in ("money_weight", "link_min", "admit_tie", "min_mass", "expand_ties"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        unknown = set(self.expand_kinds) - set(s.THREATS)
+        if unknown:
+            raise ValueError(f"expand_kinds must be threats ({', '.join(s.THREATS)}), got {sorted(unknown)}")
 
 
 @dataclass
@@ -247,3 +279,30 @@ def find_groups(candidates: RingCandidates, policy: GroupingPolicy | None = None
             )
             out.append(group)
     return sorted(out, key=lambda g: (-len(g.members), g.members[0]))
+
+
+def joining_members(
+    rings: list[list[str]], neighbours: RingNeighbours, policy: GroupingPolicy, others: Iterable[str] = ()
+) -> list[list[str]]:
+    """Per ring (member lists), the accounts its expansion takes in (see the module docstring, step 5).
+
+    An account joins the ring to whose members it is tied most — at least ``expand_ties`` distinct members
+    (0 expands nothing); ties go to the earlier ring. Accounts already in a ring (these, or ``others``: members
+    of rings not expanded) and known-benign accounts never join.
+    """
+    out: list[list[str]] = [[] for _ in rings]
+    if policy.expand_ties <= 0 or not rings or neighbours.ties.empty:
+        return out
+    ring_of = {m: i for i, members in enumerate(rings) for m in members}
+    accounts = neighbours.accounts
+    benign = (accounts["known_label"] == s.BENIGN) | (accounts["verdict"] == s.FALSE_POSITIVE)
+    excluded = set(ring_of) | set(others) | set(accounts.loc[benign, "account_id"])
+    ties = neighbours.ties[~neighbours.ties["account_id"].isin(excluded)].drop_duplicates(["account_id", "member"])
+    ties = ties.assign(ring=ties["member"].map(ring_of)).dropna(subset=["ring"])
+    counts = ties.groupby(["account_id", "ring"]).size().reset_index(name="ties")
+    counts = counts[counts["ties"] >= policy.expand_ties].sort_values(
+        ["account_id", "ties", "ring"], ascending=[True, False, True]
+    )
+    for account, ring in counts.drop_duplicates("account_id")[["account_id", "ring"]].itertuples(index=False):
+        out[int(ring)].append(str(account))
+    return out

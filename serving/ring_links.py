@@ -26,7 +26,7 @@ from graph import schema as s
 from graph.queries import rings as q
 from ingest.graph_rows import ip_prefixes
 from serving.reasons import incidence
-from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier
+from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier
 
 ACCOUNT_COLUMNS = [
     "account_id",
@@ -100,15 +100,7 @@ def read_candidates(
         by_score=s.FLAGGED_BY_SCORE,
         **read,
     )
-    accounts = pd.DataFrame(
-        [dict(r) for r in records], columns=[c for c in ACCOUNT_COLUMNS if c not in ("seed", "margin")]
-    )
-    accounts.insert(len(s.THREATS) + 3, "margin", margins(accounts, thresholds))
-    accounts.insert(
-        len(s.THREATS) + 4,
-        "seed",
-        (accounts["label"] != s.CLEAR).to_numpy() | _known_fraud(accounts["known_label"], accounts["verdict"]),
-    )
+    accounts = _account_rows(records, thresholds)
     ids = accounts["account_id"].tolist()
     shared: list[SharedIdentifier] = []
     for cypher in [*(q.shared_identifiers(rel) for rel in q.LINK_RELS), q.SHARED_IP_BLOCKS]:
@@ -119,6 +111,49 @@ def read_candidates(
     records, _, _ = driver.execute_query(q.MONEY_LINKS, ids=ids, **read)
     money = pd.DataFrame([dict(r) for r in records], columns=["src", "dst", "type", "count"])
     return RingCandidates(accounts.sort_values("account_id", ignore_index=True), sorted(shared, key=_order), money)
+
+
+def _account_rows(records: list[neo4j.Record], thresholds: Mapping[str, float], seeds: bool = True) -> pd.DataFrame:
+    """Candidate rows from :data:`graph.queries.rings.CANDIDATE_ACCOUNTS`-shaped records (``seeds=False``:
+    nobody is a seed, as for a ring's neighbours)."""
+    accounts = pd.DataFrame(
+        [dict(r) for r in records], columns=[c for c in ACCOUNT_COLUMNS if c not in ("seed", "margin")]
+    )
+    accounts.insert(len(s.THREATS) + 3, "margin", margins(accounts, thresholds))
+    seed = (accounts["label"] != s.CLEAR).to_numpy() | _known_fraud(accounts["known_label"], accounts["verdict"])
+    accounts.insert(len(s.THREATS) + 4, "seed", seed & seeds)
+    return accounts
+
+
+def read_ring_neighbours(
+    driver: neo4j.Driver,
+    database: str,
+    members: list[str],
+    thresholds: Mapping[str, float],
+    policy: GroupingPolicy | None = None,
+) -> RingNeighbours:
+    """The accounts tied to ``members`` (of detected rings) that a ring's expansion considers, from Neo4j."""
+    policy = policy or GroupingPolicy()
+    read: dict[str, Any] = {"database_": database, "routing_": neo4j.RoutingControl.READ}
+    rows = []
+    for i in range(0, len(members), 1_000):
+        chunk = members[i : i + 1_000]
+        for cypher in (q.IDENTIFIER_NEIGHBOURS, q.MONEY_NEIGHBOURS):
+            records, _, _ = driver.execute_query(cypher, members=chunk, max_users=policy.expand_max_users, **read)
+            rows += [(r["account_id"], r["member"]) for r in records]
+    ties = pd.DataFrame(rows, columns=["account_id", "member"]).drop_duplicates(ignore_index=True)
+    ids = sorted(set(ties["account_id"]))
+    records = []
+    for i in range(0, len(ids), 10_000):
+        found, _, _ = driver.execute_query(
+            q.ACCOUNTS_BY_ID, ids=ids[i : i + 10_000], clear=s.CLEAR, by_score=s.FLAGGED_BY_SCORE, **read
+        )
+        records += found
+    return RingNeighbours(_account_rows(records, thresholds, seeds=False), _sorted_ties(ties))
+
+
+def _sorted_ties(ties: pd.DataFrame) -> pd.DataFrame:
+    return ties.sort_values(["account_id", "member"], ignore_index=True)
 
 
 def _order(ident: SharedIdentifier) -> tuple[str, str]:
@@ -141,9 +176,6 @@ def candidates_from_graph(
     ids = graph.ids[s.ACCOUNT.label]
     if len(plan) != len(ids) or (plan[s.ACCOUNT.key].to_numpy() != ids).any():
         raise ValueError("plan rows must be every account of the graph, in the graph's order")
-    names = np.array([None, *s.THREATS], dtype=object)  # label codes: -1 unlabelled, 0 benign, 1.. threats
-    known = pd.Series(np.where(graph.labels > 0, names[np.clip(graph.labels, 0, None)], None))
-    known[graph.labels == 0] = s.BENIGN
     seed = (plan["label"] != s.CLEAR).to_numpy() | (graph.labels > 0)
     margin = margins(plan, thresholds)
     floors = candidate_floors(thresholds, policy, margin_quantile(margin, policy))
@@ -151,22 +183,7 @@ def candidates_from_graph(
     for t in s.THREATS:
         elevated |= plan[t].to_numpy() >= floors[t]
     chosen = seed | elevated
-    created = graph.created_at.astype(np.int64) * 1000
-    accounts = pd.DataFrame(
-        {
-            "account_id": ids[chosen],
-            "label": plan["label"].to_numpy()[chosen],
-            "score": plan["score"].to_numpy()[chosen],
-            **{t: plan[t].to_numpy()[chosen] for t in s.THREATS},
-            "margin": margin[chosen],
-            "seed": seed[chosen],
-            "known_label": known.to_numpy()[chosen],
-            "verdict": None,
-            "run_id": None,
-            "first_seen": created[chosen],
-            "last_seen": created[chosen],
-        }
-    )
+    accounts = _rows_in_memory(graph, plan, margin, seed, chosen)
     matrices = [(rel.target.label, graph.ids[rel.target.label], incidence(graph, rel).tocsc()) for rel in q.LINK_RELS]
     blocks, block_of = np.unique(
         ip_prefixes(pd.Series(graph.ids[s.IP.label], dtype="string")).to_numpy(dtype=object), return_inverse=True
@@ -195,3 +212,66 @@ def candidates_from_graph(
         sorted(shared, key=_order),
         pd.concat(money, ignore_index=True),
     )
+
+
+def _rows_in_memory(
+    graph: RiskGraph, plan: pd.DataFrame, margin: np.ndarray, seed: np.ndarray, chosen: np.ndarray
+) -> pd.DataFrame:
+    """The candidate rows :data:`graph.queries.rings.CANDIDATE_ACCOUNTS` would read for the accounts ``chosen``."""
+    names = np.array([None, *s.THREATS], dtype=object)  # label codes: -1 unlabelled, 0 benign, 1.. threats
+    known = np.where(
+        graph.labels == 0, s.BENIGN, np.where(graph.labels > 0, names[np.clip(graph.labels, 0, None)], None)
+    )
+    created = graph.created_at.astype(np.int64) * 1000
+    return pd.DataFrame(
+        {
+            "account_id": graph.ids[s.ACCOUNT.label][chosen],
+            "label": plan["label"].to_numpy()[chosen],
+            "score": plan["score"].to_numpy()[chosen],
+            **{t: plan[t].to_numpy()[chosen] for t in s.THREATS},
+            "margin": margin[chosen],
+            "seed": seed[chosen],
+            "known_label": known[chosen],
+            "verdict": None,
+            "run_id": None,
+            "first_seen": created[chosen],
+            "last_seen": created[chosen],
+        }
+    )
+
+
+def ring_neighbours_from_graph(
+    graph: RiskGraph,
+    plan: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    members: list[str],
+    policy: GroupingPolicy | None = None,
+) -> RingNeighbours:
+    """What :func:`read_ring_neighbours` would read after ``plan`` was written to the graph ``graph`` came from."""
+    policy = policy or GroupingPolicy()
+    ids = graph.ids[s.ACCOUNT.label]
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    of_member = np.zeros(len(ids), dtype=bool)
+    of_member[position[members].to_numpy()] = True
+    pairs = []
+    for rel in q.LINK_RELS:
+        inc = incidence(graph, rel).tocsc()
+        small = np.asarray(inc.sum(axis=0)).ravel() <= policy.expand_max_users
+        inc = inc[:, small].tocsr()
+        pairs.append(((inc[of_member] @ inc.T) > 0).tocoo())
+    n = len(ids)
+    money = sp.csr_matrix((n, n), dtype=np.float32)
+    for rel in q.MONEY_RELS:
+        ei = graph.data[rel.edge_type].edge_index.numpy()
+        money = money + sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
+    pairs.append(((money + money.T)[of_member] > 0).tocoo())
+    member_ids = ids[of_member]
+    rows = [(ids[p.col], member_ids[p.row]) for p in pairs]
+    ties = pd.DataFrame(
+        {"account_id": np.concatenate([a for a, _ in rows]), "member": np.concatenate([m for _, m in rows])}
+    )
+    ties = ties[ties["account_id"] != ties["member"]].drop_duplicates(ignore_index=True)
+    chosen = np.zeros(n, dtype=bool)
+    chosen[position[ties["account_id"].unique()].to_numpy()] = True
+    rows = _rows_in_memory(graph, plan, margins(plan, thresholds), np.zeros(n, dtype=bool), chosen)
+    return RingNeighbours(rows.sort_values("account_id", ignore_index=True), _sorted_ties(ties))

@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import neo4j
@@ -38,8 +39,8 @@ from graph.queries import rings as q
 from graph.queries import scoring as qs
 from graph.runs import new_run_id
 from graph.writer import ensure_schema
-from serving.ring_grouping import GroupingPolicy, RingCandidates, find_groups
-from serving.ring_links import read_candidates
+from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, find_groups, joining_members
+from serving.ring_links import read_candidates, read_ring_neighbours
 from serving.score import latest_completed_run
 
 SAME_RING_JACCARD = 0.5
@@ -119,16 +120,22 @@ def stable_ids(
     return out
 
 
-def describe(
-    members: list[str], admitted: list[str], mass: float, candidates: RingCandidates, ring_id: str
-) -> DetectedRing:
-    """A ring's kind, score, span and evidence from its members (see the module docstring)."""
-    rows = candidates.accounts.set_index("account_id").loc[members]
+def ring_kind(rows: pd.DataFrame) -> str:
+    """The threat with the largest summed score over a ring's member rows (candidate rows)."""
     # A member without a threat's score (written by hand, or by an older job) counts its score for its label.
     by_label = pd.DataFrame(
         {t: np.where(rows["label"] == t, rows["score"].astype(float), 0.0) for t in s.THREATS}, index=rows.index
     )
-    kind = str(rows[list(s.THREATS)].astype(float).fillna(by_label).sum().idxmax())
+    return str(rows[list(s.THREATS)].astype(float).fillna(by_label).sum().idxmax())
+
+
+def describe(
+    members: list[str], admitted: list[str], mass: float, candidates: RingCandidates, ring_id: str, joined: int = 0
+) -> DetectedRing:
+    """A ring's kind, score, span and evidence from its members (see the module docstring); ``joined`` of the
+    admitted members came in by the ring's expansion."""
+    rows = candidates.accounts.set_index("account_id").loc[members]
+    kind = ring_kind(rows)
     member_set = set(members)
     kinds: Counter[str] = Counter()
     for ident in candidates.shared:
@@ -150,6 +157,8 @@ def describe(
         parts.append(f"{transfers} transfers among members")
     if referrals:
         parts.append(f"{referrals} referrals among members")
+    if joined:
+        parts.append(f"{joined} tied to 2+ members joined")
     if known:
         parts.append(f"{known} with known fraud labels or confirmed verdicts")
     return DetectedRing(
@@ -169,19 +178,40 @@ def describe(
 
 
 def detect_rings(
-    candidates: RingCandidates, previous: dict[str, set[str]], policy: GroupingPolicy | None = None
+    candidates: RingCandidates,
+    previous: dict[str, set[str]],
+    policy: GroupingPolicy | None = None,
+    neighbours: Callable[[list[str]], RingNeighbours] | None = None,
 ) -> list[DetectedRing]:
     """Rings among the candidates, ids kept stable against ``previous`` rings, top first.
 
     A ring's ``admitted`` members are those whose own label is ``clear``: the ring flags them.
+
+    Args:
+        neighbours: reads the accounts tied to a list of ring members (:func:`serving.ring_links.read_ring_neighbours`
+            or its in-memory twin); given, rings of ``policy.expand_kinds`` are expanded
+            (:func:`serving.ring_grouping.joining_members`).
     """
+    policy = policy or GroupingPolicy()
     groups = [g for g in find_groups(candidates, policy) if g.is_ring]
-    ids = stable_ids([g.members for g in groups], previous)
+    members = [list(g.members) for g in groups]
+    joined: list[list[str]] = [[] for _ in groups]
+    rows = candidates.accounts.set_index("account_id")
+    expandable = [i for i, g in enumerate(groups) if ring_kind(rows.loc[g.members]) in policy.expand_kinds]
+    if neighbours is not None and policy.expand_ties > 0 and expandable:
+        found = neighbours(sorted({m for i in expandable for m in members[i]}))
+        extra = found.accounts[~found.accounts["account_id"].isin(rows.index)]
+        candidates = replace(candidates, accounts=pd.concat([candidates.accounts, extra], ignore_index=True))
+        others = [m for i, ms in enumerate(members) if i not in set(expandable) for m in ms]
+        for i, join in zip(expandable, joining_members([members[i] for i in expandable], found, policy, others)):
+            joined[i] = join
+    ids = stable_ids([sorted(ms + js) for ms, js in zip(members, joined)], previous)
     own = dict(zip(candidates.accounts["account_id"], candidates.accounts["label"]))
-    rings = [
-        describe(g.members, [m for m in g.members if own[m] == s.CLEAR], g.mass, candidates, rid)
-        for g, rid in zip(groups, ids)
-    ]
+    rings = []
+    for g, join, rid in zip(groups, joined, ids):
+        everyone = sorted(g.members + join)
+        admitted = [m for m in everyone if own[m] == s.CLEAR]
+        rings.append(describe(everyone, admitted, g.mass, candidates, rid, joined=len(join)))
     return sorted(rings, key=lambda r: (-r.score, -r.size, r.ring_id))
 
 
@@ -214,7 +244,12 @@ def run_rings(driver: neo4j.Driver, database: str, policy: GroupingPolicy | None
     candidates = read_candidates(driver, database, thresholds, policy)
     records, _, _ = driver.execute_query(q.ACTIVE_RINGS, database_=database, routing_=neo4j.RoutingControl.READ)
     previous = {r["ring_id"]: set(r["members"] or []) for r in records}
-    rings = detect_rings(candidates, previous, policy)
+    rings = detect_rings(
+        candidates,
+        previous,
+        policy,
+        lambda members: read_ring_neighbours(driver, database, members, thresholds, policy),
+    )
     rings_run_id = new_run_id("rings")
     now = int(time.time() * 1000)
     params: dict[str, Any] = {

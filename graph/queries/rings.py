@@ -26,13 +26,8 @@ RING_REASON_PREFIX: Final = "member of ring "
 _SCORE_FLAGGED = "a.risk_label <> $clear AND coalesce(a.risk_flagged_by, $by_score) = $by_score"
 _ELEVATED = " OR ".join(f"a.{s.risk_property(t)} >= $floors.{s.risk_property(t)}" for t in s.THREATS)
 
-#: Ring grouping's candidates (see ``serving.ring_links``): flagged on their own score, known fraud, or with a
-#: threat score at least its floor (``$floors``: ``risk_<threat>`` → score). ``label`` is the account's own
-#: label: an account flagged by an earlier grouping counts as ``clear`` here. ``$by_score``:
-#: :data:`graph.schema.FLAGGED_BY_SCORE` (``risk_flagged_by``, written by the scoring job).
-CANDIDATE_ACCOUNTS: Final = (
-    f"MATCH (a:{A.label}) WHERE a.risk_label IS NOT NULL\n"
-    f"  AND (({_SCORE_FLAGGED}) OR a.known_label IN $threats OR a.verdict = $confirmed OR {_ELEVATED})\n"
+#: The columns of a candidate row, for the account ``a`` (see ``serving.ring_links.ACCOUNT_COLUMNS``).
+_ACCOUNT_ROW = (
     "OPTIONAL MATCH (a)-[r]->() WHERE r.last_seen IS NOT NULL\n"
     "WITH a, min(r.first_seen) AS first_seen, max(r.last_seen) AS last_seen\n"
     f"RETURN a.{A.key} AS account_id,\n"
@@ -43,6 +38,18 @@ CANDIDATE_ACCOUNTS: Final = (
     "       coalesce(last_seen, a.created_at).epochMillis AS last_seen\n"
     "ORDER BY account_id"
 )
+
+#: Ring grouping's candidates (see ``serving.ring_links``): flagged on their own score, known fraud, or with a
+#: threat score at least its floor (``$floors``: ``risk_<threat>`` → score). ``label`` is the account's own
+#: label: an account flagged by an earlier grouping counts as ``clear`` here. ``$by_score``:
+#: :data:`graph.schema.FLAGGED_BY_SCORE` (``risk_flagged_by``, written by the scoring job).
+CANDIDATE_ACCOUNTS: Final = (
+    f"MATCH (a:{A.label}) WHERE a.risk_label IS NOT NULL\n"
+    f"  AND (({_SCORE_FLAGGED}) OR a.known_label IN $threats OR a.verdict = $confirmed OR {_ELEVATED})\n" + _ACCOUNT_ROW
+)
+
+#: The same rows for the accounts ``$ids`` (the neighbours a ring's expansion considers).
+ACCOUNTS_BY_ID: Final = f"MATCH (a:{A.label}) WHERE a.{A.key} IN $ids\n" + _ACCOUNT_ROW
 
 
 #: The ``$q`` quantile of the accounts' margins (largest threat score over its threshold; ``$thresholds``:
@@ -94,6 +101,27 @@ MONEY_LINKS: Final = (
     f"WHERE a.{A.key} IN $ids AND b.{A.key} IN $ids AND a <> b\n"
     f"RETURN a.{A.key} AS src, b.{A.key} AS dst, type(r) AS type, coalesce(r.count, 1) AS count\n"
     "ORDER BY src, dst, type"
+)
+
+_LINK_TYPES = "|".join(rel.type for rel in LINK_RELS)
+
+#: Accounts tied to the ring members ``$members`` through an identifier that at most ``$max_users`` accounts
+#: use (the expansion of a detected ring, ``serving.ring_grouping.joining_members``): one row per (account,
+#: member).
+IDENTIFIER_NEIGHBOURS: Final = (
+    "UNWIND $members AS m\n"
+    f"MATCH (a:{A.label} {{{A.key}: m}})-[:{_LINK_TYPES}]->(n)\n"
+    "WITH DISTINCT m, a, n\n"
+    f"WHERE COUNT {{ MATCH (u:{A.label})-[:{_LINK_TYPES}]->(n) RETURN DISTINCT u }} <= $max_users\n"
+    f"MATCH (n)<-[:{_LINK_TYPES}]-(b:{A.label}) WHERE b <> a\n"
+    f"RETURN DISTINCT b.{A.key} AS account_id, m AS member"
+)
+
+#: Accounts tied to the ring members ``$members`` by a transfer or a referral, either way.
+MONEY_NEIGHBOURS: Final = (
+    "UNWIND $members AS m\n"
+    f"MATCH (a:{A.label} {{{A.key}: m}})-[:{'|'.join(rel.type for rel in MONEY_RELS)}]-(b:{A.label}) WHERE b <> a\n"
+    f"RETURN DISTINCT b.{A.key} AS account_id, m AS member"
 )
 
 #: Flag ring members that were not flagged on their own score (``$members``: ``{account_id, label,

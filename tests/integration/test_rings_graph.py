@@ -7,7 +7,12 @@ import pandas as pd
 
 from graph import schema as s
 from serving.ring_grouping import GroupingPolicy
-from serving.ring_links import candidates_from_graph, read_candidates
+from serving.ring_links import (
+    candidates_from_graph,
+    read_candidates,
+    read_ring_neighbours,
+    ring_neighbours_from_graph,
+)
 from serving.rings import ring_membership, run_rings
 from serving.score import write_scores
 from tests.scored_graph import scored_exchange
@@ -41,7 +46,9 @@ def hand_made_graph(driver: neo4j.Driver) -> None:
     ring A: a0–a4 share device dA; ring B: b0–b4 transfer in a chain; ring C: c0–c5 sign up from six IPs of one
     /24 block (a bot farm: no single IP shared). Decoys: every account above plus 150 clear ones share a
     NAT IP (a super-node); h0–h1, flagged, share a household device (a pair is no ring); a flagged clear-
-    looking x0 uses ring A's device but is flagged (joins A).
+    looking x0 uses ring A's device but is flagged (joins A). Expansion: n000, scored as clear as the decoys,
+    paid b1 and b3 (tied to two members: joins B); n001 shares a device with a0 and paid it (one member: stays
+    out); n002 paid c0 and c1 (a bot farm: not expanded).
     """
     accounts = [
         {"id": f"{r}{i}", "label": k, "score": 0.9 - i / 100, "t": 1_700_000_000_000 + i}
@@ -55,6 +62,10 @@ def hand_made_graph(driver: neo4j.Driver) -> None:
     links += [{"account": f"b{i}", "kind": "transfer", "key": f"b{i + 1}"} for i in range(4)]
     links += [{"account": f"c{i}", "kind": "ip", "key": f"10.9.8.{i + 1}", "prefix": "10.9.8.0/24"} for i in range(6)]
     links += [{"account": f"h{i}", "kind": "device", "key": "dH"} for i in range(2)]
+    links += [{"account": "n000", "kind": "transfer", "key": b} for b in ("b1", "b3")]
+    links += [{"account": "n001", "kind": "device", "key": "dN"}, {"account": "a0", "kind": "device", "key": "dN"}]
+    links += [{"account": "n001", "kind": "transfer", "key": "a0"}]
+    links += [{"account": "n002", "kind": "transfer", "key": c} for c in ("c0", "c1")]
     links += [{"account": a["id"], "kind": "ip", "key": "100.64.0.1", "prefix": "100.64.0.0/24"} for a in accounts]
     driver.execute_query(HAND_MADE_RINGS, accounts=accounts, links=links, database_=DB)
 
@@ -65,12 +76,14 @@ def test_rings_follow_shared_identifiers_blocks_and_money_not_super_nodes(empty_
     members = {frozenset(m) for m in ring_membership(driver, DB).values()}
     assert members == {
         frozenset({"a0", "a1", "a2", "a3", "a4", "x0"}),
-        frozenset({f"b{i}" for i in range(5)}),
+        frozenset({*(f"b{i}" for i in range(5)), "n000"}),
         frozenset({f"c{i}" for i in range(6)}),
     }
+    assert summary["admitted"] == 1  # n000: every other member is flagged on its own score
     by_first = {r["members"][0]: r for r in summary["top"]}
     assert by_first["c0"]["kind"] == s.BOT_FARM and "1 network block" in by_first["c0"]["evidence"]
     assert by_first["b0"]["internal_transfers"] == 12 and by_first["a0"]["size"] == 6
+    assert "1 tied to 2+ members joined" in by_first["b0"]["evidence"]
     records, _, _ = driver.execute_query(
         "MATCH (r:Ring) RETURN r.ring_id AS id, r.first_seen AS fs, r.last_detected AS ld, r.status AS status",
         database_=DB,
@@ -100,6 +113,13 @@ def test_candidates_read_by_cypher_equal_those_built_in_memory_and_ring_members_
         from_neo4j.money[money].sort_values(money, ignore_index=True),
         in_memory.money[money].sort_values(money, ignore_index=True),
     )
+    # The neighbours a ring's expansion reads: the same accounts, rows and ties.
+    members = from_neo4j.accounts.loc[from_neo4j.accounts["seed"], "account_id"].tolist()
+    near_neo4j = read_ring_neighbours(driver, DB, members, thresholds, policy)
+    near_memory = ring_neighbours_from_graph(exchange.graph, exchange.plan, thresholds, members, policy)
+    assert len(near_neo4j.ties) > 50 and near_neo4j.ties["account_id"].nunique() > 20
+    pd.testing.assert_frame_equal(near_neo4j.ties, near_memory.ties)
+    pd.testing.assert_frame_equal(_frame(near_neo4j), _frame(near_memory), check_dtype=False)
 
     summary = run_rings(driver, DB, policy)
     assert summary["rings"] > 0 and summary["admitted"] > 0

@@ -12,7 +12,7 @@ from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
 from graph import schema as s
 from serving.output_evaluation import ring_recall
 from serving.reasons import account_reasons
-from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier, find_groups
+from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier, find_groups
 from serving.rings import detect_rings, member_ring_id, stable_ids
 from serving.score import neighbourhood
 
@@ -99,6 +99,45 @@ def test_a_ring_member_under_its_threshold_joins_and_an_innocent_household_does_
     # Without the device r4 shares, r4 stays out: a score under the threshold alone never flags.
     rings = detect_rings(_candidates(margins, [shared[0], shared[2]]), previous={})
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
+
+
+def _neighbours(ties: list[tuple[str, str]], known: dict[str, str] | None = None):
+    """A ``neighbours`` reader over fixed (account, member) ties; the accounts score 1 % of the threshold."""
+    known = known or {}
+    asked: list[list[str]] = []
+
+    def read(members: list[str]) -> RingNeighbours:
+        asked.append(members)
+        rows = [(a, m) for a, m in ties if m in set(members)]
+        ids = sorted({a for a, _ in rows})
+        accounts = _candidates({a: 0.01 for a in ids}, []).accounts
+        accounts["known_label"] = [known.get(a) for a in ids]
+        return RingNeighbours(accounts, pd.DataFrame(rows, columns=["account_id", "member"]))
+
+    return read, asked
+
+
+def test_a_ring_takes_in_accounts_tied_to_two_members_whatever_their_score_and_not_a_household():
+    # r0–r3 flagged, one wallet. x paid r1 and was paid by r3 (a colluder the model scored at 1 % of the
+    # threshold: no candidate); h shares a device and its home IP with r0 alone (a household member); k is tied
+    # to r0 and r2 but known benign; y is tied to two members of a bot farm.
+    margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2}
+    shared = [SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4)]
+    ties = [("x", "r1"), ("x", "r3"), ("h", "r0"), ("h", "r0"), ("k", "r0"), ("k", "r2")]
+    read, asked = _neighbours(ties, known={"k": s.BENIGN})
+    rings = detect_rings(_candidates(margins, shared), previous={}, neighbours=read)
+    assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "x"]]
+    assert rings[0].admitted == ["x"] and "1 tied to 2+ members joined" in rings[0].evidence
+    assert asked == [["r0", "r1", "r2", "r3"]]
+    # Three ties needed: x stays out. Expansion off (0), or no reader: the core ring only.
+    for policy, reader in ((GroupingPolicy(expand_ties=3), read), (GroupingPolicy(expand_ties=0), read), (None, None)):
+        rings = detect_rings(_candidates(margins, shared), previous={}, policy=policy, neighbours=reader)
+        assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
+    # A bot farm is not expanded, and its members are not read.
+    margins, shared = _farm("f", 20)
+    read, asked = _neighbours([("y", "f000"), ("y", "f001")])
+    rings = detect_rings(_candidates(margins, shared, threat=s.BOT_FARM), previous={}, neighbours=read)
+    assert [r.size for r in rings] == [20] and asked == []
 
 
 def _farm(prefix: str, size: int, elevated_share: float = 0.3) -> tuple[dict[str, float], list[SharedIdentifier]]:
