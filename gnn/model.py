@@ -90,7 +90,11 @@ class RiskSAGE(nn.Module):
 
     @torch.no_grad()
     def inference(
-        self, x_dict: dict[NodeType, Tensor], edge_index_dict: dict[EdgeType, Tensor], chunk: int = 200_000
+        self,
+        x_dict: dict[NodeType, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        chunk: int = 200_000,
+        on_layer: Callable[[int, dict[NodeType, Tensor]], None] | None = None,
     ) -> Tensor:
         """:meth:`forward` in eval mode over a whole graph, one layer at a time, each layer over chunks of
         ``chunk`` destination nodes (as PyG's layer-wise ``inference`` examples do).
@@ -98,6 +102,8 @@ class RiskSAGE(nn.Module):
         Memory holds two layers' embeddings of every node and one chunk's messages, instead of every edge
         type's messages and outputs of the whole graph at once (the one-pass forward was killed by memory at
         1M accounts on a 24 GiB machine). The logits equal :meth:`forward`'s up to float summation order.
+        ``on_layer(l, h)``, when given, sees every node's embeddings after the input projection (``l = 0``) and
+        after each layer ``l = 1 … num_layers`` (the online API's feature store keeps the inner layers).
 
         Shapes:
             - **input:** as :meth:`forward`
@@ -115,9 +121,13 @@ class RiskSAGE(nn.Module):
                     edges[e] = (ei[0][order], ei[1][order])
             h = {t: _chunked(self._encode(t), x, chunk) for t, x in x_dict.items()}
             h0 = h[self.target_type]
-            for conv, norms in zip(self.convs, self.norms):
+            if on_layer is not None:
+                on_layer(0, h)
+            for layer, (conv, norms) in enumerate(zip(self.convs, self.norms), start=1):
                 norm = cast(nn.ModuleDict, norms)
                 h = {t: self._layer(conv, norm, h, t, edges, chunk) for t in h}
+                if on_layer is not None:
+                    on_layer(layer, h)
             both = torch.cat([h0, h[self.target_type]], dim=-1)
             return _chunked(self.head, both, chunk)
         finally:

@@ -93,6 +93,29 @@ def _requests(accounts: set[str], idents: dict[str, set[str]]) -> tuple[dict[str
     return out, into
 
 
+def read_incident(tx: neo4j.ManagedTransaction | neo4j.Transaction, account_ids: list[str]) -> dict[str, pd.DataFrame]:
+    """Every relationship of ``account_ids`` — out of them, and into them for account-to-account types — with
+    the export's columns: the accounts' neighbourhood one hop out (the online API's feature store holds
+    everything further, :mod:`serving.feature_store`). One query, no cap: an account's own relationships are
+    few (its devices, IPs, cards, counterparties), whatever their other ends' degrees.
+
+    Returns:
+        relationship type → rows (every domain type present, possibly empty).
+    """
+    reader = _Reader(tx, 0)
+    reader.read(*_requests(set(account_ids), {}))
+    return _rel_frames(reader)
+
+
+def _rel_frames(reader: _Reader) -> dict[str, pd.DataFrame]:
+    rels = {}
+    for rel in s.DOMAIN_RELS:
+        rows = list(reader.edges[rel.type].values())
+        names = [c.name for c in REL_EXPORTS_BY_TYPE[rel.type].columns]
+        rels[rel.type] = pd.DataFrame(rows, columns=names) if rows else pd.DataFrame(columns=names)
+    return rels
+
+
 def read_receptive_field(
     tx: neo4j.ManagedTransaction | neo4j.Transaction, account_ids: list[str], hops: int, supernode_cap: int
 ) -> ReceptiveField:
@@ -144,13 +167,11 @@ def _frames(
 ) -> ReceptiveField:
     keys: dict[str, set[str]] = {label: set() for label in NODE_EXPORTS_BY_LABEL}
     keys[s.ACCOUNT.label] |= seeds
-    rels = {}
     for rel in s.DOMAIN_RELS:
-        rows = list(reader.edges[rel.type].values())
+        rows = reader.edges[rel.type].values()
         keys[rel.source.label].update(r[0] for r in rows)
         keys[rel.target.label].update(r[1] for r in rows)
-        names = [c.name for c in REL_EXPORTS_BY_TYPE[rel.type].columns]
-        rels[rel.type] = pd.DataFrame(rows, columns=names) if rows else pd.DataFrame(columns=names)
+    rels = _rel_frames(reader)
     rows_by_label: dict[str, list[list[Any]]] = {label: [] for label in NODE_EXPORTS_BY_LABEL}
     for record in tx.run(q.NODE_ROWS, keys={label: sorted(k) for label, k in keys.items()}):
         rows_by_label[record["label"]].extend(record["rows"])

@@ -2,8 +2,10 @@
 
 The steps and their guarantees are :mod:`serving.score`'s; this module chains them for one run: find an
 unfinished run with a saved plan (resume it), else load the model, export the graph, score (in this process
-or with Ray Data actors), fix and save the plan, then write it back. With a challenger (``--challenger``), it
-also scores in shadow and records the comparison (:mod:`serving.shadow`).
+or with Ray Data actors), fix and save the plan and, beside it, the online API's feature store
+(:mod:`serving.feature_store`: every node's model inputs as this run computed them), then write it back.
+With a challenger (``--challenger``), it also scores in shadow and records the comparison
+(:mod:`serving.shadow`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from gnn.graph_data import RiskGraph
 from gnn.snapshot import write_snapshot
 from gnn.thresholds import ThresholdPolicy
 from gnn.tracking import CHAMPION, load_model, log_shadow_comparison
+from graph import schema as s
 from graph.logs import logger
 from graph.runs import Progress, new_run_id, run_scope
 from graph.settings import Settings
+from serving.feature_store import incident_digests, write_feature_store
 from serving.score import (
     DEFAULT_BATCH_SIZE,
     ScoringError,
@@ -154,6 +158,7 @@ def run_scoring(
             started = time.perf_counter()
             tables = export_graph(driver, database, progress=progress)
             graph = build_risk_graph(tables.nodes, tables.rels)
+            digests = incident_digests(tables.rels, graph.ids[s.ACCOUNT.label])  # for the feature store
             snapshot = None
             if ray_actors:
                 snapshot = plans / run_id / "snapshot"
@@ -190,6 +195,9 @@ def run_scoring(
             )
             timings["score"] = time.perf_counter() - step
             save_plan(plans / run.run_id, run, frame)
+            step = time.perf_counter()
+            write_feature_store(plans / run.run_id, run.run_id, risk_model, version, graph, digests)
+            timings["feature_store"] = time.perf_counter() - step
             if challenger is not None:
                 step = time.perf_counter()
                 other, other_version, _ = load_model(settings, challenger)

@@ -9,15 +9,18 @@ import neo4j
 import pandas as pd
 import pytest
 
-from gnn.build import risk_graph_from_neo4j
+from gnn.build import build_risk_graph
 from gnn.estimator import RiskModel
+from gnn.export import export_graph
 from gnn.snapshot import read_snapshot
 from gnn.train import TrainConfig
+from graph import schema as s
 from graph.driver import build_driver
 from graph.settings import Settings
 from serving.api.server import driver_options
 from serving.api.settings import ApiSettings
 from serving.api.state import ApiState
+from serving.feature_store import incident_digests, write_feature_store
 from serving.score import ScoringRun, plan_run, save_plan, write_scores
 from serving.scoring_job import scoring_dir
 from tests.conftest import TEST_HASH_KEY
@@ -46,12 +49,15 @@ def api_model(small_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def plan_batch_run(driver: neo4j.Driver, model_dir: Path, data_dir: Path, write: bool = True) -> Served:
     """Score the graph in ``driver``'s database as the batch job does (:func:`serving.score.plan_run`), save the
-    plan where the API looks for it, and write it back (``write``)."""
-    graph = risk_graph_from_neo4j(driver, DB)
+    plan and the feature store where the API looks for them, and write it back (``write``)."""
+    tables = export_graph(driver, DB)
+    graph = build_risk_graph(tables.nodes, tables.rels)
     model = RiskModel.load(model_dir)
     run, plan = plan_run(model, graph, "test-model/1", batch_size=1_000)
     plans = scoring_dir(Settings(RINGWATCH_DATA_DIR=str(data_dir)))  # type: ignore[call-arg]
     save_plan(plans / run.run_id, run, plan)
+    digests = incident_digests(tables.rels, graph.ids[s.ACCOUNT.label])
+    write_feature_store(plans / run.run_id, run.run_id, model, "test-model/1", graph, digests)
     if write:
         write_scores(driver, DB, run, plan)
     return Served(model_dir, data_dir, run, plan)

@@ -34,6 +34,7 @@ from graph.queries.receptive_field import PING
 from graph.settings import Settings
 from serving.api.scorer import AccountScore, OnlineScorer, ScoredField, load_population
 from serving.api.settings import ApiSettings
+from serving.feature_store import latest_store
 from serving.score import ScoringError, ScoringRun, load_plan
 from serving.scoring_job import scoring_dir
 
@@ -88,6 +89,11 @@ class FallbackCache:
         rows = pd.concat(frames, ignore_index=True)
         rows = rows[rows[s.ACCOUNT.key].notna()].drop_duplicates(s.ACCOUNT.key, keep="last")
         return cls(rows.set_index(s.ACCOUNT.key), [run for run, _ in used])
+
+    def reasons_of(self, run_id: str) -> pd.Series:
+        """Account id → reasons, for the accounts whose cached row is run ``run_id``'s."""
+        runs = [i for i, run in enumerate(self.runs) if run.run_id == run_id]
+        return self.rows["reasons"][self.rows["_run"].isin(runs)]
 
     def get(self, account_id: str) -> CachedScore | None:
         if account_id not in self.rows.index:
@@ -173,7 +179,22 @@ class ApiState:
             try:
                 context = load_population(self.driver, self.database)
                 labels = cache.rows["label"] if cache is not None else None
-                scorer = OnlineScorer(model, version, context, thresholds, labels, self.api.expand_cap)
+                store = latest_store(scoring_dir(self.settings), version)
+                scorer = OnlineScorer(
+                    model,
+                    version,
+                    context,
+                    thresholds,
+                    labels,
+                    self.api.expand_cap,
+                    store=store,
+                    batch_reasons=cache.reasons_of(store.run_id) if cache is not None and store else None,
+                )
+                log.info(
+                    "serving %s with %s",
+                    version,
+                    f"the feature store of run {store.run_id}" if store else "no feature store (whole fields)",
+                )
                 with self.driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session:
                     session.execute_read(scorer.warm_up)
             except NEO4J_DOWN as e:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from gnn.estimator import RiskModel
 from graph import schema as s
 from serving.api.app import create_app
+from serving.api.scorer import OnlineScorer
 from serving.api.state import ApiState
 from tests.api_exchange import AUTH, KEYS, Served, api_model, make_state, plan_batch_run
 from tests.conftest import connect, wipe
@@ -52,16 +53,27 @@ def test_online_scores_equal_the_batch_scores_for_every_account(client: TestClie
     state: ApiState = client.app.state.ringwatch  # type: ignore[attr-defined]
     scorer = state.served.scorer  # type: ignore[union-attr]
     assert scorer is not None
+    assert scorer.store is not None and scorer.store.run_id == served.run.run_id
     plan = served.plan.set_index(s.ACCOUNT.key)
     ids = list(plan.index)
-    # Every account, a few per receptive-field read (the same code as one account: the union of their fields).
-    for lo in range(0, len(ids), 25):
-        scored = state.read(lambda tx, chunk=ids[lo : lo + 25]: scorer.score(tx, chunk))
-        assert [a.account_id for a in scored.accounts] == ids[lo : lo + 25]
-        for a in scored.accounts:
-            expected = plan.loc[a.account_id]
-            assert np.allclose([a.scores[t] for t in s.THREATS], expected[list(s.THREATS)].to_numpy(float), atol=1e-4)
-            assert a.label == expected["label"]
+    # Every account, a few per call; first from the feature store (nothing changed since the batch run: no
+    # account is recomputed), then every one recomputed from its own relationships as after an event.
+    for recompute in (False, True):
+        for lo in range(0, len(ids), 25):
+            chunk = ids[lo : lo + 25]
+            scored = state.read(lambda tx, chunk=chunk, r=recompute: scorer.score(tx, chunk, recompute=r))
+            assert [a.account_id for a in scored.accounts] == chunk
+            flagged_now = [a for a in chunk if plan.loc[a, "label"] != s.CLEAR]
+            # Without recompute, only a flagged account whose batch reasons are missing would be recomputed.
+            assert set(scored.recomputed) <= (set(chunk) if recompute else set(flagged_now))
+            if not recompute:
+                assert scored.recomputed == []
+            for a in scored.accounts:
+                expected = plan.loc[a.account_id]
+                got = [a.scores[t] for t in s.THREATS]
+                assert np.allclose(got, expected[list(s.THREATS)].to_numpy(float), atol=1e-4), (recompute, a)
+                assert a.label == expected["label"]
+                assert a.reasons == (expected["reasons"] or [])
     # One at a time over HTTP, reasons and all: the flagged accounts, and the smallest receptive fields.
     flagged = [i for i in ids if plan.loc[i, "label"] != s.CLEAR][:10]
     for account_id in [*flagged, *ids[:: len(ids) // 10]]:
@@ -76,6 +88,33 @@ def test_online_scores_equal_the_batch_scores_for_every_account(client: TestClie
         assert body["thresholds"] == pytest.approx(served.run.thresholds)
         assert body["decision"] in ("allow", "review", "block")
         assert (body["decision"] != "allow") == (body["label"] != s.CLEAR or body["score"] >= 0.9)
+
+
+def test_past_the_expansion_cap_the_store_still_gives_the_batch_score(
+    neo4j_server, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identifiers with more users than the expansion cap are not expanded: computing the whole receptive field
+    then leaves their other users out (the batch job's full-graph pass sees them all: why online once differed
+    from batch next to hubs); the store's embeddings of such a hub are the batch run's, so the score is not."""
+    state = make_state(
+        neo4j_server, served, monkeypatch, RINGWATCH_API_NEO4J_TIMEOUT_S=60.0, RINGWATCH_API_EXPAND_CAP=2
+    )
+    try:
+        scorer = state.served.scorer  # type: ignore[union-attr]
+        assert scorer is not None and scorer.store is not None and scorer.supernode_cap == 2
+        plan = served.plan.set_index(s.ACCOUNT.key)
+        ids = list(plan.index)[::3]
+        expected = plan.loc[ids, list(s.THREATS)].to_numpy(float)
+        stored = state.read(lambda tx: scorer.score(tx, ids))
+        assert stored.recomputed == []
+        got = np.array([[a.scores[t] for t in s.THREATS] for a in stored.accounts])
+        assert np.abs(got - expected).max() < 1e-4
+        without_store = OnlineScorer(scorer.model, scorer.version, scorer.context, scorer.thresholds, supernode_cap=2)
+        whole_fields = state.read(lambda tx: without_store.score(tx, ids))
+        capped = np.array([[a.scores[t] for t in s.THREATS] for a in whole_fields.accounts])
+        assert np.abs(capped - expected).max() > 1e-3  # the cap, not the store, made the difference
+    finally:
+        state.driver.close()
 
 
 def test_missing_or_wrong_key_is_401_and_either_key_works(client: TestClient, served: Served) -> None:
@@ -124,6 +163,11 @@ def test_an_event_is_written_once_and_its_account_decided(client: TestClient, dr
     assert first.json()["written"] is True
     assert first.json()["account"]["account_id"] == "acc_000010"
     assert first.json()["account"]["decision"] in ("allow", "review", "block")
+    state: ApiState = client.app.state.ringwatch  # type: ignore[attr-defined]
+    scorer = state.served.scorer  # type: ignore[union-attr]
+    assert scorer is not None and scorer.store is not None
+    after = state.read(lambda tx: scorer.score(tx, ["acc_000010", "acc_000012"]))
+    assert after.recomputed == ["acc_000010"]  # its relationships changed since the batch run; the other did not
     again = client.post("/v1/events", json={"table": "logins", "row": login}, headers=AUTH)
     assert again.status_code == 200 and again.json()["written"] is False
     assert again.json()["event_id"] == first.json()["event_id"]

@@ -1,0 +1,248 @@
+"""The online API's feature store: every node's model inputs as the batch scoring run computed them.
+
+Written by the batch job next to its plan (``<data dir>/scoring/<run id>/features/``) and read by the online
+API (:mod:`serving.api.scorer`), so that a live score reads only the account's neighbourhood *structure* from
+Neo4j and takes its neighbours' inputs from here instead of recomputing features for most of the graph.
+
+Per node type ``<label>`` (one ``.npy`` each, memory-mapped on load: the pages a request touches are read, the
+rest stay on disk):
+
+- ``ids.<label>.npy`` — the node keys, UTF-8, sorted (a binary search finds a node: :meth:`FeatureStore.find`);
+- ``x.<label>.npy`` — the raw features ``[N, F]`` float32 (:mod:`gnn.features`; the model standardises them);
+- ``h<l>.<label>.npy`` for ``l = 1 … num_layers - 1`` — the GNN's embeddings after layer ``l`` (from the same
+  layer-wise pass as the batch scores, :meth:`gnn.model.RiskSAGE.inference`): the last layer of an account
+  needs only its neighbours' embeddings of the layer before, so a hub's embedding is read, not recomputed
+  from its thousands of users;
+- ``baseline.Account.npy`` — the boosted baseline's input rows (:func:`gnn.baseline.neighbourhood_features`),
+  when the model ships the baseline for some threat;
+- ``digest.Account.npy`` — per account, an order-free digest of its relationships' rows
+  (:func:`incident_digests`): the API recomputes an account whose digest changed (new events) since the run;
+- ``store.json`` — run, model version, layers, the edge types the batch graph had (an edge type with no edge
+  at all sends no message), shapes.
+
+Size at 1M accounts: the arrays take ``4 × (F + hidden × (num_layers − 1))`` bytes per node plus the keys.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gnn.baseline import neighbourhood_features
+from gnn.estimator import RiskModel
+from gnn.export import COLUMN_DTYPES
+from gnn.graph_data import RiskGraph
+from gnn.train import standardised
+from graph import schema as s
+from graph.queries.export import REL_EXPORTS_BY_TYPE
+
+STORE_DIR = "features"
+STORE_FILE = "store.json"
+#: Bumped when the files change meaning; an older store is not used.
+STORE_VERSION = 1
+
+
+def _type_salt(rel_type: str) -> np.uint64:
+    return np.uint64(int(pd.util.hash_array(np.array([rel_type], dtype=object))[0]))
+
+
+def row_digests(rel_type: str, frame: pd.DataFrame) -> np.ndarray:
+    """One uint64 per relationship row of ``rel_type``: a hash of every export column's value, typed as the
+    export types them (so a row read live hashes as the same row exported)."""
+    columns = REL_EXPORTS_BY_TYPE[rel_type].columns
+    typed = pd.DataFrame({c.name: frame[c.name].astype(COLUMN_DTYPES[c.kind]) for c in columns})
+    hashed = pd.util.hash_pandas_object(typed, index=False).to_numpy(dtype=np.uint64)
+    return hashed ^ _type_salt(rel_type)
+
+
+def incident_digests(rels: Mapping[str, pd.DataFrame], account_ids: np.ndarray) -> np.ndarray:
+    """Per account of ``account_ids``, the wrapping sum of :func:`row_digests` over its relationships (out of
+    it, and into it for account-to-account types): equal when, and only when (up to hash collisions), its
+    relationships and their properties are the ones the digest was taken of.
+
+    Args:
+        rels: type → frame with the export's columns (``src``, ``dst`` keys; missing types: none).
+        account_ids: the accounts, any order.
+    """
+    index = pd.Index(account_ids)
+    out = np.zeros(len(index), dtype=np.uint64)
+    for rel in s.DOMAIN_RELS:
+        frame = rels.get(rel.type)
+        if frame is None or not len(frame):
+            continue
+        digests = row_digests(rel.type, frame)
+        ends = [frame["src"]] + ([frame["dst"]] if rel.target == s.ACCOUNT else [])
+        for end in ends:
+            pos = index.get_indexer(pd.Index(end.astype(object)))
+            hit = pos >= 0
+            np.add.at(out, pos[hit], digests[hit])
+    return out
+
+
+@dataclass
+class FeatureStore:
+    """A written store, memory-mapped (see the module docstring)."""
+
+    folder: Path
+    meta: dict[str, Any]
+    ids: dict[str, np.ndarray]
+    x: dict[str, np.ndarray]
+    layers: list[dict[str, np.ndarray]]  # layers[l - 1][label]: embeddings after layer l
+    baseline: np.ndarray | None
+    digest: np.ndarray
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta["run_id"])
+
+    @property
+    def model_version(self) -> str:
+        return str(self.meta["model_version"])
+
+    @property
+    def edge_types(self) -> list[tuple[str, str, str]]:
+        """The edge types with at least one edge in the batch graph (others send no message)."""
+        return [(str(e[0]), str(e[1]), str(e[2])) for e in self.meta["edge_types"]]
+
+    def find(self, label: str, keys: list[str] | np.ndarray) -> np.ndarray:
+        """Rows of ``keys`` among ``label``'s nodes, -1 for keys the store does not hold."""
+        ids = self.ids[label]
+        wanted = np.array([str(k).encode() for k in keys], dtype=ids.dtype if len(ids) else "S1")
+        if not len(ids) or not len(wanted):
+            return np.full(len(wanted), -1, dtype=np.int64)
+        pos = np.searchsorted(ids, wanted)
+        pos = np.minimum(pos, len(ids) - 1)
+        return np.where(ids[pos] == wanted, pos, -1).astype(np.int64)
+
+    def nbytes(self) -> int:
+        arrays = [*self.ids.values(), *self.x.values(), *(a for layer in self.layers for a in layer.values())]
+        arrays += [self.digest] + ([self.baseline] if self.baseline is not None else [])
+        return int(sum(a.nbytes for a in arrays))
+
+    @classmethod
+    def load(cls, folder: Path) -> FeatureStore:
+        """Open a store written by :func:`write_feature_store` (memory-mapped).
+
+        Raises:
+            OSError / ValueError: the folder holds no complete store of this version.
+        """
+        meta = json.loads((folder / STORE_FILE).read_text(encoding="utf-8"))
+        if meta.get("store_version") != STORE_VERSION:
+            raise ValueError(f"{folder}: feature store version {meta.get('store_version')}, not {STORE_VERSION}")
+
+        def arr(name: str) -> np.ndarray:
+            return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+        labels = [n.label for n in s.DOMAIN_NODES]
+        return cls(
+            folder=folder,
+            meta=meta,
+            ids={t: arr(f"ids.{t}") for t in labels},
+            x={t: arr(f"x.{t}") for t in labels},
+            layers=[{t: arr(f"h{layer}.{t}") for t in labels} for layer in range(1, int(meta["num_layers"]))],
+            baseline=arr(f"baseline.{s.ACCOUNT.label}") if meta["baseline"] else None,
+            digest=arr(f"digest.{s.ACCOUNT.label}"),
+        )
+
+
+def latest_store(scoring_dir: Path, model_version: str) -> FeatureStore | None:
+    """The newest store under ``scoring_dir``'s runs written with ``model_version``; None when there is none."""
+    found: list[tuple[float, Path]] = []
+    for run in scoring_dir.iterdir() if scoring_dir.is_dir() else []:
+        meta_file = run / STORE_DIR / STORE_FILE
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if meta.get("model_version") == model_version and meta.get("store_version") == STORE_VERSION:
+            found.append((float(meta.get("written_at", 0.0)), run / STORE_DIR))
+    for _, folder in sorted(found, reverse=True):
+        try:
+            return FeatureStore.load(folder)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def baseline_used(model: RiskModel) -> bool:
+    """The model ships the baseline (alone or averaged) for at least one threat."""
+    return model.baseline is not None and any(c in ("baseline", "ensemble") for c in model.choice.values())
+
+
+def write_feature_store(
+    run_folder: Path,
+    run_id: str,
+    model: RiskModel,
+    model_version: str,
+    graph: RiskGraph,
+    digests: np.ndarray,
+) -> dict[str, Any]:
+    """Write the store of ``graph`` scored by ``model`` under ``run_folder/features`` (atomically: a folder
+    renamed into place), and return its ``store.json``.
+
+    Args:
+        run_folder: the scoring run's folder (its plan's).
+        run_id: the run.
+        model: the model that scored the run; model_version: its version.
+        graph: the graph the run scored.
+        digests: :func:`incident_digests` of ``graph``'s accounts, in ``graph``'s account order.
+
+    Raises:
+        ValueError: ``digests`` does not have one entry per account.
+    """
+    if len(digests) != graph.num_accounts:
+        raise ValueError(f"digests has {len(digests)} entries for {graph.num_accounts} accounts")
+    if model.gnn is None or model.scaler is None:
+        raise ValueError("model is not trained")
+    started = time.perf_counter()
+    final, tmp = run_folder / STORE_DIR, run_folder / (STORE_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    labels = [n.label for n in s.DOMAIN_NODES]
+    for t in labels:
+        ids = np.array([str(k).encode() for k in graph.ids[t]], dtype=bytes)
+        if len(ids) > 1 and not (ids[:-1] < ids[1:]).all():
+            order = np.argsort(ids, kind="stable")
+            raise ValueError(f"{t} keys are not in byte order (first out of place: {ids[order][0]!r})")
+        np.save(tmp / f"ids.{t}.npy", ids if len(ids) else np.array([], dtype="S1"))
+        np.save(tmp / f"x.{t}.npy", graph.data[t].x.numpy().astype(np.float32, copy=False))
+    num_layers = int(model.config.num_layers)
+    data = standardised(graph, model.scaler)
+
+    def keep(layer: int, h: dict[str, Any]) -> None:
+        if 1 <= layer < num_layers:
+            for t in labels:
+                np.save(tmp / f"h{layer}.{t}.npy", h[t].cpu().numpy().astype(np.float32, copy=False))
+
+    model.gnn.eval()
+    model.gnn.inference(data.x_dict, data.edge_index_dict, on_layer=keep)  # type: ignore[operator]
+    with_baseline = baseline_used(model)
+    if with_baseline:
+        rows, _ = neighbourhood_features(graph, model.config.supernode_cap)
+        np.save(tmp / f"baseline.{s.ACCOUNT.label}.npy", rows.astype(np.float32, copy=False))
+    np.save(tmp / f"digest.{s.ACCOUNT.label}.npy", np.asarray(digests, dtype=np.uint64))
+    meta = {
+        "store_version": STORE_VERSION,
+        "run_id": run_id,
+        "model_version": model_version,
+        "num_layers": num_layers,
+        "hidden": int(model.config.hidden),
+        "baseline": with_baseline,
+        "edge_types": [list(e) for e in data.edge_types if data[e].edge_index.numel() > 0],
+        "counts": {t: len(graph.ids[t]) for t in labels},
+        "graph_hash": graph.content_hash,
+        "written_at": time.time(),
+        "write_seconds": round(time.perf_counter() - started, 3),
+    }
+    (tmp / STORE_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.replace(final)
+    return meta
