@@ -36,7 +36,8 @@ nobody. Each transfer relationship (per direction and asset) or referral between
    are not seeds are then flagged as "member of ring R" (:mod:`serving.rings`).
 5. *Expansion*: a collusion or promotion-abuse ring then takes in the accounts tied to ``expand_ties`` or more
    of its members — through an identifier that at most ``expand_max_users`` accounts use, a transfer or a
-   referral, counted once per member — whatever their own score (:func:`joining_members`). A ring member
+   referral, counted once per member — whatever their own score (:func:`joining_members`); the accounts that
+   joined then bring their own ties, for up to ``expand_rounds`` rounds. A ring member
    pays the next one and is paid by the one before, so a colluder the model scored low is tied to two
    members; an innocent household member shares its device and home IP with *one* member and stays out.
    Known-benign accounts (a benign label, a false-positive verdict) never join. Bot farms are not expanded:
@@ -135,13 +136,14 @@ class GroupingPolicy:
     louvain_seed: int = 0
     expand_ties: int = 2
     expand_max_users: int = 10
+    expand_rounds: int = 3
     expand_kinds: tuple[str, ...] = (s.COLLUSION, s.PROMO_ABUSE)
 
     def __post_init__(self) -> None:
         for name in ("admit_share", "elevated_share", "min_share", "min_mean"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("split_above", "split_side", "min_size", "min_seeds", "expand_max_users"):
+        for name in ("split_above", "split_side", "min_size", "min_seeds", "expand_max_users", "expand_rounds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("money_weight", "link_min", "admit_tie", "min_mass", "expand_ties"):

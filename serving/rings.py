@@ -199,12 +199,24 @@ def detect_rings(
     rows = candidates.accounts.set_index("account_id")
     expandable = [i for i, g in enumerate(groups) if ring_kind(rows.loc[g.members]) in policy.expand_kinds]
     if neighbours is not None and policy.expand_ties > 0 and expandable:
-        found = neighbours(sorted({m for i in expandable for m in members[i]}))
+        others = [m for i, ms in enumerate(members) if i not in set(expandable) for m in ms]
+        frontier = sorted({m for i in expandable for m in members[i]})
+        read: list[RingNeighbours] = []
+        for _ in range(policy.expand_rounds):  # the accounts that joined bring their own ties to the ring
+            read.append(neighbours(frontier))
+            found = RingNeighbours(
+                pd.concat([r.accounts for r in read], ignore_index=True).drop_duplicates("account_id"),
+                pd.concat([r.ties for r in read], ignore_index=True),
+            )
+            current = [members[i] + joined[i] for i in expandable]
+            joins = joining_members(current, found, policy, others)
+            for i, join in zip(expandable, joins):
+                joined[i] += join
+            frontier = sorted(a for join in joins for a in join)
+            if not frontier:
+                break
         extra = found.accounts[~found.accounts["account_id"].isin(rows.index)]
         candidates = replace(candidates, accounts=pd.concat([candidates.accounts, extra], ignore_index=True))
-        others = [m for i, ms in enumerate(members) if i not in set(expandable) for m in ms]
-        for i, join in zip(expandable, joining_members([members[i] for i in expandable], found, policy, others)):
-            joined[i] = join
     ids = stable_ids([sorted(ms + js) for ms, js in zip(members, joined)], previous)
     own = dict(zip(candidates.accounts["account_id"], candidates.accounts["label"]))
     rings = []

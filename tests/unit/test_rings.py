@@ -123,12 +123,15 @@ def test_a_ring_takes_in_accounts_tied_to_two_members_whatever_their_score_and_n
     # to r0 and r2 but known benign; y is tied to two members of a bot farm.
     margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2}
     shared = [SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4)]
-    ties = [("x", "r1"), ("x", "r3"), ("h", "r0"), ("h", "r0"), ("k", "r0"), ("k", "r2")]
+    # z is tied to x and r2: it joins in the second round, through x.
+    ties = [("x", "r1"), ("x", "r3"), ("h", "r0"), ("h", "r0"), ("k", "r0"), ("k", "r2"), ("z", "x"), ("z", "r2")]
     read, asked = _neighbours(ties, known={"k": s.BENIGN})
     rings = detect_rings(_candidates(margins, shared), previous={}, neighbours=read)
+    assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "x", "z"]]
+    assert rings[0].admitted == ["x", "z"] and "2 tied to 2+ members joined" in rings[0].evidence
+    assert asked == [["r0", "r1", "r2", "r3"], ["x"], ["z"]]
+    rings = detect_rings(_candidates(margins, shared), {}, GroupingPolicy(expand_rounds=1), read)
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "x"]]
-    assert rings[0].admitted == ["x"] and "1 tied to 2+ members joined" in rings[0].evidence
-    assert asked == [["r0", "r1", "r2", "r3"]]
     # Three ties needed: x stays out. Expansion off (0), or no reader: the core ring only.
     for policy, reader in ((GroupingPolicy(expand_ties=3), read), (GroupingPolicy(expand_ties=0), read), (None, None)):
         rings = detect_rings(_candidates(margins, shared), previous={}, policy=policy, neighbours=reader)
