@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +39,6 @@ import pandas as pd
 
 from gnn.baseline import neighbourhood_features
 from gnn.estimator import RiskModel
-from gnn.export import COLUMN_DTYPES
 from gnn.graph_data import RiskGraph
 from gnn.train import standardised
 from graph import schema as s
@@ -50,23 +50,69 @@ STORE_FILE = "store.json"
 STORE_VERSION = 1
 
 
-def _type_salt(rel_type: str) -> np.uint64:
-    return np.uint64(int(pd.util.hash_array(np.array([rel_type], dtype=object))[0]))
+_MASK = (1 << 64) - 1
+#: One odd multiplier per column position (and one for the type), so that a row's columns cannot trade values.
+_MULTIPLIERS = [(0x9E3779B97F4A7C15 * (2 * i + 1)) & _MASK for i in range(16)]
+
+
+def _string_bits(values: np.ndarray) -> np.ndarray:
+    """Stable 64-bit hashes of strings (pandas' keyed SipHash, the same in every process); 0 for a null."""
+    missing = pd.isna(values)
+    hashed = pd.util.hash_array(np.where(missing, "", values).astype(object), categorize=False)
+    hashed[missing] = 0
+    return hashed
+
+
+def _column_bits(column: pd.Series, kind: str) -> np.ndarray:
+    """A column's values as uint64 (a double by its bits, a string by :func:`_string_bits`, a null as 0)."""
+    if kind == "string":
+        return _string_bits(column.to_numpy(dtype=object, na_value=None))
+    if kind == "double":
+        return column.to_numpy(dtype=np.float64, na_value=0.0).view(np.uint64)
+    return column.to_numpy(dtype=np.int64, na_value=0).view(np.uint64)
+
+
+def _type_salt(rel_type: str) -> int:
+    return int(_string_bits(np.array([rel_type], dtype=object))[0])
 
 
 def row_digests(rel_type: str, frame: pd.DataFrame) -> np.ndarray:
-    """One uint64 per relationship row of ``rel_type``: a hash of every export column's value, typed as the
-    export types them (so a row read live hashes as the same row exported)."""
+    """One uint64 per relationship row of ``rel_type`` (a frame with the export's columns): every column's value
+    times its own multiplier, summed with the type's salt (wrapping). :func:`row_digest` gives a row read live
+    the same number."""
     columns = REL_EXPORTS_BY_TYPE[rel_type].columns
-    typed = pd.DataFrame({c.name: frame[c.name].astype(COLUMN_DTYPES[c.kind]) for c in columns})
-    hashed = pd.util.hash_pandas_object(typed, index=False).to_numpy(dtype=np.uint64)
-    return hashed ^ _type_salt(rel_type)
+    out = np.full(len(frame), _type_salt(rel_type), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i, c in enumerate(columns):
+            out += _column_bits(frame[c.name], c.kind) * np.uint64(_MULTIPLIERS[i])
+    return out
+
+
+def row_digest(rel_type: str, row: list[Any]) -> int:
+    """:func:`row_digests` of one row as read (a list in the export's column order), in plain Python."""
+    columns = REL_EXPORTS_BY_TYPE[rel_type].columns
+    total = _type_salt(rel_type)
+    strings = [i for i, c in enumerate(columns) if c.kind == "string"]
+    hashed = dict(zip(strings, _string_bits(np.array([row[i] for i in strings], dtype=object)).tolist()))
+    for i, c in enumerate(columns):
+        v = row[i]
+        if v is None:
+            continue
+        if c.kind == "string":
+            bits = hashed[i]
+        elif c.kind == "double":
+            bits = struct.unpack("<Q", struct.pack("<d", float(v)))[0]
+        else:
+            bits = int(v) & _MASK
+        total = (total + bits * _MULTIPLIERS[i]) & _MASK
+    return total
 
 
 def incident_digests(rels: Mapping[str, pd.DataFrame], account_ids: np.ndarray) -> np.ndarray:
     """Per account of ``account_ids``, the wrapping sum of :func:`row_digests` over its relationships (out of
     it, and into it for account-to-account types): equal when, and only when (up to hash collisions), its
-    relationships and their properties are the ones the digest was taken of.
+    relationships and their properties are the ones the digest was taken of — an event adds a relationship or
+    moves a count.
 
     Args:
         rels: type → frame with the export's columns (``src``, ``dst`` keys; missing types: none).
@@ -85,6 +131,21 @@ def incident_digests(rels: Mapping[str, pd.DataFrame], account_ids: np.ndarray) 
             hit = pos >= 0
             np.add.at(out, pos[hit], digests[hit])
     return out
+
+
+def live_digests(rows: Mapping[str, list[list[Any]]], account_ids: list[str]) -> list[int]:
+    """:func:`incident_digests` of rows as read from Neo4j (type → rows in the export's column order)."""
+    wanted = {a: 0 for a in account_ids}
+    for rel in s.DOMAIN_RELS:
+        for row in rows.get(rel.type, []):
+            ends = (row[0], row[1]) if rel.target == s.ACCOUNT else (row[0],)
+            if not any(e in wanted for e in ends):
+                continue
+            digest = row_digest(rel.type, row)
+            for end in ends:
+                if end in wanted:
+                    wanted[end] = (wanted[end] + digest) & _MASK
+    return [wanted[a] for a in account_ids]
 
 
 @dataclass

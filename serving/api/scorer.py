@@ -51,7 +51,7 @@ from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
 from graph.receptive_field import read_incident, read_population, read_receptive_field
 from graph.supernodes import FEATURE_SHARED_CAP, MODEL_SUPERNODE_CAP
-from serving.feature_store import FeatureStore, baseline_used, incident_digests
+from serving.feature_store import FeatureStore, baseline_used, live_digests
 from serving.reasons import account_reasons
 
 EdgeType = tuple[str, str, str]
@@ -185,7 +185,7 @@ class StoredLayers:
         return self.gnn.head(torch.cat([h0, h_last], dim=-1)).numpy()  # type: ignore[operator]
 
     @torch.no_grad()
-    def account_from_store(self, row: int, incident: dict[str, pd.DataFrame], account_id: str) -> np.ndarray | None:
+    def account_from_store(self, row: int, incident: dict[str, list[list[Any]]], account_id: str) -> np.ndarray | None:
         """Logits ``[1, n_threats]`` of the store's account ``row`` from its neighbours' stored embeddings
         (``incident``: its relationships); None when a neighbour is not in the store.
 
@@ -197,14 +197,17 @@ class StoredLayers:
         last = self.num_layers
         sources: dict[EdgeType, torch.Tensor] = {}
         for rel in s.DOMAIN_RELS:
-            frame = incident.get(rel.type)
-            if frame is None or not len(frame):
+            rows_of_type = incident.get(rel.type)
+            if not rows_of_type:
                 continue
-            src = frame["src"].to_numpy(dtype=object)
-            dst = frame["dst"].to_numpy(dtype=object)
-            ends = [((rel.target.label, REVERSE_PREFIX + rel.type, rel.source.label), dst[src == account_id])]
+            ends = [
+                (
+                    (rel.target.label, REVERSE_PREFIX + rel.type, rel.source.label),
+                    [r[1] for r in rows_of_type if r[0] == account_id],
+                )
+            ]
             if rel.target == s.ACCOUNT:
-                ends.append((rel.edge_type, src[dst == account_id]))
+                ends.append((rel.edge_type, [r[0] for r in rows_of_type if r[1] == account_id]))
             for edge_type, keys in ends:
                 if not len(keys):
                     continue
@@ -254,10 +257,15 @@ class StoredLayers:
         for layer in range(1, self.num_layers + 1):
             new = {}
             for t in labels:
+                kept = rows[t] >= 0
+                last = layer == self.num_layers
+                if (last and t != s.ACCOUNT.label) or (not last and kept.all()):
+                    # nothing free to compute: the store's (inner layers), or unused (the last layer)
+                    new[t] = h[t] if last else self.stored(layer, t, rows[t])
+                    continue
                 messages = {e: (h[e[0]], ei) for e, ei in edges.items() if e[2] == t and ei.numel()}
                 new[t] = self.layer(layer, t, h[t], messages)
-                kept = rows[t] >= 0
-                if layer < self.num_layers and kept.any():
+                if not last and kept.any():
                     new[t][torch.from_numpy(kept)] = self.stored(layer, t, rows[t][kept])
             h = new
         return self.head(h0, h[s.ACCOUNT.label]), x
@@ -320,10 +328,10 @@ class OnlineScorer:
         if self.store is None or self.layers is None:
             return self._score_field(tx, account_ids, self.hops, set())
         started = time.perf_counter()
-        incident = {t: _canonical_rels(t, f) for t, f in read_incident(tx, account_ids).items()}
+        incident = read_incident(tx, account_ids)
         read_s = time.perf_counter() - started
         rows = self.store.find(s.ACCOUNT.label, account_ids)
-        live = incident_digests(incident, np.asarray(account_ids, dtype=object))
+        live = live_digests(incident, [str(a) for a in account_ids])
         logits: dict[str, np.ndarray] = {}
         changed: list[str] = []
         for account_id, row, digest in zip(account_ids, rows, live):
@@ -470,8 +478,3 @@ class OnlineScorer:
             },
             field_accounts=graph.num_accounts,
         )
-
-
-def _canonical_rels(rel_type: str, frame: pd.DataFrame) -> pd.DataFrame:
-    export = next(e for e in REL_EXPORTS if e.rel.type == rel_type)
-    return canonical_frame(frame, export.columns, export.keys)

@@ -8,6 +8,7 @@ stored embeddings) must give every account the logits of the batch job's full-gr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from serving.feature_store import (
     baseline_used,
     incident_digests,
     latest_store,
+    live_digests,
     write_feature_store,
 )
 from tests.api_exchange import api_model
@@ -41,6 +43,17 @@ def _incident(rels: dict[str, pd.DataFrame], account_id: str) -> dict[str, pd.Da
             mine |= frame["dst"] == account_id
         out[rel.type] = frame[mine.to_numpy(dtype=bool)].reset_index(drop=True)
     return out
+
+
+def _as_read(frames: dict[str, pd.DataFrame]) -> dict[str, list[list[Any]]]:
+    """Rows as :func:`graph.receptive_field.read_incident` returns them (Python values, None for a null)."""
+    return {
+        t: [
+            [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in row]
+            for row in f.to_numpy(dtype=object)
+        ]
+        for t, f in frames.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +89,9 @@ def test_the_last_layer_from_stored_neighbours_gives_the_full_graph_logits(writt
     layers = StoredLayers(model, store)
     expected = model.raw_scores(graph)["gnn"]
     ids = graph.ids[s.ACCOUNT.label]
-    got = np.stack([layers.account_from_store(i, _incident(tables.rels, ids[i]), ids[i])[0] for i in range(len(ids))])  # type: ignore[index]
+    got = np.stack(
+        [layers.account_from_store(i, _as_read(_incident(tables.rels, ids[i])), ids[i])[0] for i in range(len(ids))]
+    )  # type: ignore[index]
     assert np.abs(got - expected).max() < 1e-4
 
 
@@ -87,6 +102,7 @@ def test_an_account_digest_is_its_own_relationships_and_changes_with_them(writte
     for i in (0, 7, len(ids) - 1):
         mine = _incident(tables.rels, ids[i])
         assert incident_digests(mine, np.array([ids[i]], dtype=object))[0] == store.digest[i]
+        assert live_digests(_as_read(mine), [ids[i]]) == [int(store.digest[i])]  # as a request computes it
     busy = int(np.argmax([len(_incident(tables.rels, a)[s.USED_DEVICE.type]) for a in ids[:50]]))
     mine = _incident(tables.rels, ids[busy])
     logged_in = mine[s.USED_DEVICE.type].copy()
