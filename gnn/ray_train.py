@@ -54,6 +54,7 @@ def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
 
     graph = read_snapshot(Path(loop_config["snapshot"]))
     td = prepare_training(graph, split)
+    del graph  # the worker needs only the prepared copy (standardised features): the raw one is dropped
     device = rtt.get_device() if torch.cuda.is_available() and loop_config.get("use_gpu") else torch.device("cpu")
     model: torch.nn.Module = build_model(td.data, config)
     model = rtt.prepare_model(model, move_to_device=device, parallel_strategy_kwargs={"find_unused_parameters": True})
