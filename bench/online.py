@@ -6,20 +6,24 @@ Trains one model, once, offline on a small exchange (:func:`bench.score.train_mo
 
 1. generates the exchange and bulk-loads it (setup, timed but not the point);
 2. **batch** — exports the graph and scores every account as the batch job does
-   (:func:`gnn.build.risk_graph_from_neo4j` + :func:`serving.score.plan_run`), saves the plan where the API's
-   degraded mode reads it; the per-account batch cost is ``(export + plan) / accounts``;
+   (:func:`gnn.export.export_graph`, :func:`gnn.build.build_risk_graph`, :func:`serving.score.plan_run`), saves
+   the plan where the API's degraded mode reads it and the feature store beside it
+   (:func:`serving.feature_store.write_feature_store`, timed apart, with its size); the per-account batch cost
+   is ``(export + plan) / accounts``;
 3. starts ``ringwatch serve`` as a process of its own (uvicorn, one worker, an API key) and waits for
    ``/readyz``;
 4. **time split** — ``--split-sample`` accounts scored one by one in this process through the API's scorer
-   (:class:`serving.api.scorer.OnlineScorer`): Neo4j read, feature building and model, and the receptive
-   field's size;
+   (:class:`serving.api.scorer.OnlineScorer` over the feature store): Neo4j read, feature building and model,
+   the accounts read, and the largest difference from the batch score — once as ``/v1/score`` scores an
+   account (``stored``: nothing changed since the batch run) and once recomputed as after an event
+   (``recomputed``);
 5. **load** — for each concurrency in ``--concurrency`` (default 1, 8, 32), a bounded load generator: a fixed
    number of requests (``--requests``) or a time limit (``--seconds``), whichever comes first, spread over that
    many client threads, each sending its next request as soon as the last one is answered. ``/v1/score`` asks
    for random existing accounts; ``/v1/events`` sends fresh logins (new device and IP each: every event is
    written, then its account scored). Latency is measured by the client (p50/p95/p99) over the live answers,
    throughput is live answers per second; degraded answers (Neo4j past its timeout: the batch plan answered)
-   and 503s (load shed) count apart.
+   and 503s (load shed) count apart. The server's resident memory is read after the load.
 
 The load generator, the server and Neo4j share this machine's cores: on a small machine the figures are those
 of all three together. Usage::
@@ -53,14 +57,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import PhaseMeter, finite, load_average, release_memory
 from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, server_in
 from bench.score import train_model
-from gnn.build import risk_graph_from_neo4j
+from gnn.build import build_risk_graph
 from gnn.estimator import RiskModel
+from gnn.export import export_graph
 from graph import schema as s
 from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE
 from ingest.load import prepare
 from ingest.privacy import Hasher
 from ingest.synthetic import generate_exchange
 from serving.api.scorer import OnlineScorer, load_population
+from serving.feature_store import STORE_DIR, FeatureStore, incident_digests, write_feature_store
 from serving.score import plan_run, save_plan
 
 API_KEY = "bench-online-key-not-a-secret-0123"
@@ -151,6 +157,17 @@ def start_api(env: dict[str, str], port: int, progress: Progress) -> subprocess.
     raise RuntimeError("ringwatch serve did not become ready in 600 s")
 
 
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of process ``pid`` (Linux), MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def free_port() -> int:
     import socket
 
@@ -179,15 +196,22 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
         with connect(server) as driver:
             with meter.phase("batch_export") as export_phase:
                 progress.say(f"[{accounts}] batch: exporting")
-                graph = risk_graph_from_neo4j(driver, DATABASE, progress=progress)
+                tables = export_graph(driver, DATABASE, progress=progress)
+                graph = build_risk_graph(tables.nodes, tables.rels)
             with meter.phase("batch_plan") as plan_phase:
                 progress.say(f"[{accounts}] batch: scoring {graph.num_accounts} accounts")
                 batch_run, frame = plan_run(model, graph, MODEL_NAME)
             n = graph.num_accounts
-            save_plan(data_dir / "scoring" / batch_run.run_id, batch_run, frame)
+            run_folder = data_dir / "scoring" / batch_run.run_id
+            save_plan(run_folder, batch_run, frame)
+            with meter.phase("feature_store") as store_phase:
+                progress.say(f"[{accounts}] batch: writing the feature store")
+                digests = incident_digests(tables.rels, graph.ids[s.ACCOUNT.label])
+                write_feature_store(run_folder, batch_run.run_id, model, MODEL_NAME, graph, digests)
             ids = list(frame[s.ACCOUNT.key])
-            del graph
+            del graph, tables
             release_memory()
+            store = FeatureStore.load(run_folder / STORE_DIR)
             batch_s = export_phase["seconds"] + plan_phase["seconds"]
             report["accounts"] = n
             report["batch"] = {
@@ -196,6 +220,12 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
                 "per_account_ms": round(1000 * batch_s / n, 3),
                 "per_account_ms_plan_only": round(1000 * plan_phase["seconds"] / n, 3),
             }
+            report["feature_store"] = {
+                "write_s": store_phase["seconds"],
+                "mib": round(store.nbytes() / 2**20, 1),
+                "bytes_per_account": round(store.nbytes() / n),
+                "nodes": store.meta["counts"],
+            }
 
             # -- time split, one account at a time, in this process --------------------------------------
             with meter.phase("population") as pop_phase:
@@ -203,15 +233,20 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
             report["population_s"] = pop_phase["seconds"]
             rng = random.Random(args.seed)
             sample = rng.sample(ids, min(args.split_sample, len(ids)))
+            plan_rows = frame.set_index(s.ACCOUNT.key)
+            scorer = OnlineScorer(
+                model,
+                MODEL_NAME,
+                context,
+                batch_labels=plan_rows["label"],
+                store=store,
+                batch_reasons=plan_rows["reasons"],
+            )
             report["split"] = {}
-            for cap in [None, *args.expand_cap]:
-                scorer = OnlineScorer(
-                    model, MODEL_NAME, context, batch_labels=frame.set_index(s.ACCOUNT.key)["label"], supernode_cap=cap
-                )
-                key = f"expand_cap_{scorer.supernode_cap}"
+            for key, recompute in (("stored", False), ("recomputed", True)):
                 progress.say(f"[{accounts}] time split, {key}")
-                report["split"][key], total = time_split(driver, scorer, sample, frame)
-                if cap is None:
+                report["split"][key], total = time_split(driver, scorer, sample, frame, recompute)
+                if key == "stored":
                     online_ms = 1000 * total / len(sample)
             report["online_vs_batch"] = {
                 "online_per_account_ms": round(online_ms, 2),
@@ -268,6 +303,7 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
                     report["load"][route].append(
                         run_load(f"{base_url}/v1/{route}", body, c, args.requests, args.seconds, headers)
                     )
+            report["api_rss_mib"] = rss_mib(api.pid)
         finally:
             api.send_signal(signal.SIGTERM)
             try:
@@ -286,18 +322,23 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
     return report
 
 
-def time_split(driver: Any, scorer: OnlineScorer, sample: list[str], frame: Any) -> tuple[dict[str, Any], float]:
-    """Score ``sample`` one account at a time; per step latency, the field's size, agreement with batch."""
+def time_split(
+    driver: Any, scorer: OnlineScorer, sample: list[str], frame: Any, recompute: bool
+) -> tuple[dict[str, Any], float]:
+    """Score ``sample`` one account at a time (``recompute``: as after an event); per step latency, the accounts
+    read, agreement with batch."""
     import neo4j
 
     splits: dict[str, list[float]] = {"neo4j_read": [], "features": [], "model": []}
     sizes: list[int] = []
+    recomputed = 0
     worst = 0.0
     batch = frame.set_index(s.ACCOUNT.key)
     with driver.session(database=DATABASE, default_access_mode=neo4j.READ_ACCESS) as session:
         session.execute_read(scorer.warm_up)
         for account_id in sample:
-            field = session.execute_read(lambda tx, a=account_id: scorer.score(tx, [a]))
+            field = session.execute_read(lambda tx, a=account_id: scorer.score(tx, [a], recompute=recompute))
+            recomputed += len(field.recomputed)
             for k in splits:
                 splits[k].append(field.timings.get(k, 0.0))
             sizes.append(field.field_accounts)
@@ -313,6 +354,7 @@ def time_split(driver: Any, scorer: OnlineScorer, sample: list[str], frame: Any)
             "p99": int(np.percentile(sizes, 99)),
             "max": int(max(sizes)),
         },
+        "recomputed": recomputed,
         "max_abs_diff_vs_batch": worst,
     }, total
 
@@ -329,9 +371,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per endpoint and concurrency")
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per endpoint and concurrency")
     parser.add_argument("--split-sample", type=int, default=100, help="accounts scored one by one for the split")
-    parser.add_argument(
-        "--expand-cap", type=int, action="append", default=[], help="also time the split with this expansion cap"
-    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)

@@ -8,6 +8,8 @@ can be compared with what the batch job wrote.
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 from collections.abc import Iterator
 
@@ -21,6 +23,8 @@ from graph import schema as s
 from serving.api.app import create_app
 from serving.api.scorer import OnlineScorer
 from serving.api.state import ApiState
+from serving.feature_store import STORE_DIR, STORE_FILE
+from serving.scoring_job import scoring_dir
 from tests.api_exchange import AUTH, KEYS, Served, api_model, make_state, plan_batch_run
 from tests.conftest import connect, wipe
 from tests.scored_graph import ingest_exchange
@@ -232,6 +236,13 @@ def test_reload_swaps_the_model_without_dropping_requests(client: TestClient, se
     state: ApiState = client.app.state.ringwatch  # type: ignore[attr-defined]
     versions = iter(["test-model/2", "test-model/3"])
     state.model_loader = lambda: (RiskModel.load(served.model_dir), next(versions))
+    # The next batch run's feature store, written with the new champion (here: the same arrays, relabelled).
+    scoring = scoring_dir(state.settings)
+    newer = scoring / "score-next-run" / STORE_DIR
+    shutil.copytree(scoring / served.run.run_id / STORE_DIR, newer)
+    meta = json.loads((newer / STORE_FILE).read_text())
+    meta.update(model_version="test-model/2", run_id="score-next-run", written_at=meta["written_at"] + 1)
+    (newer / STORE_FILE).write_text(json.dumps(meta))
     account_id = str(served.plan[s.ACCOUNT.key].iloc[1])
     statuses: list[int] = []
     seen: set[str] = set()
@@ -252,4 +263,6 @@ def test_reload_swaps_the_model_without_dropping_requests(client: TestClient, se
     assert seen <= {"test-model/1", "test-model/2"}
     after = client.post("/v1/score", json={"account_id": account_id}, headers=AUTH).json()
     assert after["model_version"] == "test-model/2"
+    store = state.served.scorer.store  # type: ignore[union-attr]
+    assert store is not None and store.run_id == "score-next-run"  # the new champion's store came with it
     assert 'ringwatch_api_model_info{version="test-model/2"} 1.0' in client.get("/metrics", headers=AUTH).text
