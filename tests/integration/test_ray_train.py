@@ -32,6 +32,21 @@ def test_worker_failure_resumes_from_the_last_checkpoint(snapshot, tmp_path):
     assert all(v.isfinite().all() for v in state.values() if v.is_floating_point())
 
 
+def test_training_job_under_ray_reads_the_graph_before_and_after_the_epochs(snapshot, tmp_path):
+    from gnn.training_job import train_on_snapshot
+    from graph.settings import Settings
+
+    settings = Settings(RINGWATCH_DATA_DIR=tmp_path / "data")
+    config = TrainConfig(epochs=2, patience=10, hidden=16, fanout=(5, 5), batch_size=128)
+    scaling = RayConfig(num_workers=1, use_gpu=False, max_failures=0, storage_path=tmp_path / "ray")
+    summary = train_on_snapshot(settings, snapshot, config, scaling)
+    assert summary.trainer == "ray" and summary.epochs == 2
+    assert summary.content_hash == read_snapshot(snapshot).content_hash
+    assert set(summary.seconds) >= {"read_snapshot", "gnn", "finish", "save", "evaluate", "tracking", "total"}
+    assert summary.seconds["total"] >= summary.seconds["gnn"] + summary.seconds["read_snapshot"]
+    assert Path(summary.model_dir, "model.json").exists() and summary.test["threats"]
+
+
 def test_ray_data_scoring_equals_full_graph_inference(snapshot, tmp_path):
     """Each Ray Data batch sees its accounts' complete neighbourhoods, so its scores are the full-graph ones."""
     import numpy as np
