@@ -8,8 +8,9 @@ Environment variables (all optional):
     RINGWATCH_API_MAX_IN_FLIGHT: requests handled at once; more are refused with 503 + Retry-After (default 16).
     RINGWATCH_API_RETRY_AFTER_S: the Retry-After of that 503 (default 1).
     RINGWATCH_API_NEO4J_TIMEOUT_S: every Neo4j call's timeout (default 2.0).
-    RINGWATCH_API_EXPAND_CAP: identifiers used by more accounts are not expanded in the receptive field (default:
-        the model's super-node cap, 500, which keeps online equal to batch; lower is faster, see the README).
+    RINGWATCH_API_EXPAND_CAP: identifiers used by more accounts are not expanded when an account is recomputed,
+        or when no feature store serves the model (default: the model's super-node cap, 500; lower is faster).
+        Accounts scored from the feature store do not depend on it (their neighbours' embeddings are stored).
     RINGWATCH_API_REVIEW_AT / RINGWATCH_API_BLOCK_AT: JSON objects ``{"threat": score}``: a threat's score at or
         above its ``review`` band gives ``review``, at or above its ``block`` band ``block``. Default: review at
         the model's threshold for the threat, block at 0.9 (or the threshold, if higher).
