@@ -176,7 +176,8 @@ class FeatureStore:
     def find(self, label: str, keys: list[str] | np.ndarray) -> np.ndarray:
         """Rows of ``keys`` among ``label``'s nodes, -1 for keys the store does not hold."""
         ids = self.ids[label]
-        wanted = np.array([str(k).encode() for k in keys], dtype=ids.dtype if len(ids) else "S1")
+        # Its own width: cast to the store's, a longer key would be cut to a stored one.
+        wanted = np.array([str(k).encode() for k in keys], dtype=bytes)
         if not len(ids) or not len(wanted):
             return np.full(len(wanted), -1, dtype=np.int64)
         pos = np.searchsorted(ids, wanted)

@@ -75,7 +75,8 @@ def test_the_store_holds_every_node_as_the_batch_graph_has_it(written) -> None:
         ids = graph.ids[node.label]
         assert np.array_equal(store.find(node.label, ids), np.arange(len(ids)))
         assert np.array_equal(store.x[node.label], graph.data[node.label].x.numpy())
-    assert store.find(s.ACCOUNT.label, ["no-such-account", graph.ids[s.ACCOUNT.label][5]]).tolist() == [-1, 5]
+    fifth = graph.ids[s.ACCOUNT.label][5]
+    assert store.find(s.ACCOUNT.label, ["no-such-account", fifth, fifth + "0", fifth[:-1]]).tolist() == [-1, 5, -1, -1]
     assert len(store.layers) == 1 and store.layers[0][s.ACCOUNT.label].shape == (graph.num_accounts, 16)
     if baseline_used(model):
         assert store.baseline is not None
