@@ -335,7 +335,7 @@ class OnlineScorer:
         logits: dict[str, np.ndarray] = {}
         changed: list[str] = []
         for account_id, row, digest in zip(account_ids, rows, live):
-            if recompute or row < 0 or digest != self.store.digest[row]:
+            if recompute or row < 0 or digest != int(self.store.digest[row]):
                 changed.append(str(account_id))
                 continue
             out = self.layers.account_from_store(int(row), incident, str(account_id))
