@@ -43,7 +43,9 @@ nobody. Each transfer relationship (per direction and asset) or referral between
    Known-benign accounts (a benign label, a false-positive verdict) never join. Bot farms are not expanded:
    their members already join through the farm's network blocks, and two ties to a farm are what its
    neighbours on shared home IPs have (measured: of the accounts two ties would add to bot-farm rings, three
-   in four were benign).
+   in four were benign). Nor are groups larger than ``expand_max_size``: two ties to a group of hundreds are
+   what its neighbourhood has by chance (measured: two mixed 230- and 320-account groups grew by 450 accounts,
+   most of them benign, and took the account FPR from 1.0 % to 3.0 % on one generated exchange).
 """
 
 from __future__ import annotations
@@ -137,13 +139,22 @@ class GroupingPolicy:
     expand_ties: int = 2
     expand_max_users: int = 10
     expand_rounds: int = 3
+    expand_max_size: int = 100
     expand_kinds: tuple[str, ...] = (s.COLLUSION, s.PROMO_ABUSE)
 
     def __post_init__(self) -> None:
         for name in ("admit_share", "elevated_share", "min_share", "min_mean"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("split_above", "split_side", "min_size", "min_seeds", "expand_max_users", "expand_rounds"):
+        for name in (
+            "split_above",
+            "split_side",
+            "min_size",
+            "min_seeds",
+            "expand_max_users",
+            "expand_rounds",
+            "expand_max_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("money_weight", "link_min", "admit_tie", "min_mass", "expand_ties"):

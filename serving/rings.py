@@ -197,7 +197,11 @@ def detect_rings(
     members = [list(g.members) for g in groups]
     joined: list[list[str]] = [[] for _ in groups]
     rows = candidates.accounts.set_index("account_id")
-    expandable = [i for i, g in enumerate(groups) if ring_kind(rows.loc[g.members]) in policy.expand_kinds]
+    expandable = [
+        i
+        for i, g in enumerate(groups)
+        if len(g.members) <= policy.expand_max_size and ring_kind(rows.loc[g.members]) in policy.expand_kinds
+    ]
     if neighbours is not None and policy.expand_ties > 0 and expandable:
         others = [m for i, ms in enumerate(members) if i not in set(expandable) for m in ms]
         frontier = sorted({m for i in expandable for m in members[i]})

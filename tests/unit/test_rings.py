@@ -132,8 +132,9 @@ def test_a_ring_takes_in_accounts_tied_to_two_members_whatever_their_score_and_n
     assert asked == [["r0", "r1", "r2", "r3"], ["x"], ["z"]]
     rings = detect_rings(_candidates(margins, shared), {}, GroupingPolicy(expand_rounds=1), read)
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "x"]]
-    # Three ties needed: x stays out. Expansion off (0), or no reader: the core ring only.
-    for policy, reader in ((GroupingPolicy(expand_ties=3), read), (GroupingPolicy(expand_ties=0), read), (None, None)):
+    # Three ties needed, expansion off (0), a ring larger than expand_max_size, or no reader: the core ring only.
+    policies = (GroupingPolicy(expand_ties=3), GroupingPolicy(expand_ties=0), GroupingPolicy(expand_max_size=3))
+    for policy, reader in [*((p, read) for p in policies), (None, None)]:
         rings = detect_rings(_candidates(margins, shared), previous={}, policy=policy, neighbours=reader)
         assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
     # A bot farm is not expanded, and its members are not read.
