@@ -135,16 +135,20 @@ def run_cli(capsys, monkeypatch) -> Callable[..., tuple[int, str, str]]:
     return run
 
 
-@pytest.fixture(scope="session")
-def small_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A snapshot of a generated 800-account exchange, built without a database (for fast model tests)."""
+def generated_snapshot(tmp: Path, accounts: int, seed: int = 3) -> Path:
+    """Generate an exchange of ``accounts`` under ``tmp`` and write its snapshot (no database); its folder."""
     from gnn.build import tables_from_graph_rows
     from gnn.snapshot import write_snapshot
     from ingest.load import prepare
     from ingest.synthetic import generate_exchange
 
-    tmp = tmp_path_factory.mktemp("small-snapshot")
-    generate_exchange(800, 3, tmp / "exchange")
+    generate_exchange(accounts, seed, tmp / "exchange")
     run = prepare(tmp / "exchange", Hasher(TEST_HASH_KEY))
     write_snapshot(tables_from_graph_rows(run.graph_rows), tmp / "snapshot", source="test")
     return tmp / "snapshot"
+
+
+@pytest.fixture(scope="session")
+def small_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A snapshot of a generated 800-account exchange, built without a database (for fast model tests)."""
+    return generated_snapshot(tmp_path_factory.mktemp("small-snapshot"), 800)

@@ -28,18 +28,9 @@ CONFIG = TrainConfig(epochs=6, patience=6, hidden=16, fanout=(15, 10), batch_siz
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory: pytest.TempPathFactory) -> RiskGraph:
     """A generated 4,000-account exchange (the shared 800-account one has no labelled validation positive)."""
-    from gnn.build import tables_from_graph_rows
-    from gnn.snapshot import write_snapshot
-    from ingest.load import prepare
-    from ingest.privacy import Hasher
-    from ingest.synthetic import generate_exchange
-    from tests.conftest import TEST_HASH_KEY
+    from tests.conftest import generated_snapshot
 
-    tmp = tmp_path_factory.mktemp("sampled-validation")
-    generate_exchange(4000, 3, tmp / "exchange")
-    run = prepare(tmp / "exchange", Hasher(TEST_HASH_KEY))
-    write_snapshot(tables_from_graph_rows(run.graph_rows), tmp / "snapshot", source="test")
-    return read_snapshot(tmp / "snapshot")
+    return read_snapshot(generated_snapshot(tmp_path_factory.mktemp("sampled-validation"), 4000))
 
 
 @pytest.fixture(scope="module")
