@@ -53,6 +53,23 @@ def incidence(graph: RiskGraph, rel: s.RelSpec) -> sp.csr_matrix:
     return m
 
 
+def account_links(graph: RiskGraph, max_users: int) -> sp.csr_matrix:
+    """``[n_accounts, n_accounts]``: nonzero where two accounts share an identifier used by at most ``max_users``
+    accounts, or where a transfer or a referral joins them (either direction)."""
+    n = graph.num_accounts
+    links = sp.csr_matrix((n, n), dtype=np.float32)
+    for rel in SHARED_RELS:
+        inc = incidence(graph, rel)
+        users = np.asarray(inc.sum(axis=0)).ravel()
+        inc = inc @ sp.diags((users <= max_users).astype(np.float32))
+        links = links + inc @ inc.T
+    for rel in (s.TRANSFERRED_TO, s.REFERRED):
+        ei = graph.data[rel.edge_type].edge_index.numpy()
+        m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
+        links = links + m + m.T
+    return links.tocsr()
+
+
 def shared_with(graph: RiskGraph, position: int, cap: int = EVIDENCE_CAP) -> pd.DataFrame:
     """The accounts that share an identifier with the account at ``position`` — through identifiers used by at
     most ``cap`` accounts, the rule reasons follow — one row per (identifier, other account).

@@ -25,7 +25,7 @@ from gnn.graph_data import RiskGraph
 from graph import schema as s
 from graph.queries import rings as q
 from ingest.graph_rows import ip_prefixes
-from serving.reasons import incidence
+from serving.reasons import account_links, incidence
 from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier
 
 ACCOUNT_COLUMNS = [
@@ -253,25 +253,10 @@ def ring_neighbours_from_graph(
     position = pd.Series(np.arange(len(ids)), index=ids)
     of_member = np.zeros(len(ids), dtype=bool)
     of_member[position[members].to_numpy()] = True
-    pairs = []
-    for rel in q.LINK_RELS:
-        inc = incidence(graph, rel).tocsc()
-        small = np.asarray(inc.sum(axis=0)).ravel() <= policy.expand_max_users
-        inc = inc[:, small].tocsr()
-        pairs.append(((inc[of_member] @ inc.T) > 0).tocoo())
-    n = len(ids)
-    money = sp.csr_matrix((n, n), dtype=np.float32)
-    for rel in q.MONEY_RELS:
-        ei = graph.data[rel.edge_type].edge_index.numpy()
-        money = money + sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
-    pairs.append(((money + money.T)[of_member] > 0).tocoo())
-    member_ids = ids[of_member]
-    rows = [(ids[p.col], member_ids[p.row]) for p in pairs]
-    ties = pd.DataFrame(
-        {"account_id": np.concatenate([a for a, _ in rows]), "member": np.concatenate([m for _, m in rows])}
-    )
+    tied = (account_links(graph, policy.expand_max_users)[of_member] > 0).tocoo()
+    ties = pd.DataFrame({"account_id": ids[tied.col], "member": ids[of_member][tied.row]})
     ties = ties[ties["account_id"] != ties["member"]].drop_duplicates(ignore_index=True)
-    chosen = np.zeros(n, dtype=bool)
+    chosen = np.zeros(len(ids), dtype=bool)
     chosen[position[ties["account_id"].unique()].to_numpy()] = True
-    rows = _rows_in_memory(graph, plan, margins(plan, thresholds), np.zeros(n, dtype=bool), chosen)
+    rows = _rows_in_memory(graph, plan, margins(plan, thresholds), np.zeros(len(ids), dtype=bool), chosen)
     return RingNeighbours(rows.sort_values("account_id", ignore_index=True), _sorted_ties(ties))

@@ -203,7 +203,8 @@ def detect_rings(
         if len(g.members) <= policy.expand_max_size and ring_kind(rows.loc[g.members]) in policy.expand_kinds
     ]
     if neighbours is not None and policy.expand_ties > 0 and expandable:
-        others = [m for i, ms in enumerate(members) if i not in set(expandable) for m in ms]
+        expanded = set(expandable)
+        others = [m for i, ms in enumerate(members) if i not in expanded for m in ms]
         frontier = sorted({m for i in expandable for m in members[i]})
         read: list[RingNeighbours] = []
         for _ in range(policy.expand_rounds):  # the accounts that joined bring their own ties to the ring

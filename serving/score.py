@@ -35,7 +35,6 @@ from typing import Any
 import neo4j
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
@@ -46,7 +45,7 @@ from graph.queries import scoring as q
 from graph.runs import Progress, new_run_id
 from graph.supernodes import EVIDENCE_CAP
 from graph.writer import BatchWriter, columns, split
-from serving.reasons import SHARED_RELS, account_reasons, incidence
+from serving.reasons import account_links, account_reasons
 
 PLAN_FILE = "scores.parquet"
 RUN_FILE = "run.json"
@@ -123,16 +122,7 @@ def neighbourhood(graph: RiskGraph, seeds: np.ndarray, hops: int, supernode_cap:
     that one account's new events barely move them.
     """
     n = graph.num_accounts
-    links = sp.csr_matrix((n, n), dtype=np.float32)
-    for rel in SHARED_RELS:
-        inc = incidence(graph, rel)
-        users = np.asarray(inc.sum(axis=0)).ravel()
-        inc = inc @ sp.diags((users <= supernode_cap).astype(np.float32))
-        links = links + inc @ inc.T
-    for rel in (s.TRANSFERRED_TO, s.REFERRED):
-        ei = graph.data[rel.edge_type].edge_index.numpy()
-        m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
-        links = links + m + m.T
+    links = account_links(graph, supernode_cap)
     reached = np.zeros(n, dtype=bool)
     reached[seeds] = True
     frontier = reached.copy()
