@@ -107,14 +107,18 @@ _LINK_TYPES = "|".join(rel.type for rel in LINK_RELS)
 
 #: Accounts tied to the ring members ``$members`` through an identifier that at most ``$max_users`` accounts
 #: use (the expansion of a detected ring, ``serving.ring_grouping.joining_members``): one row per (account,
-#: member).
+#: member). Each identifier is checked once, however many members use it, and its users are counted only up
+#: to ``$max_users + 1`` — a campaign code thousands redeemed costs what a small one costs.
 IDENTIFIER_NEIGHBOURS: Final = (
     "UNWIND $members AS m\n"
     f"MATCH (a:{A.label} {{{A.key}: m}})-[:{_LINK_TYPES}]->(n)\n"
-    "WITH DISTINCT m, a, n\n"
-    f"WHERE COUNT {{ MATCH (u:{A.label})-[:{_LINK_TYPES}]->(n) RETURN DISTINCT u }} <= $max_users\n"
-    f"MATCH (n)<-[:{_LINK_TYPES}]-(b:{A.label}) WHERE b <> a\n"
-    f"RETURN DISTINCT b.{A.key} AS account_id, m AS member"
+    "WITH n, collect(DISTINCT a) AS users_in_ring\n"
+    f"WHERE COUNT {{ MATCH (u:{A.label})-[:{_LINK_TYPES}]->(n) WITH DISTINCT u LIMIT $max_users + 1 RETURN u }}\n"
+    "      <= $max_users\n"
+    f"MATCH (n)<-[:{_LINK_TYPES}]-(b:{A.label})\n"
+    "UNWIND users_in_ring AS a\n"
+    "WITH a, b WHERE b <> a\n"
+    f"RETURN DISTINCT b.{A.key} AS account_id, a.{A.key} AS member"
 )
 
 #: Accounts tied to the ring members ``$members`` by a transfer or a referral, either way.
