@@ -40,7 +40,10 @@ nobody. Each transfer relationship (per direction and asset) or referral between
    joined then bring their own ties, for up to ``expand_rounds`` rounds. A ring member
    pays the next one and is paid by the one before, so a colluder the model scored low is tied to two
    members; an innocent household member shares its device and home IP with *one* member and stays out.
-   Known-benign accounts (a benign label, a false-positive verdict) never join. Bot farms are not expanded:
+   An account already flagged on its own score or known to be fraud needs only ``expand_ties_flagged`` (1):
+   it is flagged anyway, the question is only which ring it belongs to — a camouflaged member the model
+   caught, tied to its ring by one weak channel, is a member of that ring. Known-benign accounts (a benign
+   label, a false-positive verdict) never join. Bot farms are not expanded:
    their members already join through the farm's network blocks, and two ties to a farm are what its
    neighbours on shared home IPs have (measured: of the accounts two ties would add to bot-farm rings, three
    in four were benign). Nor are groups larger than ``expand_max_size``: two ties to a group of hundreds are
@@ -137,6 +140,7 @@ class GroupingPolicy:
     min_mean: float = 0.3
     louvain_seed: int = 0
     expand_ties: int = 2
+    expand_ties_flagged: int = 1
     expand_max_users: int = 10
     expand_rounds: int = 3
     expand_max_size: int = 100
@@ -157,7 +161,7 @@ class GroupingPolicy:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("money_weight", "link_min", "admit_tie", "min_mass", "expand_ties"):
+        for name in ("money_weight", "link_min", "admit_tie", "min_mass", "expand_ties", "expand_ties_flagged"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         unknown = set(self.expand_kinds) - set(s.THREATS)
@@ -300,7 +304,8 @@ def joining_members(
     """Per ring (member lists), the accounts its expansion takes in (see the module docstring, step 5).
 
     An account joins the ring to whose members it is tied most — at least ``expand_ties`` distinct members
-    (0 expands nothing); ties go to the earlier ring. Accounts already in a ring (these, or ``others``: members
+    (0 expands nothing), ``expand_ties_flagged`` for an account flagged on its own score or known to be
+    fraud; ties go to the earlier ring. Accounts already in a ring (these, or ``others``: members
     of rings not expanded) and known-benign accounts never join.
     """
     out: list[list[str]] = [[] for _ in rings]
@@ -313,9 +318,10 @@ def joining_members(
     ties = neighbours.ties[~neighbours.ties["account_id"].isin(excluded)].drop_duplicates(["account_id", "member"])
     ties = ties.assign(ring=ties["member"].map(ring_of)).dropna(subset=["ring"])
     counts = ties.groupby(["account_id", "ring"]).size().reset_index(name="ties")
-    counts = counts[counts["ties"] >= policy.expand_ties].sort_values(
-        ["account_id", "ties", "ring"], ascending=[True, False, True]
-    )
+    fraud = accounts["known_label"].isin(s.THREATS) | (accounts["verdict"] == s.CONFIRMED)
+    flagged = set(accounts.loc[(accounts["label"] != s.CLEAR) | fraud, "account_id"])
+    needed = np.where(counts["account_id"].isin(flagged), policy.expand_ties_flagged, policy.expand_ties)
+    counts = counts[counts["ties"] >= needed].sort_values(["account_id", "ties", "ring"], ascending=[True, False, True])
     for account, ring in counts.drop_duplicates("account_id")[["account_id", "ring"]].itertuples(index=False):
         out[int(ring)].append(str(account))
     return out

@@ -158,7 +158,7 @@ def describe(
     if referrals:
         parts.append(f"{referrals} referrals among members")
     if joined:
-        parts.append(f"{joined} tied to 2+ members joined")
+        parts.append(f"{joined} joined through ties to its members")
     if known:
         parts.append(f"{known} with known fraud labels or confirmed verdicts")
     return DetectedRing(

@@ -83,7 +83,7 @@ def test_rings_follow_shared_identifiers_blocks_and_money_not_super_nodes(empty_
     by_first = {r["members"][0]: r for r in summary["top"]}
     assert by_first["c0"]["kind"] == s.BOT_FARM and "1 network block" in by_first["c0"]["evidence"]
     assert by_first["b0"]["internal_transfers"] == 12 and by_first["a0"]["size"] == 6
-    assert "1 tied to 2+ members joined" in by_first["b0"]["evidence"]
+    assert "1 joined through ties to its members" in by_first["b0"]["evidence"]
     records, _, _ = driver.execute_query(
         "MATCH (r:Ring) RETURN r.ring_id AS id, r.first_seen AS fs, r.last_detected AS ld, r.status AS status",
         database_=DB,

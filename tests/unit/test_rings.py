@@ -128,7 +128,7 @@ def test_a_ring_takes_in_accounts_tied_to_two_members_whatever_their_score_and_n
     read, asked = _neighbours(ties, known={"k": s.BENIGN})
     rings = detect_rings(_candidates(margins, shared), previous={}, neighbours=read)
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "x", "z"]]
-    assert rings[0].admitted == ["x", "z"] and "2 tied to 2+ members joined" in rings[0].evidence
+    assert rings[0].admitted == ["x", "z"] and "2 joined through ties to its members" in rings[0].evidence
     assert asked == [["r0", "r1", "r2", "r3"], ["x"], ["z"]]
     rings = detect_rings(_candidates(margins, shared), {}, GroupingPolicy(expand_rounds=1), read)
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3", "x"]]
@@ -142,6 +142,24 @@ def test_a_ring_takes_in_accounts_tied_to_two_members_whatever_their_score_and_n
     read, asked = _neighbours([("y", "f000"), ("y", "f001")])
     rings = detect_rings(_candidates(margins, shared, threat=s.BOT_FARM), previous={}, neighbours=read)
     assert [r.size for r in rings] == [20] and asked == []
+
+
+def test_an_account_known_or_flagged_as_fraud_joins_a_ring_through_one_tie():
+    # f is labelled collusion and g flagged on its own score (a bot-farm score), each tied to one ring member
+    # only (a camouflaged member, one weak channel); u, tied the same way, is an ordinary account and stays out.
+    margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2}
+    shared = [SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4)]
+    read, _ = _neighbours([("f", "r2"), ("g", "r0"), ("u", "r1")], known={"f": s.COLLUSION})
+
+    def flagged_g(members: list[str]) -> RingNeighbours:
+        found = read(members)
+        found.accounts.loc[found.accounts["account_id"] == "g", "label"] = s.BOT_FARM
+        return found
+
+    rings = detect_rings(_candidates(margins, shared), previous={}, neighbours=flagged_g)
+    assert [r.members for r in rings] == [["f", "g", "r0", "r1", "r2", "r3"]]
+    rings = detect_rings(_candidates(margins, shared), {}, GroupingPolicy(expand_ties_flagged=2), flagged_g)
+    assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
 
 
 def _farm(prefix: str, size: int, elevated_share: float = 0.3) -> tuple[dict[str, float], list[SharedIdentifier]]:
