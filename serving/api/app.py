@@ -27,9 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graph.errors import ConfigurationError, GraphWriteError, RingwatchError
 from graph.logs import logger
-from ingest.job import hasher_from
 from serving.api.auth import bearer_token, key_matches
-from serving.api.events import EventRejectedError, write_event
+from serving.api.events import EventRejectedError
 from serving.api.guard import RequestGuard
 from serving.api.metrics import ApiMetrics
 from serving.api.schemas import (
@@ -145,7 +144,7 @@ def create_app(state: ApiState, metrics: ApiMetrics | None = None) -> FastAPI:
         a retried request never counts twice), then score its account and decide."""
         current = served()
         try:
-            written = write_event(state.driver, state.database, body.table, dict(body.row), hasher_from(state.settings))
+            written = state.events.write(body.table, dict(body.row))
         except GraphWriteError as e:
             raise HTTPException(503, f"the event could not be written: {e}", headers={"Retry-After": "1"}) from e
         except NEO4J_DOWN as e:

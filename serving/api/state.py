@@ -32,6 +32,8 @@ from graph.errors import RingwatchError
 from graph.logs import logger
 from graph.queries.receptive_field import PING
 from graph.settings import Settings
+from ingest.job import hasher_from
+from serving.api.events import EventWriter
 from serving.api.scorer import AccountScore, OnlineScorer, ScoredField, load_population
 from serving.api.settings import ApiSettings
 from serving.feature_store import latest_store
@@ -154,6 +156,7 @@ class ApiState:
         self._calls = ThreadPoolExecutor(max_workers=api.max_in_flight + 2, thread_name_prefix="ringwatch-neo4j")
         self._reload_lock = threading.Lock()
         self.last_error: str | None = None
+        self.events = EventWriter(driver, self.database, hasher_from(settings), api.neo4j_timeout_s)
 
     # -- loading -----------------------------------------------------------------------------------
 

@@ -1,0 +1,22 @@
+"""Cypher for the online API's single-event write (:mod:`serving.api.events`).
+
+An event's rows are written with ingestion's own write queries and ledger (:mod:`graph.queries.ingest`), in one
+transaction; before them, :data:`EVENT_PRECHECK` asks the two things ingestion asks of a folder, for this
+event's keys only (both are unique-constraint lookups): whether one of its accounts has an erasure tombstone,
+and which of its ledger chunks are already committed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from graph import schema as s
+
+#: ``$account_hashes`` (keyed hashes of the event's account ids) and ``$batch_ids`` (its ledger chunk ids) →
+#: ``erased`` (how many of the hashes have a tombstone) and ``committed`` (the chunk ids already in the ledger).
+EVENT_PRECHECK: Final = (
+    f"OPTIONAL MATCH (e:{s.ERASURE.label}) WHERE e.{s.ERASURE.key} IN $account_hashes\n"
+    "WITH count(e) AS erased\n"
+    f"OPTIONAL MATCH (b:{s.INGEST_BATCH.label}) WHERE b.{s.INGEST_BATCH.key} IN $batch_ids\n"
+    f"RETURN erased, collect(b.{s.INGEST_BATCH.key}) AS committed"
+)
