@@ -40,10 +40,8 @@ import pandas as pd
 import torch
 from torch_geometric.nn import SAGEConv
 
-from gnn.baseline import neighbourhood_features
 from gnn.build import REVERSE_PREFIX, assemble_risk_graph, index_graph
 from gnn.estimator import RiskModel
-from gnn.export import canonical_frame
 from gnn.features import LABEL_PREFIXES, Population, compute_features, default_reference_time
 from gnn.graph_data import RiskGraph
 from gnn.thresholds import labels_at
@@ -51,6 +49,7 @@ from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
 from graph.receptive_field import read_incident, read_population, read_receptive_field
 from graph.supernodes import FEATURE_SHARED_CAP, MODEL_SUPERNODE_CAP
+from serving.api.recompute import baseline_row, typed_frame
 from serving.feature_store import FeatureStore, baseline_used, live_digests
 from serving.reasons import account_reasons
 
@@ -431,10 +430,8 @@ class OnlineScorer:
         present = set(field_.nodes[s.ACCOUNT.label][s.ACCOUNT.key])
         if not present.intersection(account_ids):
             return ScoredField([], list(account_ids), {"neo4j_read": read_done - started})
-        nodes = {
-            e.node.label: canonical_frame(field_.nodes[e.node.label], e.columns, (e.node.key,)) for e in NODE_EXPORTS
-        }
-        rels = {e.rel.type: canonical_frame(field_.rels[e.rel.type], e.columns, e.keys) for e in REL_EXPORTS}
+        nodes = {e.node.label: typed_frame(field_.nodes[e.node.label], e.columns, (e.node.key,)) for e in NODE_EXPORTS}
+        rels = {e.rel.type: typed_frame(field_.rels[e.rel.type], e.columns, e.keys) for e in REL_EXPORTS}
         indexed = index_graph(nodes, rels)
         reference = max(
             self.context.latest_s, default_reference_time(indexed.nodes, {t: r.props for t, r in indexed.rels.items()})
@@ -444,17 +441,22 @@ class OnlineScorer:
         features_done = time.perf_counter()
         positions = graph.account_index(account_ids)
         found = positions >= 0
+        seeds = positions[found]
         if self.layers is None:
             probs = self.model.decision_function(graph)
         else:
+            # Only the seeds' scores are meant: their rows alone are calibrated, and the baseline's input is
+            # built for their rows only (the batch function builds every account's of the field).
             logits, x = self.layers.graph_with_store(graph, free)
-            raw = {"gnn": logits}
+            raw = {"gnn": logits[seeds]}
             if self.with_baseline:
                 for t, values in x.items():
                     graph.data[t].x = torch.from_numpy(values)
-                raw["baseline"] = self._baseline_raw(neighbourhood_features(graph, self.model.config.supernode_cap)[0])
-            probs = self.model.calibrate(raw)
-        seeds = positions[found]
+                cap = self.model.config.supernode_cap
+                raw["baseline"] = self._baseline_raw(np.stack([baseline_row(graph, int(p), cap) for p in seeds]))
+            probs = np.zeros((graph.num_accounts, len(s.THREATS)))
+            if len(seeds):
+                probs[seeds] = self.model.calibrate(raw)
         labels = np.full(graph.num_accounts, s.CLEAR, dtype=object)
         if self.batch_labels is not None:
             known = self.batch_labels.reindex(graph.ids[s.ACCOUNT.label]).to_numpy(dtype=object)
