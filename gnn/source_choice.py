@@ -87,7 +87,12 @@ class SourceChoice:
         self.validation: dict[str, Any] = {}
 
     def _calibrate_and_choose(
-        self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray, train_labelled: np.ndarray
+        self,
+        raw: dict[str, np.ndarray],
+        targets: np.ndarray,
+        val: np.ndarray,
+        train_labelled: np.ndarray,
+        known_benign: np.ndarray | None = None,
     ) -> None:
         """Per target: calibrate each source, choose the best, estimate the label frequency — on validation.
 
@@ -98,6 +103,10 @@ class SourceChoice:
         is shipped for it, since in-sample the boosted trees memorise their positives and would always look
         best. ``validation[target]["fitted_on"]`` says which. With no positive anywhere, the threshold is
         above every score: the model flags nothing it cannot back with a single example.
+
+        ``known_benign`` (per node, labelled benign) is the label frequency's second sample
+        (:meth:`gnn.thresholds.PUCalibrator.fit`); on validation only, where both kinds of label are a
+        sample of the accounts (labelled training nodes are all labelled).
         """
         self.validation = {}
         for i, threat in enumerate(self.target_names):
@@ -118,7 +127,8 @@ class SourceChoice:
                 best = "gnn"  # in-sample, boosted trees memorise their training positives and would always win
             self.calibrators[threat] = cal
             self.choice[threat] = best
-            self.pu[threat] = PUCalibrator.fit(y, logit(probs[best]))
+            benign = None if known_benign is None or rows is not val else known_benign[rows]
+            self.pu[threat] = PUCalibrator.fit(y, logit(probs[best]), benign)
             if not y.any():
                 fitted_on = "nothing (no labelled positive): never flags"
             self.validation[threat] = {
