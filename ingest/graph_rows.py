@@ -22,11 +22,14 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from graph.errors import ConfigurationError
 from graph.queries.ingest import WRITE_ORDER, WRITES_BY_NAME
 from ingest.contract import TABLES_BY_NAME
 from ingest.privacy import Hasher, card_digits, email_domain, normalise_email, normalise_phone
+from ingest.rules import FULL_IPV6
 
 Tables = Mapping[str, pd.DataFrame]
 #: The source name of the stub-account part, which comes from every table's account references.
@@ -314,11 +317,17 @@ def ip_prefix(ip: str) -> str:
 
 def ip_prefixes(ips: pd.Series) -> pd.Series:
     """:func:`ip_prefix` of every canonical address, vectorised: an IPv4 address's /24 is its text with the
-    last octet replaced (``1.2.3.4`` → ``1.2.3.0/24``); IPv6 addresses go through :func:`ip_prefix`."""
+    last octet replaced (``1.2.3.4`` → ``1.2.3.0/24``); an IPv6 address written out in eight hextets keeps its
+    first three, less trailing zero hextets, then ``::/48`` (the five zero hextets after them are the longest
+    run, which ``ipaddress`` compresses); other IPv6 addresses go through :func:`ip_prefix`."""
     text = ips.astype("string")
     v6 = text.str.contains(":", regex=False).fillna(False).astype(bool)
+    full = v6 & text.str.fullmatch(FULL_IPV6).fillna(False).astype(bool)
     v4 = text.str.replace(r"\.[0-9]+$", ".0/24", regex=True)
-    return v4.where(~v6, text[v6].map(ip_prefix)).astype("string")
+    network = text[full].str.replace(r"^([^:]+:[^:]+:[^:]+):.*$", r"\1", regex=True)
+    network = network.str.replace(r"(?::0)+$", "", regex=True).str.replace(r"^0$", "", regex=True) + "::/48"
+    prefixes = v4.where(~v6, network.reindex(text.index))
+    return prefixes.where(~(v6 & ~full), text[v6 & ~full].map(ip_prefix)).astype("string")
 
 
 def _label_rows(labels: pd.DataFrame) -> pd.DataFrame:
@@ -344,5 +353,7 @@ def _stub_rows(tables: Tables) -> pd.DataFrame:
     if not referenced:
         return pd.DataFrame({"account_id": pd.Series(dtype="string"), "stub": pd.Series(dtype=bool)})
     ids = pd.Series(pd.concat(referenced).unique(), dtype="string")
-    ids = ids[~ids.isin(known)]
+    # pyarrow's set lookup: pandas' isin on Arrow text builds a Python list of the known ids first.
+    is_known = pc.is_in(pa.array(ids, type=pa.string()), value_set=pa.array(known.dropna(), type=pa.string()))
+    ids = ids[~is_known.to_numpy(zero_copy_only=False)]
     return pd.DataFrame({"account_id": ids, "stub": np.True_})

@@ -16,7 +16,7 @@ import pandera.pandas as pa
 from ingest.contract import ACCOUNTS, LABELS, TRANSFERS, TableContract
 from ingest.pii import redact_rejects
 from ingest.read import ROW
-from ingest.rules import SCHEMAS, canonical_ips, parse_amounts, parse_timestamps
+from ingest.rules import SCHEMAS, canonical_ips, column_memo, memoised, parse_amounts, parse_timestamps
 
 REASON = "reason"
 
@@ -58,17 +58,18 @@ def validate_table(raw: pd.DataFrame, contract: TableContract) -> TableValidatio
     Returns:
         The accepted rows (typed) and the rejected rows with reasons.
     """
-    problems: list[pd.Series] = [_schema_problems(raw, contract)]
-    problems.extend(_cross_field_problems(raw, contract))
-    reasons = _join_reasons(problems, raw.index)
-    bad = reasons.notna()
-    dup = _duplicate_problems(raw.loc[~bad], contract)
-    reasons = reasons.fillna(dup)
-    bad = reasons.notna()
+    with column_memo(raw):  # a costly rule (parsing a timestamp, scanning for personal data) runs once per column
+        problems: list[pd.Series] = [_schema_problems(raw, contract)]
+        problems.extend(_cross_field_problems(raw, contract))
+        reasons = _join_reasons(problems, raw.index)
+        bad = reasons.notna()
+        dup = _duplicate_problems(raw.loc[~bad], contract)
+        reasons = reasons.fillna(dup)
+        bad = reasons.notna()
 
-    rejects = redact_rejects(raw.loc[bad], contract)
-    rejects[REASON] = reasons[bad]
-    accepted = _typed(raw.loc[~bad], contract)
+        rejects = redact_rejects(raw.loc[bad], contract)
+        rejects[REASON] = reasons[bad]
+        accepted = _typed(raw.loc[~bad], contract)
     return TableValidation(contract.name, len(raw), accepted, rejects.reset_index(drop=True))
 
 
@@ -128,9 +129,9 @@ def _typed(rows: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
     typed = rows.copy()
     for column in ("created_at", "ts"):
         if column in typed:
-            typed[column] = parse_timestamps(typed[column])
+            typed[column] = memoised(parse_timestamps, typed[column])
     if "amount" in typed:
-        typed["amount"] = parse_amounts(typed["amount"])
+        typed["amount"] = memoised(parse_amounts, typed["amount"])
     if "kyc_level" in typed:
         typed["kyc_level"] = typed["kyc_level"].astype("int8")
     if "country" in typed:
@@ -139,5 +140,5 @@ def _typed(rows: pd.DataFrame, contract: TableContract) -> pd.DataFrame:
         typed["asset"] = typed["asset"].str.upper()
     for column in ("ip", "signup_ip"):
         if column in typed:
-            typed[column] = canonical_ips(typed[column])
+            typed[column] = memoised(canonical_ips, typed[column])
     return typed.reset_index(drop=True)
