@@ -16,8 +16,9 @@ Each stage calls what the matching ``ringwatch`` command calls:
   default; ``max_failures=0`` so a failure ends the run instead of retrying), ``--epochs`` epochs, tracking
   and promotion into the throwaway registry; then ``ray.shutdown()``, as the command's process would end.
   ``--trainer plain`` trains in this process instead (``ringwatch train --no-ray``);
-- **score** — :func:`serving.scoring_job.run_scoring` with the trained model folder (export again, full-graph
-  inference, reasons, saved plan, write-back);
+- **score** — :func:`serving.scoring_job.run_scoring` with the trained model folder and the snapshot
+  (``ringwatch score --snapshot``: the snapshot is read instead of an export when the graph has not changed
+  since — it has not here —, full-graph inference, reasons, saved plan, write-back);
 - **rings** — :func:`serving.rings.run_rings` (the CLI's default grouping policy).
 
 The bench calls each stage's product function in turn and times it from outside; it never wraps or replaces a
@@ -85,6 +86,7 @@ def bench_settings(uri: str, password: str, data_dir: Path) -> Settings:
 
 
 def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, Any]:
+    from gnn.export import graph_fingerprint
     from gnn.ray_train import RayConfig
     from gnn.snapshot_job import graph_source, snapshot_from_rows, take_snapshot
     from gnn.train import TrainConfig
@@ -149,7 +151,10 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
                         snap = take_snapshot(driver, DATABASE, snapshot, source=source).as_dict()
                 else:  # what `ringwatch ingest --bulk --snapshot DIR` does once the bulk load is done
                     progress.say("snapshot: from the bulk load's rows")
-                    snap = snapshot_from_rows(prepared.graph_rows, snapshot, source=source).as_dict()
+                    with connect(server) as driver:
+                        loaded = graph_fingerprint(driver, DATABASE)
+                    written = snapshot_from_rows(prepared.graph_rows, snapshot, source=source, fingerprint=loaded)
+                    snap = written.as_dict()
                     del prepared
                 st["from"] = "export" if args.export_snapshot else "bulk load's rows"
                 st["steps_s"] = snap["seconds"]
@@ -185,8 +190,9 @@ def run(args: argparse.Namespace, base: Path, progress: Progress) -> dict[str, A
             with meter.phase("score") as st:
                 progress.say("score")
                 with connect(server) as driver:
-                    scored = run_scoring(settings, driver, model=trained["model_dir"]).as_dict()
+                    scored = run_scoring(settings, driver, model=trained["model_dir"], snapshot=snapshot).as_dict()
                 st["steps_s"] = scored["seconds"]  # the scoring job's own split
+                st["graph_from"] = "snapshot" if scored["graph_from"] != "export" else "export"
                 st["accounts_written"] = scored["written"]
                 st["batches"] = scored["batches"]
                 st["flagged"] = scored["flagged"]

@@ -68,6 +68,7 @@ def write_snapshot(
     source: str = "",
     overwrite: bool = False,
     shared_cap: int = FEATURE_SHARED_CAP,
+    fingerprint: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Write ``tables`` and their features as a snapshot folder.
 
@@ -79,6 +80,7 @@ def write_snapshot(
         source: where the tables came from; credentials in a URI are removed.
         overwrite: replace an existing snapshot at ``out_dir``.
         shared_cap: super-node cap of the sharing features when ``graph`` is None.
+        fingerprint: the graph's :func:`gnn.export.graph_fingerprint` when ``tables`` were read (recorded).
 
     Returns:
         The manifest written.
@@ -103,7 +105,7 @@ def write_snapshot(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         files = _write_tables(indexed, graph, staging)
-        manifest = _manifest(graph, files, redact_uri(source) if "://" in source else source)
+        manifest = _manifest(graph, files, redact_uri(source) if "://" in source else source, fingerprint)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", "utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -141,7 +143,9 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> dict[str, Any]:
     return {"rows": len(frame), "sha256": _file_sha256(path)}
 
 
-def _manifest(graph: RiskGraph, files: dict[str, dict[str, Any]], source: str) -> dict[str, Any]:
+def _manifest(
+    graph: RiskGraph, files: dict[str, dict[str, Any]], source: str, fingerprint: Mapping[str, int] | None
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -158,6 +162,7 @@ def _manifest(graph: RiskGraph, files: dict[str, dict[str, Any]], source: str) -
         },
         "feature_names": graph.feature_names,
         "files": files,
+        "graph_fingerprint": dict(fingerprint) if fingerprint is not None else None,
     }
 
 
@@ -225,6 +230,11 @@ def read_snapshot(folder: Path) -> RiskGraph:
         SnapshotError: anything on disk disagrees with the manifest (file hashes, counts, content hash,
             feature names, label codes), or the tables are inconsistent.
     """
+    return load_snapshot(folder)[0]
+
+
+def load_snapshot(folder: Path) -> tuple[RiskGraph, GraphTables]:
+    """:func:`read_snapshot`, and the raw tables it was built from (what an export of that graph returns)."""
     tables, node_files, manifest = read_snapshot_tables(folder)
     try:
         indexed = index_graph(tables.nodes, tables.rels)
@@ -248,7 +258,7 @@ def read_snapshot(folder: Path) -> RiskGraph:
             "snapshot_created_at": manifest.get("created_at"),
         }
     )
-    return graph
+    return graph, tables
 
 
 def _stored_features(node_files: Mapping[str, pd.DataFrame], names: Any, folder: Path) -> dict[str, NodeFeatures]:

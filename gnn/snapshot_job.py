@@ -18,8 +18,8 @@ import neo4j
 import pandas as pd
 
 from gnn.build import build_risk_graph, tables_from_graph_rows
-from gnn.export import DEFAULT_PAGE_SIZE, GraphTables, export_graph, export_neighbourhood
-from gnn.snapshot import redact_uri, write_snapshot
+from gnn.export import DEFAULT_PAGE_SIZE, GraphTables, export_graph, export_neighbourhood, graph_fingerprint
+from gnn.snapshot import read_manifest, redact_uri, write_snapshot
 from graph.logs import logger
 from graph.runs import Progress
 from graph.settings import Settings
@@ -86,13 +86,16 @@ def take_snapshot(
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    fingerprint = None
     if accounts is None:
+        # Counted before the export: a write during it makes the snapshot look older, never newer, than it is.
+        fingerprint = graph_fingerprint(driver, database) if reference_time is None else None
         tables = export_graph(driver, database, page_size=page_size, progress=progress)
     else:
         tables = export_neighbourhood(driver, database, accounts, hops)
         source = f"{source} (neighbourhood of {len(set(accounts))} accounts, {hops} hops)"
     timings["export"] = time.perf_counter() - started
-    return _write(tables, out, source, overwrite, reference_time, timings)
+    return _write(tables, out, source, overwrite, reference_time, timings, fingerprint)
 
 
 def snapshot_from_rows(
@@ -102,6 +105,7 @@ def snapshot_from_rows(
     source: str,
     overwrite: bool = False,
     reference_time: int | None = None,
+    fingerprint: Mapping[str, int] | None = None,
 ) -> SnapshotSummary:
     """Write the snapshot of the graph that ``graph_rows`` build when written to an *empty* graph, without
     reading it back (a first bulk load's rows: :attr:`ingest.load.PreparedRun.graph_rows`).
@@ -115,13 +119,39 @@ def snapshot_from_rows(
         source: where the graph is (recorded in the manifest), e.g. :func:`graph_source`.
         overwrite: replace an existing snapshot at ``out``.
         reference_time: the features' reference time (seconds); default: the latest time in the data.
+        fingerprint: :func:`gnn.export.graph_fingerprint` of the graph once the rows are loaded (then a job can
+            tell whether the graph is still the one the snapshot holds, :func:`current_snapshot`).
 
     Raises:
         gnn.snapshot.SnapshotError: ``out`` exists (without ``overwrite``) or cannot be written.
     """
     started = time.perf_counter()
     tables = tables_from_graph_rows(graph_rows)
-    return _write(tables, out, source, overwrite, reference_time, {"rows": time.perf_counter() - started})
+    timings = {"rows": time.perf_counter() - started}
+    return _write(tables, out, source, overwrite, reference_time, timings, fingerprint)
+
+
+def current_snapshot(driver: neo4j.Driver, database: str, folder: Path) -> str | None:
+    """Why the snapshot at ``folder`` does not hold the graph as it is now, or None when it does: its recorded
+    :func:`gnn.export.graph_fingerprint` equals the graph's (no ringwatch write since), so a job can read the
+    snapshot instead of exporting the graph again.
+
+    Raises:
+        gnn.snapshot.SnapshotError: ``folder`` is not a readable snapshot.
+        gnn.export.GraphExportError: the graph could not be counted.
+    """
+    recorded = read_manifest(folder).get("graph_fingerprint")
+    if not isinstance(recorded, dict):
+        return "the snapshot records no fingerprint of the graph (a partial snapshot, or a given reference time)"
+    now = graph_fingerprint(driver, database)
+    changed = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    if changed:
+        return (
+            "the graph changed since the snapshot ("
+            + ", ".join(f"{k} {recorded.get(k, 0):,} → {now.get(k, 0):,}" for k in changed[:4])
+            + (", …)" if len(changed) > 4 else ")")
+        )
+    return None
 
 
 def _write(
@@ -131,13 +161,14 @@ def _write(
     overwrite: bool,
     reference_time: int | None,
     timings: dict[str, float],
+    fingerprint: Mapping[str, int] | None = None,
 ) -> SnapshotSummary:
     """Features of ``tables``, then the snapshot folder; ``timings`` gains ``features`` and ``write``."""
     step = time.perf_counter()
     graph = build_risk_graph(tables.nodes, tables.rels, reference_time)
     timings["features"] = time.perf_counter() - step
     step = time.perf_counter()
-    manifest = write_snapshot(tables, out, graph=graph, source=source, overwrite=overwrite)
+    manifest = write_snapshot(tables, out, graph=graph, source=source, overwrite=overwrite, fingerprint=fingerprint)
     timings["write"] = time.perf_counter() - step
     log.info("snapshot %s written (%s)", out, manifest["content_hash"][:16])
     return SnapshotSummary(

@@ -118,7 +118,7 @@ def run_demo(
     training = train_on_snapshot(settings, snapshot, TrainConfig(epochs=epochs), ray)
     lap("train", training)
     # Score with the model just trained (the registry's champion may be an older, better one).
-    scoring = run_scoring(settings, driver, training.model_dir, new_run=True, progress=progress)
+    scoring = run_scoring(settings, driver, training.model_dir, new_run=True, progress=progress, snapshot=snapshot)
     lap("score", scoring)
     rings = run_rings(driver, database)
     lap("rings", rings)

@@ -1,7 +1,9 @@
 """The scoring job (``ringwatch score``): resume an unfinished run, or score the graph afresh and write it back.
 
 The steps and their guarantees are :mod:`serving.score`'s; this module chains them for one run: find an
-unfinished run with a saved plan (resume it), else load the model, export the graph, score (in this process
+unfinished run with a saved plan (resume it), else load the model, read the graph — from the snapshot it was
+given when no ringwatch command has changed the graph since (:func:`gnn.snapshot_job.current_snapshot`), else
+by exporting it —, score (in this process
 or with Ray Data actors), fix and save the plan and, beside it, the online API's feature store
 (:mod:`serving.feature_store`: every node's model inputs as this run computed them), then write it back.
 With a challenger (``--challenger``), it also scores in shadow and records the comparison
@@ -23,7 +25,8 @@ from gnn.batch_inference import main as score_with_ray_data
 from gnn.build import build_risk_graph
 from gnn.export import export_graph
 from gnn.graph_data import RiskGraph
-from gnn.snapshot import write_snapshot
+from gnn.snapshot import load_snapshot, write_snapshot
+from gnn.snapshot_job import current_snapshot
 from gnn.thresholds import ThresholdPolicy
 from gnn.tracking import CHAMPION, load_model, log_shadow_comparison
 from graph import schema as s
@@ -59,6 +62,7 @@ class ScoringSummary:
         outcome: ``batches``, ``written_now``, ``already_committed``, ``written``, ``flagged``,
             ``label_changes``.
         plan: the plan's folder.
+        graph_from: where the scored graph was read: ``export``, or the snapshot's folder (empty when resumed).
         seconds: per step.
         challenger: the champion/challenger comparison (:mod:`serving.shadow`) when a challenger scored in shadow.
     """
@@ -72,6 +76,7 @@ class ScoringSummary:
     labels: dict[str, int]
     outcome: dict[str, int]
     plan: str
+    graph_from: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     challenger: dict[str, Any] | None = None
 
@@ -113,6 +118,7 @@ def run_scoring(
     progress: Progress | None = None,
     monitor: bool = True,
     challenger: str | None = None,
+    snapshot: Path | None = None,
 ) -> ScoringSummary:
     """Resume the newest unfinished run (unless ``new_run``), else score the graph afresh and write it back.
 
@@ -131,6 +137,9 @@ def run_scoring(
         challenger: a model to score in shadow beside the champion (``ringwatch-risk/<n>`` or a folder;
             :mod:`serving.shadow`): its scores go to ``challenger_*`` properties only, and the comparison is
             stored on the run node, in MLflow and in the run's folder.
+        snapshot: a snapshot of the graph (the one the model was trained on, typically): read instead of
+            exporting the graph when no ringwatch command has changed the graph since it was taken; otherwise
+            the graph is exported (the log says why).
 
     Raises:
         ScoringError: ``since`` is not a time, or a saved plan is unreadable.
@@ -150,21 +159,29 @@ def run_scoring(
             run.run_id,
             run.model_version,
         )
-        resumed = True
+        resumed, graph_from = True, ""
     else:
         risk_model, version, model_dir = load_model(settings, model)
         run_id = new_run_id("score")
         with run_scope(run_id):
             started = time.perf_counter()
-            tables = export_graph(driver, database, progress=progress)
-            graph = build_risk_graph(tables.nodes, tables.rels)
+            stale = None if snapshot is None else current_snapshot(driver, database, snapshot)
+            if snapshot is not None and stale is None:
+                log.info("scoring the graph as snapshot %s holds it: unchanged since it was taken", snapshot)
+                graph, tables = load_snapshot(snapshot)
+                graph_from, step_name = str(snapshot), "snapshot_read"
+            else:
+                if snapshot is not None:
+                    log.info("not scoring from snapshot %s: %s; exporting the graph", snapshot, stale)
+                tables = export_graph(driver, database, progress=progress)
+                graph = build_risk_graph(tables.nodes, tables.rels)
+                graph_from, step_name, snapshot = "export", "export", None
             digests = incident_digests(tables.rels, graph.ids[s.ACCOUNT.label])  # for the feature store
-            snapshot = None
-            if ray_actors:
+            if ray_actors and snapshot is None:
                 snapshot = plans / run_id / "snapshot"
                 write_snapshot(tables, snapshot, graph=graph, source="scoring run " + run_id, overwrite=True)
             del tables
-            timings["export"] = time.perf_counter() - started
+            timings[step_name] = time.perf_counter() - started
             since_ms = parse_since(since) if since else None
             touched = touched_since(driver, database, since_ms) if since_ms is not None else None
             if touched is not None:
@@ -174,7 +191,7 @@ def run_scoring(
                 progress(f"scoring {graph.num_accounts:,} accounts", 0, graph.num_accounts)
             scores = (
                 None
-                if snapshot is None
+                if not ray_actors or snapshot is None
                 else score_with_ray_data(
                     model_dir,
                     snapshot,
@@ -227,6 +244,7 @@ def run_scoring(
             labels={str(k): int(v) for k, v in frame["label"].value_counts().items()},
             outcome={k: int(v) for k, v in outcome.items()},
             plan=str(plans / run.run_id),
+            graph_from=graph_from,
             seconds={k: round(v, 2) for k, v in timings.items()},
             challenger=comparison,
         )

@@ -19,6 +19,10 @@ def count_type(rel: s.RelSpec) -> str:
     return f"MATCH ()-[r:{rel.type}]->() RETURN count(r) AS n"
 
 
+#: The ledger nodes every write of exported data leaves behind — an ingest chunk (batch or API event), a
+#: verdict, an erasure's tombstone: with the domain counts, the graph's fingerprint (``gnn.export``).
+CHANGE_LEDGERS: Final = (s.INGEST_BATCH, s.VERDICT, s.ERASURE)
+
 #: Every node in the database.
 COUNT_ALL_NODES: Final = "MATCH (n) RETURN count(n) AS n"
 #: Nodes per (first) label and relationships per type, whatever they are (benchmarks count ledgers too).

@@ -97,6 +97,7 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a folder of events and write it into the graph (idempotent, resumable)."""
+    from gnn.export import graph_fingerprint
     from gnn.snapshot_job import snapshot_from_rows
     from ingest.job import ingest_with_settings
 
@@ -116,7 +117,13 @@ def ingest(
             on_bulk_loaded=None
             if snapshot_out is None
             else lambda run: show.snapshot(
-                out, snapshot_from_rows(run.graph_rows, snapshot_out, source=graph_source(settings))
+                out,
+                snapshot_from_rows(
+                    run.graph_rows,
+                    snapshot_out,
+                    source=graph_source(settings),
+                    fingerprint=graph_fingerprint(driver, settings.neo4j_database),
+                ),
             ),
         )
     show.ingestion(out, report)
@@ -307,6 +314,14 @@ def score(
             "challenger_* properties and never change risk labels or rings; the comparison is stored per run.",
         ),
     ] = None,
+    snapshot_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--snapshot",
+            help="The snapshot the model was trained on: scored instead of exporting the graph again when no "
+            "ringwatch command has changed the graph since it was taken.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score every account and write scores, labels and reasons back (resumes an unfinished run)."""
@@ -317,7 +332,17 @@ def score(
     policy = checked(lambda: ThresholdPolicy.from_options(fpr_target, budget))
     with open_graph(settings, out=out) as driver, _bar("scoring", out) as progress:
         summary = run_scoring(
-            settings, driver, model, since, batch_size, new_run, ray_actors, policy, progress, challenger=challenger
+            settings,
+            driver,
+            model,
+            since,
+            batch_size,
+            new_run,
+            ray_actors,
+            policy,
+            progress,
+            challenger=challenger,
+            snapshot=snapshot_dir,
         )
     show.scoring(out, summary)
     if as_json:

@@ -156,6 +156,8 @@ def scoring(out: Console, summary: ScoringSummary) -> None:
         f"{o['already_committed']} already committed); {o['label_changes']:,} labels changed since the "
         f"previous run; plan in {safe(summary.plan)}"
     )
+    if summary.graph_from and summary.graph_from != "export":
+        out.print(f"scored the graph as snapshot {safe(summary.graph_from)} holds it (unchanged since; no export)")
     if summary.policy:
         out.print(
             f"thresholds: {safe(summary.policy)} → " + ", ".join(f"{t} {v:.3f}" for t, v in summary.thresholds.items())
