@@ -25,6 +25,7 @@ Size at 1M accounts: the arrays take ``4 × (F + hidden × (num_layers − 1))``
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import struct
@@ -72,6 +73,7 @@ def _column_bits(column: pd.Series, kind: str) -> np.ndarray:
     return column.to_numpy(dtype=np.int64, na_value=0).view(np.uint64)
 
 
+@functools.lru_cache(maxsize=64)
 def _type_salt(rel_type: str) -> int:
     return int(_string_bits(np.array([rel_type], dtype=object))[0])
 
@@ -90,10 +92,21 @@ def row_digests(rel_type: str, frame: pd.DataFrame) -> np.ndarray:
 
 def row_digest(rel_type: str, row: list[Any]) -> int:
     """:func:`row_digests` of one row as read (a list in the export's column order), in plain Python."""
+    strings = [row[i] for i in _STRING_COLUMNS[rel_type]]
+    return _row_sum(rel_type, row, _string_bits(np.array(strings, dtype=object)).tolist())
+
+
+#: Relationship type → positions of its string columns.
+_STRING_COLUMNS: dict[str, list[int]] = {
+    t: [i for i, c in enumerate(e.columns) if c.kind == "string"] for t, e in REL_EXPORTS_BY_TYPE.items()
+}
+
+
+def _row_sum(rel_type: str, row: list[Any], string_bits: list[int]) -> int:
+    """:func:`row_digest` with the row's string columns already hashed (``string_bits``, in column order)."""
     columns = REL_EXPORTS_BY_TYPE[rel_type].columns
     total = _type_salt(rel_type)
-    strings = [i for i, c in enumerate(columns) if c.kind == "string"]
-    hashed = dict(zip(strings, _string_bits(np.array([row[i] for i in strings], dtype=object)).tolist()))
+    hashed = dict(zip(_STRING_COLUMNS[rel_type], string_bits))
     for i, c in enumerate(columns):
         v = row[i]
         if v is None:
@@ -134,17 +147,22 @@ def incident_digests(rels: Mapping[str, pd.DataFrame], account_ids: np.ndarray) 
 
 
 def live_digests(rows: Mapping[str, list[list[Any]]], account_ids: list[str]) -> list[int]:
-    """:func:`incident_digests` of rows as read from Neo4j (type → rows in the export's column order)."""
+    """:func:`incident_digests` of rows as read from Neo4j (type → rows in the export's column order); every
+    string of the rows is hashed in one call (a call costs more than the strings of a request)."""
     wanted = {a: 0 for a in account_ids}
+    picked: list[tuple[str, list[Any], tuple[Any, ...]]] = []
     for rel in s.DOMAIN_RELS:
         for row in rows.get(rel.type, []):
             ends = (row[0], row[1]) if rel.target == s.ACCOUNT else (row[0],)
-            if not any(e in wanted for e in ends):
-                continue
-            digest = row_digest(rel.type, row)
-            for end in ends:
-                if end in wanted:
-                    wanted[end] = (wanted[end] + digest) & _MASK
+            if any(e in wanted for e in ends):
+                picked.append((rel.type, row, ends))
+    strings = [row[i] for rel_type, row, _ in picked for i in _STRING_COLUMNS[rel_type]]
+    bits = iter(_string_bits(np.array(strings, dtype=object)).tolist() if strings else [])
+    for rel_type, row, ends in picked:
+        digest = _row_sum(rel_type, row, [next(bits) for _ in _STRING_COLUMNS[rel_type]])
+        for end in ends:
+            if end in wanted:
+                wanted[end] = (wanted[end] + digest) & _MASK
     return [wanted[a] for a in account_ids]
 
 
