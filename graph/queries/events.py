@@ -20,3 +20,12 @@ EVENT_PRECHECK: Final = (
     f"OPTIONAL MATCH (b:{s.INGEST_BATCH.label}) WHERE b.{s.INGEST_BATCH.key} IN $batch_ids\n"
     f"RETURN erased, collect(b.{s.INGEST_BATCH.key}) AS committed"
 )
+#: The ledger entries of every part an event writes, in one statement: :func:`graph.queries.ingest.record_chunks`
+#: with the kind and part on each chunk (``$chunks``: ``{id, index, rows, kind, part_id}`` maps); fails on the
+#: uniqueness constraint when any of them already exists.
+RECORD_EVENT_CHUNKS: Final = (
+    "UNWIND $chunks AS chunk\n"
+    f"CREATE (b:{s.INGEST_BATCH.label} {{{s.INGEST_BATCH.key}: chunk.id}})\n"
+    "SET b.kind = chunk.kind, b.part_id = chunk.part_id, b.chunk = chunk.index, b.rows = chunk.rows,\n"
+    "    b.run_id = $run_id, b.committed_at = datetime()"
+)

@@ -29,10 +29,9 @@ import neo4j
 import pandas as pd
 from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
 
-from graph import schema as s
 from graph.errors import GraphWriteError, RingwatchError
 from graph.queries import ingest as iq
-from graph.queries.events import EVENT_PRECHECK
+from graph.queries.events import EVENT_PRECHECK, RECORD_EVENT_CHUNKS
 from graph.runs import new_run_id
 from graph.writer import BatchWriter, columns, ensure_schema
 from ingest.contract import TABLES_BY_NAME, TableContract
@@ -146,7 +145,6 @@ class EventWriter:
     def __init__(self, driver: neo4j.Driver, database: str, hasher: Hasher | None, timeout_s: float) -> None:
         self.driver, self.database, self.hasher, self.timeout_s = driver, database, hasher, timeout_s
         self._schema_ready = False
-        self._record = iq.record_chunks(s.INGEST_BATCH)
 
     def write(self, table: str, row: dict[str, Any]) -> WrittenEvent:
         """Validate and write one event exactly once.
@@ -192,15 +190,25 @@ class EventWriter:
             if record is None or int(record["erased"]):
                 return None
             committed = set(record["committed"])
+            pending = [c for c in chunks if c.chunk_id not in committed]
+            if not pending:
+                return 0
+            entries = [
+                {
+                    "id": c.chunk_id,
+                    "index": c.index,
+                    "rows": c.rows,
+                    "kind": parts[c.part].kind,
+                    "part_id": ids[c.part],
+                }
+                for c in pending
+            ]
+            tx.run(RECORD_EVENT_CHUNKS, chunks=entries, run_id=run_id).consume()
             landed = 0
-            for chunk in chunks:
-                if chunk.chunk_id in committed:
-                    continue
+            for chunk in pending:
                 part = parts[chunk.part]
                 kind = iq.WRITES_BY_NAME[part.kind]
                 rows = part.rows.iloc[chunk.start : chunk.stop]
-                entry = [{"id": chunk.chunk_id, "index": chunk.index, "rows": len(rows)}]
-                tx.run(self._record, chunks=entry, part_id=ids[chunk.part], kind=kind.name, run_id=run_id).consume()
                 result = tx.run(kind.cypher, {iq.ROWS_PARAM: columns(rows)}).single()
                 if result is None or int(result["written"]) != len(rows):
                     raise GraphWriteError(

@@ -266,3 +266,53 @@ def test_reload_swaps_the_model_without_dropping_requests(client: TestClient, se
     store = state.served.scorer.store  # type: ignore[union-attr]
     assert store is not None and store.run_id == "score-next-run"  # the new champion's store came with it
     assert 'ringwatch_api_model_info{version="test-model/2"} 1.0' in client.get("/metrics", headers=AUTH).text
+
+
+def test_the_same_event_sent_at_once_is_written_once(client: TestClient, driver: neo4j.Driver) -> None:
+    login = {
+        "account_id": "acc_000014",
+        "ts": "2026-02-27T12:00:00Z",
+        "ip": "198.51.100.79",
+        "device_id": "api-test-device-race",
+        "user_agent": "test-agent",
+    }
+    answers: list[dict] = []
+
+    def send() -> None:
+        response = client.post("/v1/events", json={"table": "logins", "row": login}, headers=AUTH)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    assert len(answers) == 4 and sum(a["written"] for a in answers) == 1
+    assert len({a["event_id"] for a in answers}) == 1
+    assert _device_uses(driver, "acc_000014", "api-test-device-race") == 1
+
+
+def test_an_event_of_an_erased_account_writes_nothing(client: TestClient, driver: neo4j.Driver) -> None:
+    from graph.queries.erasure import MERGE_TOMBSTONE
+    from ingest.erasure import erasure_hash
+    from ingest.privacy import Hasher
+    from tests.conftest import TEST_HASH_KEY
+
+    account_hash = erasure_hash(Hasher(TEST_HASH_KEY), "api-erased-account")
+    driver.execute_query(MERGE_TOMBSTONE, account_hash=account_hash, at=0, reason="test", run_id="t", database_=DB)
+    try:
+        login = {
+            "account_id": "api-erased-account",
+            "ts": "2026-02-27T12:00:00Z",
+            "ip": "198.51.100.80",
+            "device_id": "api-test-device-erased",
+        }
+        response = client.post("/v1/events", json={"table": "logins", "row": login}, headers=AUTH)
+        assert response.status_code == 404  # nothing written: no account to score
+        records, _, _ = driver.execute_query(
+            "MATCH (d:Device {device_id: 'api-test-device-erased'}) RETURN d", database_=DB
+        )
+        assert records == []
+    finally:
+        driver.execute_query("MATCH (e:Erasure {account_hash: $h}) DELETE e", h=account_hash, database_=DB)
