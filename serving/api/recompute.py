@@ -25,19 +25,20 @@ def typed_frame(frame: pd.DataFrame, columns: tuple[ExportColumn, ...], keys: tu
         ValueError: a key column is missing or null.
     """
     n = len(frame)
-    values: dict[str, list[object]] = {}
-    for column in columns:
-        if column.name in frame.columns:
-            values[column.name] = [None if _missing(v) else v for v in frame[column.name].tolist()]
-        elif column.name in keys:
-            raise ValueError(f"frame lacks key column {column.name!r}; has {list(frame.columns)}")
-        else:
-            values[column.name] = [None] * n
-    key_values = [values[k] for k in keys]
-    if any(v is None for vs in key_values for v in vs):
+    for name in keys:
+        if name not in frame.columns:
+            raise ValueError(f"frame lacks key column {name!r}; has {list(frame.columns)}")
+    key_values = [frame[k].tolist() for k in keys]
+    if any(_missing(v) for vs in key_values for v in vs):
         raise ValueError(f"null in key columns {list(keys)}")
-    order = sorted(range(n), key=lambda i: tuple(str(vs[i]) for vs in key_values))
-    data = {c.name: pd.array([values[c.name][i] for i in order], dtype=COLUMN_DTYPES[c.kind]) for c in columns}
+    order = np.array(sorted(range(n), key=lambda i: tuple(str(vs[i]) for vs in key_values)), dtype=np.int64)
+    data = {}
+    for c in columns:
+        dtype = COLUMN_DTYPES[c.kind]
+        if c.name in frame.columns:
+            data[c.name] = pd.array(frame[c.name].to_numpy()[order], dtype=dtype)
+        else:
+            data[c.name] = pd.array([None] * n, dtype=dtype)
     return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
