@@ -113,8 +113,8 @@ def create_app(state: ApiState, metrics: ApiMetrics | None = None) -> FastAPI:
             raise HTTPException(503, "the model is not loaded yet", headers={"Retry-After": str(api.retry_after_s)})
         return current
 
-    def score_one(current: Served, account_id: str) -> AccountScoreOut:
-        live = state.score_live(current, account_id)
+    def score_one(current: Served, account_id: str, changed: bool = False) -> AccountScoreOut:
+        live = state.score_live(current, account_id, changed)
         if live is not None:
             for stage, seconds in live.timings.items():
                 metrics.stage.labels(stage).observe(seconds)
@@ -153,7 +153,9 @@ def create_app(state: ApiState, metrics: ApiMetrics | None = None) -> FastAPI:
                 503, "Neo4j is unavailable: the event was not written", headers={"Retry-After": str(api.retry_after_s)}
             ) from e
         return EventOut(
-            event_id=written.event_id, written=written.written, account=score_one(current, written.account_id)
+            event_id=written.event_id,
+            written=written.written,
+            account=score_one(current, written.account_id, changed=written.written),
         )
 
     @app.get("/v1/accounts/{account_id}", responses=PROBLEMS, dependencies=[Depends(authorised)])

@@ -47,7 +47,7 @@ from gnn.graph_data import RiskGraph
 from gnn.thresholds import labels_at
 from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
-from graph.receptive_field import read_incident, read_population, read_receptive_field
+from graph.receptive_field import ReceptiveField, read_incident, read_population, read_receptive_field
 from graph.supernodes import FEATURE_SHARED_CAP, MODEL_SUPERNODE_CAP
 from serving.api.recompute import baseline_row, typed_frame
 from serving.feature_store import FeatureStore, baseline_used, live_digests
@@ -322,10 +322,16 @@ class OnlineScorer:
         """Score ``account_ids`` in the read transaction ``tx`` (its timeout bounds the Neo4j time).
 
         Args:
-            recompute: recompute every account as if it had changed since the store's run (tests, benchmarks).
+            recompute: recompute every account as if it had changed since the store's run (an event was just
+                written for it; tests, benchmarks): its relationships' digest is not read.
         """
         if self.store is None or self.layers is None:
             return self._score_field(tx, account_ids, self.hops, set())
+        if recompute:
+            changed_now = [str(a) for a in account_ids]
+            field_ = self._score_field(tx, changed_now, 0, set(changed_now))
+            field_.recomputed = [a.account_id for a in field_.accounts]
+            return field_
         started = time.perf_counter()
         incident = read_incident(tx, account_ids)
         read_s = time.perf_counter() - started
@@ -418,6 +424,19 @@ class OnlineScorer:
         boosters = self.model.baseline.boosters.values()  # type: ignore[union-attr]
         return np.column_stack([b.predict(features, raw_score=True, num_threads=1) for b in boosters])
 
+    def field_graph(self, field_: ReceptiveField) -> RiskGraph:
+        """The small graph of a receptive field, its features computed by the batch job's code (the graph's own
+        rows; the graph-wide tallies from :attr:`context`): a complete account's features are its batch features
+        when the field holds everything they read (tested on every account of a small exchange)."""
+        nodes = {e.node.label: typed_frame(field_.nodes[e.node.label], e.columns, (e.node.key,)) for e in NODE_EXPORTS}
+        rels = {e.rel.type: typed_frame(field_.rels[e.rel.type], e.columns, e.keys) for e in REL_EXPORTS}
+        indexed = index_graph(nodes, rels)
+        reference = max(
+            self.context.latest_s, default_reference_time(indexed.nodes, {t: r.props for t, r in indexed.rels.items()})
+        )
+        features = compute_features(indexed.nodes, indexed.rels, reference, FEATURE_SHARED_CAP, self.context.population)
+        return assemble_risk_graph(indexed, features, reference, "", FEATURE_SHARED_CAP)
+
     @torch.no_grad()
     def _score_field(
         self, tx: neo4j.ManagedTransaction | neo4j.Transaction, account_ids: list[str], hops: int, free: set[str]
@@ -430,14 +449,7 @@ class OnlineScorer:
         present = set(field_.nodes[s.ACCOUNT.label][s.ACCOUNT.key])
         if not present.intersection(account_ids):
             return ScoredField([], list(account_ids), {"neo4j_read": read_done - started})
-        nodes = {e.node.label: typed_frame(field_.nodes[e.node.label], e.columns, (e.node.key,)) for e in NODE_EXPORTS}
-        rels = {e.rel.type: typed_frame(field_.rels[e.rel.type], e.columns, e.keys) for e in REL_EXPORTS}
-        indexed = index_graph(nodes, rels)
-        reference = max(
-            self.context.latest_s, default_reference_time(indexed.nodes, {t: r.props for t, r in indexed.rels.items()})
-        )
-        features = compute_features(indexed.nodes, indexed.rels, reference, FEATURE_SHARED_CAP, self.context.population)
-        graph = assemble_risk_graph(indexed, features, reference, "", FEATURE_SHARED_CAP)
+        graph = self.field_graph(field_)
         features_done = time.perf_counter()
         positions = graph.account_index(account_ids)
         found = positions >= 0

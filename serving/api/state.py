@@ -241,13 +241,18 @@ class ApiState:
             self.mark_down(e)
             raise Neo4jUnavailableError(f"Neo4j did not answer: {self.last_error}") from e
 
-    def score_live(self, served: Served, account_id: str) -> ScoredField | None:
-        """The live score, or None when Neo4j is (recently found) down or the model could not be prepared."""
+    def score_live(self, served: Served, account_id: str, changed: bool = False) -> ScoredField | None:
+        """The live score, or None when Neo4j is (recently found) down or the model could not be prepared.
+
+        Args:
+            changed: the account's relationships changed since the batch run (an event was just written for it):
+                it is recomputed without reading their digest first.
+        """
         if served.scorer is None or time.monotonic() < self._live_after:
             return None
         scorer = served.scorer
         try:
-            return self.read(lambda tx: scorer.score(tx, [account_id]))
+            return self.read(lambda tx: scorer.score(tx, [account_id], recompute=changed))
         except Neo4jUnavailableError:
             return None
 

@@ -94,6 +94,27 @@ def test_online_scores_equal_the_batch_scores_for_every_account(client: TestClie
         assert (body["decision"] != "allow") == (body["label"] != s.CLEAR or body["score"] >= 0.9)
 
 
+def test_a_recomputed_accounts_features_are_its_batch_features(client: TestClient, served: Served) -> None:
+    """What an event's recompute computes for its account — its raw features, from its own relationships and what
+    they read, by the batch job's feature code — equals what the batch run computed for it (the store's row), for
+    every account of the exchange."""
+    from graph.receptive_field import read_receptive_field
+
+    state: ApiState = client.app.state.ringwatch  # type: ignore[attr-defined]
+    scorer = state.served.scorer  # type: ignore[union-attr]
+    assert scorer is not None and scorer.store is not None
+    ids = list(served.plan[s.ACCOUNT.key])
+    stored = scorer.store.x[s.ACCOUNT.label][scorer.store.find(s.ACCOUNT.label, ids)]
+    worst = 0.0
+    for i, account_id in enumerate(ids):
+        field = state.read(lambda tx, a=account_id: read_receptive_field(tx, [a], 0, scorer.supernode_cap))
+        graph = scorer.field_graph(field)
+        row = graph.data[s.ACCOUNT.label].x[int(graph.account_index([account_id])[0])].numpy()
+        np.testing.assert_allclose(row, stored[i], rtol=1e-5, atol=1e-5, err_msg=account_id)
+        worst = max(worst, float(np.abs(row - stored[i]).max()))
+    assert worst < 1e-5
+
+
 def test_past_the_expansion_cap_the_store_still_gives_the_batch_score(
     neo4j_server, served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
