@@ -137,6 +137,7 @@ def run_load(
         "wall_s": round(wall, 2),
         "throughput_per_s": round(len(latencies) / wall, 1) if wall else None,
         **percentiles(latencies),
+        "load_average_after": load_average(),  # the machine is shared: what else ran beside the load
     }
 
 
