@@ -1,7 +1,8 @@
 """Training under Ray Train: local Ray by default, the cluster at ``RayConfig.address`` (``RAY_ADDRESS``) when set.
 
 Each worker loads the graph from a snapshot folder (no database access from workers), takes an equal
-share of each epoch's training accounts, and reports validation AUPRC with a checkpoint every epoch.
+share of each epoch's training accounts and of the validation accounts (the validation logits are gathered,
+so every worker computes the same AUPRC), and reports validation AUPRC with a checkpoint every epoch.
 Workers restart from the latest checkpoint after a failure (``FailureConfig``); training stops early when
 mean validation AUPRC has not improved for ``patience`` epochs. The best epoch's weights come back to the
 driver, which finishes the model (baseline, calibration, per-threat choice).
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gnn.runtime import init_ray
@@ -77,8 +79,19 @@ def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
         seeds = epoch_seeds(td, config, epoch)
         share = len(seeds) // world * world
         result = run_epoch(
-            model, td, seeds[:share][rank::world], optimizer, config, device, epoch, evaluated=_unwrap(model)
+            model,
+            td,
+            seeds[:share][rank::world],
+            optimizer,
+            config,
+            device,
+            epoch,
+            evaluated=_unwrap(model),
+            validation_share=(rank, world),
+            gather=gather_logits,
         )
+        if world > 1:  # the epoch's CPU over every worker: what several workers cost beyond one, whatever else runs
+            result.cpu_seconds = float(sum(gather_all(result.cpu_seconds)))
         history.append(result.__dict__)
         stopping.update(result, _unwrap(model))
         done = stopping.should_stop or epoch == config.epochs - 1
@@ -107,6 +120,21 @@ def train_risk_model_worker(loop_config: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=ckpt)
         if done:
             break
+
+
+def gather_all(value: Any) -> list[Any]:
+    """Every worker's ``value``, in rank order (a collective call: every worker must make it)."""
+    import torch.distributed as dist
+
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def gather_logits(part: np.ndarray) -> np.ndarray:
+    """Every worker's validation logits, concatenated in rank order (each worker scores its own share of the
+    validation nodes, and all of them compute the same AUPRC, hence take the same early-stopping decision)."""
+    return np.concatenate(gather_all(part))
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

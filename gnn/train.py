@@ -106,6 +106,7 @@ class EpochResult:
     val_auprc_mean: float
     seconds: float = 0.0
     val_seconds: float = 0.0  # of ``seconds``, the validation
+    cpu_seconds: float = 0.0  # CPU time of the epoch (every thread; under Ray Train, summed over the workers)
 
 
 @dataclass
@@ -347,6 +348,27 @@ def sampled_logits(
     return out
 
 
+def validation_logits(
+    model: torch.nn.Module,
+    td: TrainingData,
+    config: TrainConfig,
+    device: torch.device,
+    validation_share: tuple[int, int] = (0, 1),
+) -> np.ndarray:
+    """Logits of one process's share of :func:`validation_sample`'s nodes from their sampled neighbourhoods:
+    the ``rank``-th of ``world`` contiguous slices, so the shares of ranks ``0 … world-1`` concatenated are the
+    logits of every validation node in order. One neighbour-sampling seed per rank for every epoch: epochs
+    differ by their weights only.
+
+    Shapes:
+        returns ``[len(share), len(td.target_names)]``.
+    """
+    rank, world = validation_share
+    nodes, _ = validation_sample(td, config)
+    mine = np.array_split(nodes, world)[rank]
+    return sampled_logits(model, td, mine, config, device, seed=config.seed * 1000 + 999_999 + rank)
+
+
 def run_epoch(
     model: torch.nn.Module,
     td: TrainingData,
@@ -356,26 +378,40 @@ def run_epoch(
     device: torch.device,
     epoch: int,
     evaluated: torch.nn.Module | None = None,
+    validation_share: tuple[int, int] = (0, 1),
+    gather: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EpochResult:
     """Train one epoch on ``seeds``, then measure validation AUPRC: on the sampled neighbourhoods of
     :func:`validation_sample`'s nodes (neighbour sampling), or over the full graph (``sampling="full"``).
 
     Args:
         evaluated: the module to validate (the unwrapped model under DDP); default ``model``.
+        validation_share: ``(rank, world)``: with neighbour sampling this process scores the ``rank``-th of
+            ``world`` contiguous slices of the validation nodes (its own sampling seed), and ``gather`` joins
+            every process's logits in rank order, so that each worker of a DDP run validates a share instead of
+            all of it and every worker gets the same AUPRC. The default ``(0, 1)`` scores all of them here.
+        gather: this process's logits → every process's, concatenated in rank order (needed when ``world > 1``).
+
+    Raises:
+        ValueError: ``world > 1`` without ``gather``, or a rank outside ``[0, world)``.
     """
-    started = time.perf_counter()
+    rank, world = validation_share
+    if not 0 <= rank < world or (world > 1 and gather is None):
+        raise ValueError(f"validation_share must be (rank, world), 0 <= rank < world, with gather: {validation_share}")
+    started, cpu = time.perf_counter(), time.process_time()
     loss = train_epoch(model, td, seeds, optimizer, config, device, epoch)
     validating = time.perf_counter()
     if config.sampling == "full":
         aps = validation_auprc(predict_logits(evaluated or model, td.data, device), td.targets, td.val, td.target_names)
     else:
         nodes, weights = validation_sample(td, config)
-        # One neighbour-sampling seed for every epoch's validation: epochs differ by their weights only.
-        logits = sampled_logits(evaluated or model, td, nodes, config, device, seed=config.seed * 1000 + 999_999)
+        logits = validation_logits(evaluated or model, td, config, device, validation_share)
+        if gather is not None and world > 1:
+            logits = gather(logits)
         aps = auprc_by_target(logits, td.targets.numpy()[nodes], td.target_names, weights)
     ended = time.perf_counter()
     mean = float(np.nanmean(list(aps.values()))) if any(not np.isnan(v) for v in aps.values()) else float("nan")
-    return EpochResult(epoch, loss, aps, mean, ended - started, ended - validating)
+    return EpochResult(epoch, loss, aps, mean, ended - started, ended - validating, time.process_time() - cpu)
 
 
 def fit_gnn(

@@ -63,3 +63,17 @@ def test_ray_data_scoring_equals_full_graph_inference(snapshot, tmp_path):
     assert scores.shape == expected.shape
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
     assert scores.std(axis=0).min() > 0  # not a constant: the comparison means something
+
+
+def test_two_workers_share_the_epochs_and_take_the_same_stopping_decision(snapshot, tmp_path):
+    """Two DDP workers split each epoch's training and validation accounts; the gathered validation logits give
+    every worker the same AUPRC, so they stop together (a disagreement would leave one waiting for ever)."""
+    graph = read_snapshot(snapshot)
+    split = TimeSplit.by_quantiles(graph)
+    config = TrainConfig(epochs=3, patience=1, hidden=16, fanout=(5, 5), batch_size=64)
+    scaling = RayConfig(num_workers=2, use_gpu=False, max_failures=0, cpus_per_worker=1, storage_path=tmp_path / "ray")
+    state, history = fit_with_ray(snapshot, split, config, scaling, "two-workers")
+    assert 1 <= len(history) <= 3 and [h["epoch"] for h in history] == list(range(len(history)))
+    assert all(h["cpu_seconds"] > 0 and 0 < h["val_seconds"] <= h["seconds"] for h in history)
+    expected = build_model(prepare_training(graph, split).data, config).state_dict()
+    assert set(state) == set(expected) and all(state[k].shape == expected[k].shape for k in expected)

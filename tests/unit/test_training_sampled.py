@@ -19,6 +19,7 @@ from gnn.train import (
     prepare_training,
     sampled_logits,
     validation_auprc,
+    validation_logits,
     validation_sample,
 )
 
@@ -98,3 +99,33 @@ def test_unlabelled_seeds_per_epoch_are_bounded(graph):
         TrainConfig(unlabelled_max=-1)
     with pytest.raises(ValueError, match="val_max"):
         TrainConfig(val_max=0)
+
+
+def test_validation_shares_of_ddp_workers_make_up_the_whole_validation(trained):
+    """Under DDP each worker scores its own slice of the validation nodes; joined in rank order they are the
+    logits of every validation node (equal to one process's with every neighbour taken)."""
+    model, td, _, full = trained
+    every = TrainConfig(**{**CONFIG.as_dict(), "fanout": (-1, -1), "supernode_cap": None})
+    cpu = torch.device("cpu")
+    whole = validation_logits(model, td, every, cpu)
+    shares = [validation_logits(model, td, every, cpu, (rank, 3)) for rank in range(3)]
+    assert [len(s) for s in shares] == [len(a) for a in np.array_split(td.val, 3)]
+    np.testing.assert_allclose(np.concatenate(shares), whole, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(whole, full[td.val], rtol=1e-4, atol=1e-4)
+    # one process with the default share validates as before: the same figure as its sampled logits
+    nodes, _ = validation_sample(td, CONFIG)
+    seed = CONFIG.seed * 1000 + 999_999
+    np.testing.assert_array_equal(
+        validation_logits(model, td, CONFIG, cpu), sampled_logits(model, td, nodes, CONFIG, cpu, seed)
+    )
+
+
+def test_a_validation_share_of_several_workers_needs_a_gather(trained):
+    from gnn.train import run_epoch
+
+    model, td, _, _ = trained
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match="validation_share"):
+        run_epoch(model, td, td.train_labelled[:10], optimizer, CONFIG, torch.device("cpu"), 0, validation_share=(0, 2))
+    with pytest.raises(ValueError, match="validation_share"):
+        run_epoch(model, td, td.train_labelled[:10], optimizer, CONFIG, torch.device("cpu"), 0, validation_share=(2, 2))
