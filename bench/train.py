@@ -63,14 +63,13 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def ray_run(snapshot: Path, split: TimeSplit, config: TrainConfig, workers: int, storage: Path) -> dict:
+def ray_run(snapshot: Path, split: TimeSplit, config: TrainConfig, workers: int, storage: Path, name: str) -> dict:
     """One Ray Train run with ``workers`` workers: per-epoch seconds (rank 0's), split into training and
-    validation, and the fixed cost around the epochs."""
+    validation, and the fixed cost around the epochs. ``name`` must be new: Ray Train resumes a run of the same
+    name from its last checkpoint."""
     load_before = load_average()
     t = time.perf_counter()
-    _, history = fit_with_ray(
-        snapshot, split, config, RayConfig(num_workers=workers, storage_path=storage), f"bench-{workers}w"
-    )
+    _, history = fit_with_ray(snapshot, split, config, RayConfig(num_workers=workers, storage_path=storage), name)
     total = time.perf_counter() - t
     epoch = float(np.mean([h["seconds"] for h in history]))
     val = float(np.mean([h.get("val_seconds", float("nan")) for h in history]))
@@ -134,9 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     ray_report = None
     if not args.no_ray:
         runs = []
-        for workers in worker_counts:  # a count may repeat (1,2,1,2): each count's best epoch is compared
+        for i, workers in enumerate(worker_counts):  # a count may repeat (1,2,1,2): each count's best is compared
             log(f"Ray Train, {workers} worker(s)")
-            runs.append(ray_run(work / "snapshot", split, config, workers, work / "ray"))
+            runs.append(ray_run(work / "snapshot", split, config, workers, work / "ray", f"bench-{i}-{workers}w"))
             runs[-1]["over_plain_per_epoch"] = round(runs[-1]["epoch_s"] / plain_epoch, 3)
         best = {n: min((r for r in runs if r["workers"] == n), key=lambda r: r["epoch_s"]) for n in worker_counts}
         summary: dict[str, Any] = {f"{n}_workers_epoch_s": r["epoch_s"] for n, r in best.items()}
@@ -196,9 +195,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def ray_data_runs(model_dir: Path, snapshot: Path, accounts: int, actor_counts: list[int], args: Any) -> dict:
-    """Every account scored by Ray Data (:mod:`gnn.batch_inference`) with each actor count: seconds (the actors'
-    start, which loads the model and snapshot, included), accounts per second, the ratio against 1 actor, and
-    whether the scores agree across actor counts."""
+    """Every account scored by Ray Data (:mod:`gnn.batch_inference`) with each actor count (a count may repeat):
+    seconds (the actors' start, which loads the model and snapshot, included), accounts per second, each count's
+    best against 1 actor's best, and whether the scores agree across actor counts."""
     runs: list[dict[str, Any]] = []
     first = None
     for actors in actor_counts:
@@ -219,11 +218,11 @@ def ray_data_runs(model_dir: Path, snapshot: Path, accounts: int, actor_counts: 
                 "load_average_before_after": [load_before, load_average()],
             }
         )
-    one = next((r for r in runs if r["actors"] == 1), None)
-    for r in runs:
-        if one is not None and r["actors"] > 1:
-            r["over_one_actor"] = round(r["seconds"] / one["seconds"], 3)
-    return {"batch_size": args.score_batch_size, "runs": runs}
+    best = {n: min(r["seconds"] for r in runs if r["actors"] == n) for n in actor_counts}
+    summary: dict[str, Any] = {f"{n}_actors_s": v for n, v in best.items()}
+    if 1 in best:
+        summary.update({f"{n}_over_1": round(v / best[1], 3) for n, v in best.items() if n > 1})
+    return {"batch_size": args.score_batch_size, "summary": summary, "runs": runs}
 
 
 def finish_and_evaluate(

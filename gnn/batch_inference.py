@@ -16,11 +16,13 @@ snapshot must be on storage every node can read. How many actors and how big a b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from gnn.estimator import RiskModel
@@ -100,7 +102,12 @@ def iter_scores(
 
     config = config or InferenceConfig()
     init_ray(config.address)
-    scored = ray.data.range(num_accounts).map_batches(
+    # The positions as blocks of about one batch each, made here: left to itself ``ray.data.range`` put all of them
+    # in one block (one actor scored, the others waited), and its read task needs a CPU of its own, which never
+    # comes when the actors hold every CPU (2 actors on 2 cores waited for ever).
+    blocks = max(config.actors, math.ceil(num_accounts / config.batch_size))
+    positions = [pa.table({"id": part}) for part in np.array_split(np.arange(num_accounts, dtype=np.int64), blocks)]
+    scored = ray.data.from_arrow(positions).map_batches(
         AccountScorer,
         fn_constructor_args=(str(model_dir), str(snapshot_dir), config.cpus_per_actor),
         batch_size=config.batch_size,

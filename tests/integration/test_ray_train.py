@@ -63,6 +63,10 @@ def test_ray_data_scoring_equals_full_graph_inference(snapshot, tmp_path):
     assert scores.shape == expected.shape
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
     assert scores.std(axis=0).min() > 0  # not a constant: the comparison means something
+    # Two actors (as many as this machine's cores: the positions must not wait for a CPU of their own) score
+    # their own batches and give the same scores.
+    two = score_with_ray_data(model_dir, snapshot, graph.num_accounts, InferenceConfig(actors=2, batch_size=400))
+    np.testing.assert_array_equal(two, scores)
 
 
 def test_two_workers_share_the_epochs_and_take_the_same_stopping_decision(snapshot, tmp_path):
