@@ -107,6 +107,11 @@ def _duplicate_problems(rows: pd.DataFrame, contract: TableContract) -> pd.Serie
     key = ["account_id"] if contract is ACCOUNTS else list(contract.columns)
     if contract is LABELS:
         key = ["account_id", "label", "source", "ts"]
+    # Rows that repeat on every key column repeat on the time alone: look for whole repeats only among the rows
+    # whose time repeats (a few), instead of over every column of every row.
+    time = next((c for c in ("ts", "created_at") if c in key and len(key) > 1), None)
+    if time is not None:
+        rows = rows.loc[rows.duplicated(subset=[time], keep=False)]
     dup = rows.duplicated(subset=key, keep="first")
     if not dup.any():
         return pd.Series(dtype="string")
