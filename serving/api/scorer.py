@@ -236,10 +236,16 @@ class StoredLayers:
         return self.head(h0, norm(h_before + torch.relu(total)))
 
     @torch.no_grad()
-    def graph_with_store(self, graph: RiskGraph, free_accounts: set[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Logits of every account of the small ``graph`` (only the free ones' are meant), every node the store
-        holds — except ``free_accounts`` — pinned to its stored inputs and embeddings; the graph's features
-        are replaced by the store's where it holds the node (returned as ``x``, for the baseline)."""
+    def graph_with_store(
+        self, graph: RiskGraph, free_accounts: set[str], targets: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Logits ``[len(targets), n_threats]`` of the small ``graph``'s accounts at positions ``targets``, every
+        node the store holds — except ``free_accounts`` — pinned to its stored inputs and embeddings; the graph's
+        features are replaced by the store's where it holds the node (returned as ``x``, for the baseline).
+
+        A layer runs only for the nodes whose output is used: an inner layer for the nodes the store does not
+        pin, the last for ``targets`` (each node's layer reads only its own incoming edges, so the rows computed
+        are those of the whole-graph call)."""
         labels = [n.label for n in s.DOMAIN_NODES]
         rows, x = {}, {}
         for t in labels:
@@ -253,21 +259,40 @@ class StoredLayers:
         h = {t: self.encode(t, x[t]) for t in labels}
         h0 = h[s.ACCOUNT.label]
         edges = {e: graph.data[e].edge_index for e in graph.data.edge_types}
-        for layer in range(1, self.num_layers + 1):
+        targets = np.asarray(targets, dtype=np.int64)
+        for layer in range(1, self.num_layers):
             new = {}
             for t in labels:
                 kept = rows[t] >= 0
-                last = layer == self.num_layers
-                if (last and t != s.ACCOUNT.label) or (not last and kept.all()):
-                    # nothing free to compute: the store's (inner layers), or unused (the last layer)
-                    new[t] = h[t] if last else self.stored(layer, t, rows[t])
-                    continue
-                messages = {e: (h[e[0]], ei) for e, ei in edges.items() if e[2] == t and ei.numel()}
-                new[t] = self.layer(layer, t, h[t], messages)
-                if not last and kept.any():
+                new[t] = torch.zeros_like(h[t])
+                if kept.any():
                     new[t][torch.from_numpy(kept)] = self.stored(layer, t, rows[t][kept])
+                if not kept.all():
+                    free = np.flatnonzero(~kept)
+                    new[t][torch.from_numpy(free)] = self._layer_rows(layer, t, h, edges, free)
             h = new
-        return self.head(h0, h[s.ACCOUNT.label]), x
+        last = self._layer_rows(self.num_layers, s.ACCOUNT.label, h, edges, targets)
+        return self.head(h0[torch.from_numpy(targets)], last), x
+
+    def _layer_rows(
+        self,
+        layer: int,
+        t: str,
+        h: dict[str, torch.Tensor],
+        edges: dict[Any, torch.Tensor],
+        positions: np.ndarray,
+    ) -> torch.Tensor:
+        """:meth:`layer` for the nodes of type ``t`` at ``positions`` only (their incoming edges, renumbered)."""
+        renumber = torch.full((len(h[t]),), -1, dtype=torch.long)
+        renumber[torch.from_numpy(positions)] = torch.arange(len(positions))
+        messages = {}
+        for e, ei in edges.items():
+            if e[2] != t or not ei.numel():
+                continue
+            into = renumber[ei[1]]
+            keep = into >= 0
+            messages[e] = (h[e[0]], torch.stack([ei[0][keep], into[keep]]))
+        return self.layer(layer, t, h[t][torch.from_numpy(positions)], messages)
 
 
 class OnlineScorer:
@@ -459,8 +484,8 @@ class OnlineScorer:
         else:
             # Only the seeds' scores are meant: their rows alone are calibrated, and the baseline's input is
             # built for their rows only (the batch function builds every account's of the field).
-            logits, x = self.layers.graph_with_store(graph, free)
-            raw = {"gnn": logits[seeds]}
+            logits, x = self.layers.graph_with_store(graph, free, seeds)
+            raw = {"gnn": logits}
             if self.with_baseline:
                 for t, values in x.items():
                     graph.data[t].x = torch.from_numpy(values)
