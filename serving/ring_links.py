@@ -40,6 +40,7 @@ ACCOUNT_COLUMNS = [
     "run_id",
     "first_seen",
     "last_seen",
+    "created_at",
 ]
 
 
@@ -75,13 +76,19 @@ def _known_fraud(known_label: pd.Series, verdict: pd.Series) -> np.ndarray:
 
 
 def read_candidates(
-    driver: neo4j.Driver, database: str, thresholds: Mapping[str, float], policy: GroupingPolicy | None = None
+    driver: neo4j.Driver,
+    database: str,
+    thresholds: Mapping[str, float],
+    policy: GroupingPolicy | None = None,
+    unseen_after: int | None = None,
 ) -> RingCandidates:
     """Candidates, the identifiers two or more of them share and the money among them, from Neo4j.
 
     Args:
         thresholds: the scoring run's per-threat thresholds.
         policy: grouping knobs (``admit_share`` sets the candidates' floor, ``min_share`` filters identifiers).
+        unseen_after: epoch ms from which accounts were not trained on (the model's training period's end; None:
+            every account): the known-benign ones measure the rings' false-positive rate.
     """
     policy = policy or GroupingPolicy()
     read: dict[str, Any] = {"database_": database, "routing_": neo4j.RoutingControl.READ}
@@ -110,7 +117,16 @@ def read_candidates(
         ]
     records, _, _ = driver.execute_query(q.MONEY_LINKS, ids=ids, **read)
     money = pd.DataFrame([dict(r) for r in records], columns=["src", "dst", "type", "count"])
-    return RingCandidates(accounts.sort_values("account_id", ignore_index=True), sorted(shared, key=_order), money)
+    records, _, _ = driver.execute_query(
+        q.COUNT_KNOWN_BENIGN, benign=s.BENIGN, false_positive=s.FALSE_POSITIVE, after=unseen_after or 0, **read
+    )
+    return RingCandidates(
+        accounts.sort_values("account_id", ignore_index=True),
+        sorted(shared, key=_order),
+        money,
+        int(records[0]["n"]),
+        unseen_after,
+    )
 
 
 def _account_rows(records: list[neo4j.Record], thresholds: Mapping[str, float], seeds: bool = True) -> pd.DataFrame:
@@ -161,7 +177,11 @@ def _order(ident: SharedIdentifier) -> tuple[str, str]:
 
 
 def candidates_from_graph(
-    graph: RiskGraph, plan: pd.DataFrame, thresholds: Mapping[str, float], policy: GroupingPolicy | None = None
+    graph: RiskGraph,
+    plan: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    policy: GroupingPolicy | None = None,
+    unseen_after: int | None = None,
 ) -> RingCandidates:
     """What :func:`read_candidates` would read after ``plan`` was written to the graph ``graph`` came from.
 
@@ -170,7 +190,7 @@ def candidates_from_graph(
         plan: the scoring run's rows for every account, in ``graph``'s account order (``account_id``, one
             column per threat, ``score``, ``label``; see :func:`serving.score.score_rows`).
         thresholds: the run's per-threat thresholds.
-        policy: grouping knobs (as for :func:`read_candidates`).
+        policy, unseen_after: as for :func:`read_candidates`.
     """
     policy = policy or GroupingPolicy()
     ids = graph.ids[s.ACCOUNT.label]
@@ -211,6 +231,8 @@ def candidates_from_graph(
         accounts.sort_values("account_id", ignore_index=True),
         sorted(shared, key=_order),
         pd.concat(money, ignore_index=True),
+        int(((graph.labels == 0) & (graph.created_at.astype(np.int64) * 1000 >= (unseen_after or 0))).sum()),
+        unseen_after,
     )
 
 
@@ -236,6 +258,7 @@ def _rows_in_memory(
             "run_id": None,
             "first_seen": created[chosen],
             "last_seen": created[chosen],
+            "created_at": created[chosen],
         }
     )
 

@@ -35,13 +35,23 @@ import numpy as np
 import pandas as pd
 
 from graph import schema as s
+from graph.logs import logger
 from graph.queries import rings as q
 from graph.queries import scoring as qs
 from graph.runs import new_run_id
 from graph.writer import ensure_schema
-from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, find_groups, joining_members
+from serving.ring_grouping import (
+    GroupingPolicy,
+    RingCandidates,
+    RingNeighbours,
+    find_groups,
+    joining_members,
+    within_fpr_budget,
+)
 from serving.ring_links import read_candidates, read_ring_neighbours
 from serving.score import latest_completed_run
+
+log = logger(__name__)
 
 SAME_RING_JACCARD = 0.5
 _NOUNS = {q.IP_BLOCK: "network block", s.IP.label: "IP"}
@@ -185,7 +195,9 @@ def detect_rings(
 ) -> list[DetectedRing]:
     """Rings among the candidates, ids kept stable against ``previous`` rings, top first.
 
-    A ring's ``admitted`` members are those whose own label is ``clear``: the ring flags them.
+    A ring's ``admitted`` members are those whose own label is ``clear`` and who are not known to be benign: the
+    ring flags them. Rings over the false-positive budget are dropped, weakest first
+    (:func:`serving.ring_grouping.within_fpr_budget`).
 
     Args:
         neighbours: reads the accounts tied to a list of ring members (:func:`serving.ring_links.read_ring_neighbours`
@@ -222,13 +234,36 @@ def detect_rings(
                 break
         extra = found.accounts[~found.accounts["account_id"].isin(rows.index)]
         candidates = replace(candidates, accounts=pd.concat([candidates.accounts, extra], ignore_index=True))
-    ids = stable_ids([sorted(ms + js) for ms, js in zip(members, joined)], previous)
-    own = dict(zip(candidates.accounts["account_id"], candidates.accounts["label"]))
+    accounts = candidates.accounts
+    benign = (accounts["known_label"] == s.BENIGN) | (accounts["verdict"] == s.FALSE_POSITIVE)
+    known_benign = set(accounts.loc[benign, "account_id"])
+    unseen = accounts["created_at"] >= (candidates.unseen_after or 0)
+    sample = set(accounts.loc[benign & unseen, "account_id"])  # the model did not learn them as negatives
+    own = dict(zip(accounts["account_id"], accounts["label"]))
+    would_flag = [[m for m in g.members + join if own[m] == s.CLEAR] for g, join in zip(groups, joined)]
+    keep = within_fpr_budget(
+        [g.mass / len(g.members) for g in groups],
+        [len(sample.intersection(flag)) for flag in would_flag],
+        candidates.known_benign,
+        policy,
+    )
+    if not all(keep):
+        log.warning(
+            "rings would flag %d of %d known-benign accounts the model did not train on: the %d weakest of %d rings "
+            "are dropped to keep the estimated false-positive rate of ring flags within %.2f %%",
+            sum(len(sample.intersection(f)) for f in would_flag),
+            candidates.known_benign,
+            keep.count(False),
+            len(keep),
+            100 * policy.max_ring_fpr,
+        )
+    kept = [i for i, k in enumerate(keep) if k]
+    groups, joined, would_flag = [groups[i] for i in kept], [joined[i] for i in kept], [would_flag[i] for i in kept]
+    ids = stable_ids([sorted(g.members + js) for g, js in zip(groups, joined)], previous)
     rings = []
-    for g, join, rid in zip(groups, joined, ids):
-        everyone = sorted(g.members + join)
-        admitted = [m for m in everyone if own[m] == s.CLEAR]
-        rings.append(describe(everyone, admitted, g.mass, candidates, rid, joined=len(join)))
+    for g, join, flag, rid in zip(groups, joined, would_flag, ids):
+        admitted = [m for m in flag if m not in known_benign]  # a known-benign account is never flagged by a ring
+        rings.append(describe(sorted(g.members + join), admitted, g.mass, candidates, rid, joined=len(join)))
     return sorted(rings, key=lambda r: (-r.score, -r.size, r.ring_id))
 
 
@@ -240,12 +275,18 @@ def ring_reason(ring: DetectedRing) -> str:
     )
 
 
-def run_thresholds(driver: neo4j.Driver, database: str) -> tuple[str | None, dict[str, float]]:
-    """The latest completed scoring run's id and per-threat thresholds (1.0 each when there is no run)."""
+def run_thresholds(driver: neo4j.Driver, database: str) -> tuple[str | None, dict[str, float], int | None]:
+    """The latest completed scoring run's id, per-threat thresholds (1.0 each when there is no run) and its
+    model's training period's end (epoch ms; None when unknown)."""
     run = latest_completed_run(driver, database)
     if run is None:
-        return None, {t: 1.0 for t in s.THREATS}
-    return str(run["run_id"]), {t: float(run.get(f"threshold_{t}") or 1.0) for t in s.THREATS}
+        return None, {t: 1.0 for t in s.THREATS}, None
+    train_end = run.get("train_end")
+    return (
+        str(run["run_id"]),
+        {t: float(run.get(f"threshold_{t}") or 1.0) for t in s.THREATS},
+        int(train_end) * 1000 if train_end is not None else None,
+    )
 
 
 def run_rings(driver: neo4j.Driver, database: str, policy: GroupingPolicy | None = None) -> dict[str, Any]:
@@ -257,8 +298,8 @@ def run_rings(driver: neo4j.Driver, database: str, policy: GroupingPolicy | None
     started = time.perf_counter()
     policy = policy or GroupingPolicy()
     ensure_schema(driver, database)
-    scoring_run_id, thresholds = run_thresholds(driver, database)
-    candidates = read_candidates(driver, database, thresholds, policy)
+    scoring_run_id, thresholds, train_end = run_thresholds(driver, database)
+    candidates = read_candidates(driver, database, thresholds, policy, unseen_after=train_end)
     records, _, _ = driver.execute_query(q.ACTIVE_RINGS, database_=database, routing_=neo4j.RoutingControl.READ)
     previous = {r["ring_id"]: set(r["members"] or []) for r in records}
     rings = detect_rings(

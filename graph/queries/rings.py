@@ -35,7 +35,8 @@ _ACCOUNT_ROW = (
     + "".join(f"       a.{s.risk_property(t)} AS {t},\n" for t in s.THREATS)
     + "       a.known_label AS known_label, a.verdict AS verdict, a.risk_run_id AS run_id,\n"
     "       coalesce(first_seen, a.created_at).epochMillis AS first_seen,\n"
-    "       coalesce(last_seen, a.created_at).epochMillis AS last_seen\n"
+    "       coalesce(last_seen, a.created_at).epochMillis AS last_seen,\n"
+    "       a.created_at.epochMillis AS created_at\n"
     "ORDER BY account_id"
 )
 
@@ -46,6 +47,14 @@ _ACCOUNT_ROW = (
 CANDIDATE_ACCOUNTS: Final = (
     f"MATCH (a:{A.label}) WHERE a.risk_label IS NOT NULL\n"
     f"  AND (({_SCORE_FLAGGED}) OR a.known_label IN $threats OR a.verdict = $confirmed OR {_ELEVATED})\n" + _ACCOUNT_ROW
+)
+
+#: Known-benign accounts (a ``$benign`` label or a ``$false_positive`` verdict) created at or after ``$after``
+#: (epoch ms; the model did not train on them): the sample ring grouping estimates its false-positive rate on.
+COUNT_KNOWN_BENIGN: Final = (
+    f"MATCH (a:{A.label}) WHERE (a.known_label = $benign OR a.verdict = $false_positive)\n"
+    "  AND a.created_at >= datetime({epochMillis: $after})\n"
+    "RETURN count(a) AS n"
 )
 
 #: The same rows for the accounts ``$ids`` (the neighbours a ring's expansion considers).

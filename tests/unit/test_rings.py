@@ -12,7 +12,14 @@ from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
 from graph import schema as s
 from serving.output_evaluation import ring_recall
 from serving.reasons import account_reasons
-from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier, find_groups
+from serving.ring_grouping import (
+    GroupingPolicy,
+    RingCandidates,
+    RingNeighbours,
+    SharedIdentifier,
+    find_groups,
+    within_fpr_budget,
+)
 from serving.rings import detect_rings, member_ring_id, stable_ids
 from serving.score import neighbourhood
 
@@ -38,6 +45,7 @@ def _candidates(
             "run_id": "r",
             "first_seen": np.arange(len(ids)) * 1000,
             "last_seen": np.arange(len(ids)) * 1000 + 5000,
+            "created_at": np.arange(len(ids)) * 1000,
         }
     )
     return RingCandidates(frame, shared, money)
@@ -160,6 +168,39 @@ def test_an_account_known_or_flagged_as_fraud_joins_a_ring_through_one_tie():
     assert [r.members for r in rings] == [["f", "g", "r0", "r1", "r2", "r3"]]
     rings = detect_rings(_candidates(margins, shared), {}, GroupingPolicy(expand_ties_flagged=2), flagged_g)
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
+
+
+def test_the_false_positive_budget_drops_the_weakest_rings_until_known_benign_accounts_say_it_holds():
+    # 1,000 known-benign accounts; rings would flag 0, 30 and 10 of them: 4 % estimated, over a 1 % budget.
+    # The weakest ring (mean margin 0.3) goes; 10 of 1,000 left: the lower confidence bound is under 1 %.
+    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 1_000, GroupingPolicy()) == [True, False, True]
+    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 1_000, GroupingPolicy(max_ring_fpr=0.05)) == [True] * 3
+    # Too few known-benign accounts to be a sample: nothing is dropped.
+    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 150, GroupingPolicy()) == [True] * 3
+    with pytest.raises(ValueError, match="max_ring_fpr"):
+        GroupingPolicy(max_ring_fpr=1.5)
+
+
+def test_a_ring_never_flags_a_known_benign_account_and_a_benign_clump_is_dropped():
+    # Ring A: r0-r3 flagged, with b (known benign, elevated) on their wallet. Ring B: four elevated accounts and
+    # two seeds round a device — all but the seeds known benign (a household the weak model scored up).
+    margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2, "b": 0.6}
+    margins |= {"s0": 1.1, "s1": 1.1, **{f"h{i}": 0.8 for i in range(4)}}
+    shared = [
+        SharedIdentifier("Wallet", "w", ("b", "r0", "r1", "r2", "r3"), 5),
+        SharedIdentifier("Device", "d", ("h0", "h1", "h2", "h3", "s0", "s1"), 6),
+    ]
+    candidates = _candidates(margins, shared)
+    benign = candidates.accounts["account_id"].isin(["b", "h0", "h1", "h2", "h3"])
+    candidates.accounts.loc[benign, "known_label"] = s.BENIGN
+    few = detect_rings(candidates, previous={})  # known_benign 0: too few to estimate anything
+    assert sorted(r.members for r in few) == [["b", "r0", "r1", "r2", "r3"], ["h0", "h1", "h2", "h3", "s0", "s1"]]
+    assert all(r.admitted == [] for r in few)  # b and the h are not flagged; the r and s flagged themselves
+    # 300 known-benign accounts in the graph, of which the rings would flag 5: over a 0.1 % budget the weaker ring
+    # (the clump, mean margin 0.87 against 0.92) goes, and A alone (1 of 300) is within it.
+    candidates.known_benign = 300
+    kept = detect_rings(candidates, previous={}, policy=GroupingPolicy(max_ring_fpr=0.001))
+    assert [r.members for r in kept] == [["b", "r0", "r1", "r2", "r3"]]
 
 
 def _farm(prefix: str, size: int, elevated_share: float = 0.3) -> tuple[dict[str, float], list[SharedIdentifier]]:
