@@ -82,7 +82,9 @@ def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> di
     plan.insert(0, s.ACCOUNT.key, ids)
     plan["score"], plan["label"] = scores.max(axis=1), labels
     policy = GroupingPolicy()
-    candidates = candidates_from_graph(graph, plan, thresholds, policy)
+    # As `ringwatch rings` does from the scoring run: accounts from the end of the training period are unseen.
+    assert model.split is not None
+    candidates = candidates_from_graph(graph, plan, thresholds, policy, unseen_after=int(model.split.train_end) * 1000)
     rings = detect_rings(
         candidates, {}, policy, lambda members: ring_neighbours_from_graph(graph, plan, thresholds, members, policy)
     )
