@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -111,87 +112,90 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--ray-workers must list positive worker counts, got {args.ray_workers!r}")
 
     work = Path(tempfile.mkdtemp(prefix="ringwatch-bench-train-"))
-    data = args.data or work / "exchange"
-    if args.data is None:
-        log(f"generating {args.accounts:,} accounts")
-        generate_exchange(args.accounts, args.seed, data)
-    t = time.perf_counter()
-    run = prepare(data, Hasher("bench-hash-key-0123456789"))
-    write_snapshot(tables_from_graph_rows(run.graph_rows), work / "snapshot", source="bench")
-    graph = read_snapshot(work / "snapshot")
-    build_s = time.perf_counter() - t
-    split = TimeSplit.by_quantiles(graph)
-    config = TrainConfig(epochs=args.epochs, patience=args.epochs + 1, sampling=args.sampling)
+    try:
+        data = args.data or work / "exchange"
+        if args.data is None:
+            log(f"generating {args.accounts:,} accounts")
+            generate_exchange(args.accounts, args.seed, data)
+        t = time.perf_counter()
+        run = prepare(data, Hasher("bench-hash-key-0123456789"))
+        write_snapshot(tables_from_graph_rows(run.graph_rows), work / "snapshot", source="bench")
+        graph = read_snapshot(work / "snapshot")
+        build_s = time.perf_counter() - t
+        split = TimeSplit.by_quantiles(graph)
+        config = TrainConfig(epochs=args.epochs, patience=args.epochs + 1, sampling=args.sampling)
 
-    log("plain PyTorch")
-    t = time.perf_counter()
-    plain, td = fit_gnn(graph, split, config)
-    plain_total = time.perf_counter() - t
-    plain_epoch = float(np.mean([h.seconds for h in plain.history]))
+        log("plain PyTorch")
+        t = time.perf_counter()
+        plain, td = fit_gnn(graph, split, config)
+        plain_total = time.perf_counter() - t
+        plain_epoch = float(np.mean([h.seconds for h in plain.history]))
 
-    plain_load = load_average()
-    ray_report = None
-    if not args.no_ray:
-        runs = []
-        for i, workers in enumerate(worker_counts):  # a count may repeat (1,2,1,2): each count's best is compared
-            log(f"Ray Train, {workers} worker(s)")
-            runs.append(ray_run(work / "snapshot", split, config, workers, work / "ray", f"bench-{i}-{workers}w"))
-            runs[-1]["over_plain_per_epoch"] = round(runs[-1]["epoch_s"] / plain_epoch, 3)
-        best = {n: min((r for r in runs if r["workers"] == n), key=lambda r: r["epoch_s"]) for n in worker_counts}
-        summary: dict[str, Any] = {f"{n}_workers_epoch_s": r["epoch_s"] for n, r in best.items()}
-        if 1 in best:
-            for n, r in best.items():
-                if n > 1:
-                    summary[f"{n}_over_1_per_epoch"] = round(r["epoch_s"] / best[1]["epoch_s"], 3)
-                    summary[f"{n}_over_1_train_s"] = round(r["epoch_train_s"] / best[1]["epoch_train_s"], 3)
-                    summary[f"{n}_over_1_val_s"] = round(r["epoch_val_s"] / best[1]["epoch_val_s"], 3)
-                    summary[f"{n}_over_1_cpu_s"] = round(
-                        r["epoch_cpu_s_all_workers"] / best[1]["epoch_cpu_s_all_workers"], 3
-                    )
-        ray_report = {"summary": summary, "runs": runs}
+        plain_load = load_average()
+        ray_report = None
+        if not args.no_ray:
+            runs = []
+            for i, workers in enumerate(worker_counts):  # a count may repeat (1,2,1,2): each count's best is compared
+                log(f"Ray Train, {workers} worker(s)")
+                runs.append(ray_run(work / "snapshot", split, config, workers, work / "ray", f"bench-{i}-{workers}w"))
+                runs[-1]["over_plain_per_epoch"] = round(runs[-1]["epoch_s"] / plain_epoch, 3)
+            best = {n: min((r for r in runs if r["workers"] == n), key=lambda r: r["epoch_s"]) for n in worker_counts}
+            summary: dict[str, Any] = {f"{n}_workers_epoch_s": r["epoch_s"] for n, r in best.items()}
+            if 1 in best:
+                for n, r in best.items():
+                    if n > 1:
+                        summary[f"{n}_over_1_per_epoch"] = round(r["epoch_s"] / best[1]["epoch_s"], 3)
+                        summary[f"{n}_over_1_train_s"] = round(r["epoch_train_s"] / best[1]["epoch_train_s"], 3)
+                        summary[f"{n}_over_1_val_s"] = round(r["epoch_val_s"] / best[1]["epoch_val_s"], 3)
+                        summary[f"{n}_over_1_cpu_s"] = round(
+                            r["epoch_cpu_s_all_workers"] / best[1]["epoch_cpu_s_all_workers"], 3
+                        )
+            ray_report = {"summary": summary, "runs": runs}
 
-    quality: dict = {}
-    model = None
-    if not args.no_quality or actor_counts:
-        model, quality = finish_and_evaluate(graph, split, config, plain, td, data, evaluate=not args.no_quality)
-    scoring = None
-    if actor_counts and model is not None:
-        model.save(work / "model")
-        scoring = ray_data_runs(work / "model", work / "snapshot", graph.num_accounts, actor_counts, args)
-    print(
-        json.dumps(
-            {
-                "accounts": graph.num_accounts,
-                "nodes": {t: int(graph.data[t].num_nodes) for t in graph.data.node_types},
-                "edges": int(sum(graph.data[e].edge_index.shape[1] for e in graph.data.edge_types)),
-                "sampling": args.sampling,
-                "epochs": args.epochs,
-                "cpu_count": os.cpu_count(),
-                "build_snapshot_s": round(build_s, 2),
-                "plain": {
-                    "epoch_s": round(plain_epoch, 3),
-                    "total_s": round(plain_total, 2),
-                    # of each epoch, the validation (the training loop's own figure, where it reports one)
-                    "epoch_val_s": [round(getattr(h, "val_seconds", float("nan")), 2) for h in plain.history],
-                    "epoch_val_auprc_mean": [round(h.val_auprc_mean, 4) for h in plain.history],
-                    "best_epoch": plain.best_epoch,
-                    "seeds_per_epoch": len(td.train_labelled)
-                    + min(
-                        round(len(td.train_unlabelled) * config.unlabelled_sample),
-                        getattr(config, "unlabelled_max", None) or len(td.train_unlabelled),
-                    ),
-                    "threads": config.resolved_threads(),
-                    "load_average_after": plain_load,
+        quality: dict = {}
+        model = None
+        if not args.no_quality or actor_counts:
+            model, quality = finish_and_evaluate(graph, split, config, plain, td, data, evaluate=not args.no_quality)
+        scoring = None
+        if actor_counts and model is not None:
+            model.save(work / "model")
+            scoring = ray_data_runs(work / "model", work / "snapshot", graph.num_accounts, actor_counts, args)
+        print(
+            json.dumps(
+                {
+                    "accounts": graph.num_accounts,
+                    "nodes": {t: int(graph.data[t].num_nodes) for t in graph.data.node_types},
+                    "edges": int(sum(graph.data[e].edge_index.shape[1] for e in graph.data.edge_types)),
+                    "sampling": args.sampling,
+                    "epochs": args.epochs,
+                    "cpu_count": os.cpu_count(),
+                    "build_snapshot_s": round(build_s, 2),
+                    "plain": {
+                        "epoch_s": round(plain_epoch, 3),
+                        "total_s": round(plain_total, 2),
+                        # of each epoch, the validation (the training loop's own figure, where it reports one)
+                        "epoch_val_s": [round(getattr(h, "val_seconds", float("nan")), 2) for h in plain.history],
+                        "epoch_val_auprc_mean": [round(h.val_auprc_mean, 4) for h in plain.history],
+                        "best_epoch": plain.best_epoch,
+                        "seeds_per_epoch": len(td.train_labelled)
+                        + min(
+                            round(len(td.train_unlabelled) * config.unlabelled_sample),
+                            getattr(config, "unlabelled_max", None) or len(td.train_unlabelled),
+                        ),
+                        "threads": config.resolved_threads(),
+                        "load_average_after": plain_load,
+                    },
+                    "ray": ray_report,
+                    "ray_data_scoring": scoring,
+                    "peak_rss_mb": round(peak_rss_mb(), 1),
+                    "choice": model.choice if model is not None else None,
+                    "test_quality_vs_truth": quality,
                 },
-                "ray": ray_report,
-                "ray_data_scoring": scoring,
-                "peak_rss_mb": round(peak_rss_mb(), 1),
-                "choice": model.choice if model is not None else None,
-                "test_quality_vs_truth": quality,
-            },
-            indent=1,
+                indent=1,
+            )
         )
-    )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # snapshots, Ray's storage, the model: nothing is kept
 
 
 def ray_data_runs(model_dir: Path, snapshot: Path, accounts: int, actor_counts: list[int], args: Any) -> dict:
