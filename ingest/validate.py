@@ -60,7 +60,7 @@ def validate_table(raw: pd.DataFrame, contract: TableContract) -> TableValidatio
     """
     with column_memo(raw):  # a costly rule (parsing a timestamp, scanning for personal data) runs once per column
         problems: list[pd.Series] = [_schema_problems(raw, contract)]
-        problems.extend(_cross_field_problems(raw, contract))
+        problems.extend(cross_field_problems(raw, contract))
         reasons = _join_reasons(problems, raw.index)
         bad = reasons.notna()
         dup = _duplicate_problems(raw.loc[~bad], contract)
@@ -91,7 +91,9 @@ def _rule_text(check: str) -> str:
     return check
 
 
-def _cross_field_problems(raw: pd.DataFrame, contract: TableContract) -> list[pd.Series]:
+def cross_field_problems(raw: pd.DataFrame, contract: TableContract) -> list[pd.Series]:
+    """Per rule that spans fields (a transfer to oneself, a self-referral), the rows that break it, with the
+    message a rejected row carries; batch validation and the online API's one-row path share them."""
     out: list[pd.Series] = []
     if contract is TRANSFERS:
         same = raw["from_account_id"].notna() & (raw["from_account_id"] == raw["to_account_id"])

@@ -28,7 +28,7 @@ from ingest.graph_rows import REFERENCES, GraphPart, epoch_millis, ip_prefix, ne
 from ingest.privacy import Hasher, card_digits, email_domain, normalise_email, normalise_phone
 from ingest.read import ROW
 from ingest.rules import SCHEMAS, canonical_ip, parse_amounts, parse_timestamps
-from ingest.validate import _cross_field_problems
+from ingest.validate import cross_field_problems
 
 Cells = dict[str, str | None]
 
@@ -81,7 +81,7 @@ def row_passes(contract: TableContract, cells: Cells) -> bool:
         if not _run(check, pd.Series(values, dtype="string")):
             return False
     frame = pd.DataFrame({c: pd.array([v], dtype="string") for c, v in cells.items()})
-    return not any(len(p) for p in _cross_field_problems(frame, contract))
+    return not any(len(p) for p in cross_field_problems(frame, contract))
 
 
 def event_table(contract: TableContract, cells: Cells) -> pd.DataFrame:
