@@ -95,8 +95,7 @@ class RiskModel(SourceChoice):
         self.gnn, self.baseline = sources.gnn, sources.baseline
         self.history = [asdict(h) for h in history or []]
         self.trained_on = graph.content_hash
-        known_benign = graph.labels == LABEL_CODES[BENIGN]
-        self._calibrate_and_choose(sources.raw, td.targets.numpy(), td.val, td.train_labelled, known_benign)
+        self._calibrate_and_choose(sources.raw, td.targets.numpy(), td.val, td.train_labelled)
         self._set_thresholds(sources.raw, graph.labels, td.val)
         self.fitted_raw = sources.raw
         return self

@@ -180,8 +180,7 @@ class GraphRiskModel(SourceChoice):
         features = graph_neighbourhood_features(hetero, self.target_type, cap)[0] if self.use_baseline else None
         sources = train_sources(td, features, self.config, self.result.state_dict, self._new_gnn(td))
         self.gnn, self.baseline = sources.gnn, sources.baseline
-        known_negative = (labels == 0).all(axis=1)
-        self._calibrate_and_choose(sources.raw, td.targets.numpy(), td.val, td.train_labelled, known_negative)
+        self._calibrate_and_choose(sources.raw, td.targets.numpy(), td.val, td.train_labelled)
         return self
 
     def _new_gnn(self, td: TrainingData) -> torch.nn.Module | None:

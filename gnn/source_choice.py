@@ -87,12 +87,7 @@ class SourceChoice:
         self.validation: dict[str, Any] = {}
 
     def _calibrate_and_choose(
-        self,
-        raw: dict[str, np.ndarray],
-        targets: np.ndarray,
-        val: np.ndarray,
-        train_labelled: np.ndarray,
-        known_benign: np.ndarray | None = None,
+        self, raw: dict[str, np.ndarray], targets: np.ndarray, val: np.ndarray, train_labelled: np.ndarray
     ) -> None:
         """Per target: calibrate each source, choose the best, estimate the label frequency — on validation.
 
@@ -103,10 +98,6 @@ class SourceChoice:
         is shipped for it, since in-sample the boosted trees memorise their positives and would always look
         best. ``validation[target]["fitted_on"]`` says which. With no positive anywhere, the threshold is
         above every score: the model flags nothing it cannot back with a single example.
-
-        ``known_benign`` (per node, labelled benign) is the label frequency's second sample
-        (:meth:`gnn.thresholds.PUCalibrator.fit`); on validation only, where both kinds of label are a
-        sample of the accounts (labelled training nodes are all labelled).
         """
         self.validation = {}
         for i, threat in enumerate(self.target_names):
@@ -127,8 +118,7 @@ class SourceChoice:
                 best = "gnn"  # in-sample, boosted trees memorise their training positives and would always win
             self.calibrators[threat] = cal
             self.choice[threat] = best
-            benign = None if known_benign is None or rows is not val else known_benign[rows]
-            self.pu[threat] = PUCalibrator.fit(y, logit(probs[best]), benign)
+            self.pu[threat] = PUCalibrator.fit(y, logit(probs[best]))
             if not y.any():
                 fitted_on = "nothing (no labelled positive): never flags"
             self.validation[threat] = {

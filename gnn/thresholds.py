@@ -116,18 +116,11 @@ class PUCalibrator:
         self.coef, self.intercept, self.frequency = float(coef), float(intercept), float(frequency)
 
     @classmethod
-    def fit(cls, labelled: np.ndarray, z: np.ndarray, known_benign: np.ndarray | None = None) -> PUCalibrator:
+    def fit(cls, labelled: np.ndarray, z: np.ndarray) -> PUCalibrator:
         """Maximum likelihood of ``P(labelled | z) = c · σ(a·z + b)`` (see the module docstring).
 
-        With ``known_benign`` (at least :data:`MIN_PU_POSITIVES` of them), the benign labels are a second,
-        independent sample: ``P(known benign | z) = r · (1 - σ(a·z + b))`` with its own frequency ``r``, fitted
-        with the rest. That is what tells "many fraud accounts, few labelled" from "few fraud accounts, all
-        labelled" where the curve alone cannot: a band of high scores with a third of its accounts labelled
-        fraud and *no* known-benign account among them is fraud, not two-thirds benign.
-
         Shapes:
-            labelled: ``[n]`` booleans (every unlabelled account is 0); z: ``[n]`` scores; known_benign: ``[n]``
-            booleans (accounts labelled benign; never labelled fraud too).
+            labelled: ``[n]`` booleans (every unlabelled account is 0); z: ``[n]`` scores.
         """
         from scipy.optimize import minimize
 
@@ -135,38 +128,29 @@ class PUCalibrator:
         z = np.asarray(z, dtype=np.float64)
         if y.sum() < MIN_PU_POSITIVES or y.all():
             return cls()
-        kb = np.zeros_like(y) if known_benign is None else np.asarray(known_benign, dtype=np.float64) * (1 - y)
-        with_benign = kb.sum() >= MIN_PU_POSITIVES
 
         def loss(theta: np.ndarray) -> float:
-            a, b, t, q = theta
+            a, b, t = theta
             log_c = -np.logaddexp(0.0, -t)  # c = σ(t) in (0, 1)
             u = a * z + b
-            log_fraud = -np.logaddexp(0.0, -u)  # log σ(u)
-            log_p = log_c + log_fraud  # log(c σ(u))
-            if with_benign:
-                log_kb = -np.logaddexp(0.0, -q) - np.logaddexp(0.0, u)  # log(r (1 - σ(u)))
-                rest = np.maximum(1.0 - np.exp(log_p) - np.exp(log_kb), 1e-300)
-                nll = -(y * log_p + kb * log_kb + (1 - y - kb) * np.log(rest)).sum()
-            else:
-                log_q = np.log1p(-np.exp(np.minimum(log_p, -1e-12)))  # log(1 - c σ(u))
-                nll = -(y * log_p + (1 - y) * log_q).sum()
-            return float(nll + PREVALENCE_PENALTY * np.exp(log_fraud).sum())
+            log_p = log_c - np.logaddexp(0.0, -u)  # log(c σ(u))
+            log_q = np.log1p(-np.exp(np.minimum(log_p, -1e-12)))  # log(1 - c σ(u))
+            fraud = np.exp(-np.logaddexp(0.0, -u)).sum()
+            return float(-(y * log_p + (1 - y) * log_q).sum() + PREVALENCE_PENALTY * fraud)
 
-        q0 = float(np.log(max(kb.mean(), 1e-6) / max(1 - kb.mean(), 1e-6)))
         best = None
         for t0 in (6.0, 0.0, -2.0):  # start from c ≈ 1 (Platt), ½ and ⅛; keep the best likelihood
             result = minimize(
                 loss,
-                np.array([1.0, float(np.log(y.mean() / (1 - y.mean()))), t0, q0]),
+                np.array([1.0, float(np.log(y.mean() / (1 - y.mean()))), t0]),
                 method="L-BFGS-B",
-                bounds=[(1e-3, 50.0), (-50.0, 50.0), (-7.0, 12.0), (-14.0, 0.0)],
+                bounds=[(1e-3, 50.0), (-50.0, 50.0), (-7.0, 12.0)],
             )
             if best is None or result.fun < best.fun:
                 best = result
         if best is None:  # unreachable: the loop above runs at least once
             raise ValueError("no starting point")
-        a, b, t, _ = best.x
+        a, b, t = best.x
         return cls(a, b, max(float(1 / (1 + np.exp(-t))), MIN_LABEL_FREQUENCY))
 
     def __call__(self, z: np.ndarray) -> np.ndarray:

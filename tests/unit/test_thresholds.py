@@ -58,29 +58,6 @@ def test_pu_correction_brings_the_calibration_closer_to_the_truth():
     assert np.allclose(pu.labelled(ex["x"]), pu.frequency * p)
 
 
-def test_known_benign_accounts_tell_the_label_frequency_where_the_curve_cannot():
-    # A model that sees fraud but saturates: every fraud account in one band of scores, 30 % of them labelled,
-    # the rest of the exchange below it. "All fraud in the band, c = 0.3" and "30 % of the band fraud, all
-    # labelled" draw the same labelled curve, so the curve alone keeps the cautious answer (c = 1; the
-    # project's bot-farm scores at 50k accounts came out so: c = 1.0 against a true 0.26). The known-benign
-    # sample — 5 % of benign accounts, none in the band where the cautious answer puts ~40 — tells them apart.
-    rng = np.random.default_rng(3)
-    n = 20_000
-    fraud = rng.random(n) < 0.04
-    z = np.where(fraud, 1.0, 0.0) + rng.normal(0.0, 0.01, n)
-    labelled = fraud & (rng.random(n) < 0.3)
-    known_benign = ~fraud & (rng.random(n) < 0.05)
-    blind = PUCalibrator.fit(labelled, z)
-    seeing = PUCalibrator.fit(labelled, z, known_benign)
-    assert blind.frequency > 0.9
-    assert abs(seeing.frequency - labelled.sum() / fraud.sum()) < 0.05
-    assert abs(seeing(z).sum() / fraud.sum() - 1) < 0.05  # probabilities of fraud add up to the fraud accounts
-    assert blind(z).sum() / fraud.sum() < 0.4
-    # Too few known-benign accounts to be a sample: the curve alone, as before.
-    few = known_benign & (np.cumsum(known_benign) <= 10)
-    assert PUCalibrator.fit(labelled, z, few).frequency == blind.frequency
-
-
 @pytest.mark.parametrize("gap", [0.8, 1.5])
 def test_fpr_target_holds_for_weak_models_too(gap):
     # A signal too weak to show where fraud is certain: the label frequency is not identified, the fit stays
