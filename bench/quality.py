@@ -145,6 +145,9 @@ def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> di
         "by_kind": out["rings"]["by_kind"],
     }
     out["admitted"] = int(sum(len(x.admitted) for x in rings))
+    # What the partial-label correction fitted (1: no correction) and where each threat's threshold landed.
+    out["label_frequency"] = {t: model.validation[t]["label_frequency"] for t in s.THREATS}
+    out["thresholds"] = {t: float(thresholds[t]) for t in s.THREATS}
     out["seconds"] = {"train": round(trained - started, 1), "total": round(time.perf_counter() - started, 1)}
     return out
 
