@@ -29,7 +29,7 @@ from neo4j.exceptions import DriverError, Neo4jError
 from graph import schema
 from graph.errors import RingwatchError
 from graph.queries import export as q
-from graph.queries.inspect import CHANGE_LEDGERS, count_label, count_type
+from graph.queries.inspect import CHANGE_LEDGERS, count_label, count_type, graph_counts
 from graph.queries.report import RING_MEMBERS
 from graph.receptive_field import read_receptive_field
 from graph.runs import Progress
@@ -216,24 +216,17 @@ def graph_fingerprint(driver: neo4j.Driver, database: str) -> dict[str, int]:
     """Counts that change whenever what :func:`export_graph` reads changes, from Neo4j's count store (no node or
     relationship is read: milliseconds at any size).
 
-    Nodes per exported label and relationships per exported type, and the ledger nodes every ringwatch write of
-    exported data leaves (:data:`graph.queries.inspect.CHANGE_LEDGERS`: an ingest chunk, a verdict, an
-    erasure). A snapshot records it, read before its export; equal counts later mean no ringwatch command has
-    changed the graph since. Edits made outside ringwatch (by hand in Neo4j Browser) leave no ledger node and
-    are seen only when they change a count.
+    Nodes per domain label and relationships per domain type (what an export reads; ``graph_counts``), and the
+    ledger nodes every ringwatch write of exported data leaves (:data:`graph.queries.inspect.CHANGE_LEDGERS`: an
+    ingest chunk, a verdict, an erasure). A snapshot records it, read before its export; equal counts later mean
+    no ringwatch command has changed the graph since. Edits made outside ringwatch (by hand in Neo4j Browser)
+    leave no ledger node and are seen only when they change a count.
 
     Raises:
         GraphExportError: the server failed.
     """
-    counted = [
-        *((e.node.label, count_label(e.node)) for e in q.NODE_EXPORTS),
-        *((e.rel.type, count_type(e.rel)) for e in q.REL_EXPORTS),
-        *((node.label, count_label(node)) for node in CHANGE_LEDGERS),
-    ]
     try:
-        # A session, not execute_query: after a bulk import replaced the store, the driver's bookmarks are stale.
-        with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
-            return {name: _count(session, cypher) for name, cypher in counted}
+        return graph_counts(driver, database, also=CHANGE_LEDGERS)
     except Neo4jError as e:
         raise GraphExportError(f"counting the graph in database {database!r} failed: {e.message}") from e
     except DriverError as e:

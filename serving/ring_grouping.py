@@ -316,6 +316,16 @@ def find_groups(candidates: RingCandidates, policy: GroupingPolicy | None = None
     return sorted(out, key=lambda g: (-len(g.members), g.members[0]))
 
 
+def known_benign(accounts: pd.DataFrame) -> pd.Series:
+    """Per candidate row: known to be benign (a benign label or a false-positive verdict)."""
+    return (accounts["known_label"] == s.BENIGN) | (accounts["verdict"] == s.FALSE_POSITIVE)
+
+
+def known_fraud(accounts: pd.DataFrame) -> pd.Series:
+    """Per candidate row: known to be fraud (a threat label or a confirmed verdict)."""
+    return accounts["known_label"].isin(s.THREATS) | (accounts["verdict"] == s.CONFIRMED)
+
+
 def within_fpr_budget(
     strength: list[float], benign_flagged: list[int], known_benign: int, policy: GroupingPolicy
 ) -> list[bool]:
@@ -353,13 +363,11 @@ def joining_members(
         return out
     ring_of = {m: i for i, members in enumerate(rings) for m in members}
     accounts = neighbours.accounts
-    benign = (accounts["known_label"] == s.BENIGN) | (accounts["verdict"] == s.FALSE_POSITIVE)
-    excluded = set(ring_of) | set(others) | set(accounts.loc[benign, "account_id"])
+    excluded = set(ring_of) | set(others) | set(accounts.loc[known_benign(accounts), "account_id"])
     ties = neighbours.ties[~neighbours.ties["account_id"].isin(excluded)].drop_duplicates(["account_id", "member"])
     ties = ties.assign(ring=ties["member"].map(ring_of)).dropna(subset=["ring"])
     counts = ties.groupby(["account_id", "ring"]).size().reset_index(name="ties")
-    fraud = accounts["known_label"].isin(s.THREATS) | (accounts["verdict"] == s.CONFIRMED)
-    flagged = set(accounts.loc[(accounts["label"] != s.CLEAR) | fraud, "account_id"])
+    flagged = set(accounts.loc[(accounts["label"] != s.CLEAR) | known_fraud(accounts), "account_id"])
     needed = np.where(counts["account_id"].isin(flagged), policy.expand_ties_flagged, policy.expand_ties)
     counts = counts[counts["ties"] >= needed].sort_values(["account_id", "ties", "ring"], ascending=[True, False, True])
     for account, ring in counts.drop_duplicates("account_id")[["account_id", "ring"]].itertuples(index=False):

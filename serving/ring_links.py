@@ -26,7 +26,7 @@ from graph import schema as s
 from graph.queries import rings as q
 from ingest.graph_rows import ip_prefixes
 from serving.reasons import account_links, incidence
-from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier
+from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier, known_fraud
 
 ACCOUNT_COLUMNS = [
     "account_id",
@@ -69,10 +69,6 @@ def margins(scores: pd.DataFrame, thresholds: Mapping[str, float]) -> np.ndarray
         ),
         axis=1,
     )
-
-
-def _known_fraud(known_label: pd.Series, verdict: pd.Series) -> np.ndarray:
-    return (known_label.isin(s.THREATS) | (verdict == s.CONFIRMED)).to_numpy()
 
 
 def read_candidates(
@@ -136,7 +132,7 @@ def _account_rows(records: list[neo4j.Record], thresholds: Mapping[str, float], 
         [dict(r) for r in records], columns=[c for c in ACCOUNT_COLUMNS if c not in ("seed", "margin")]
     )
     accounts.insert(len(s.THREATS) + 3, "margin", margins(accounts, thresholds))
-    seed = (accounts["label"] != s.CLEAR).to_numpy() | _known_fraud(accounts["known_label"], accounts["verdict"])
+    seed = (accounts["label"] != s.CLEAR).to_numpy() | known_fraud(accounts).to_numpy()
     accounts.insert(len(s.THREATS) + 4, "seed", seed & seeds)
     return accounts
 

@@ -46,6 +46,7 @@ from serving.ring_grouping import (
     RingNeighbours,
     find_groups,
     joining_members,
+    known_benign,
     within_fpr_budget,
 )
 from serving.ring_links import read_candidates, read_ring_neighbours
@@ -235,8 +236,8 @@ def detect_rings(
         extra = found.accounts[~found.accounts["account_id"].isin(rows.index)]
         candidates = replace(candidates, accounts=pd.concat([candidates.accounts, extra], ignore_index=True))
     accounts = candidates.accounts
-    benign = (accounts["known_label"] == s.BENIGN) | (accounts["verdict"] == s.FALSE_POSITIVE)
-    known_benign = set(accounts.loc[benign, "account_id"])
+    benign = known_benign(accounts)
+    never_flagged = set(accounts.loc[benign, "account_id"])
     unseen = accounts["created_at"] >= (candidates.unseen_after or 0)
     sample = set(accounts.loc[benign & unseen, "account_id"])  # the model did not learn them as negatives
     own = dict(zip(accounts["account_id"], accounts["label"]))
@@ -262,7 +263,7 @@ def detect_rings(
     ids = stable_ids([sorted(g.members + js) for g, js in zip(groups, joined)], previous)
     rings = []
     for g, join, flag, rid in zip(groups, joined, would_flag, ids):
-        admitted = [m for m in flag if m not in known_benign]  # a known-benign account is never flagged by a ring
+        admitted = [m for m in flag if m not in never_flagged]  # a known-benign account is never flagged by a ring
         rings.append(describe(sorted(g.members + join), admitted, g.mass, candidates, rid, joined=len(join)))
     return sorted(rings, key=lambda r: (-r.score, -r.size, r.ring_id))
 

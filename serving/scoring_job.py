@@ -166,20 +166,22 @@ def run_scoring(
         with run_scope(run_id):
             started = time.perf_counter()
             stale = None if snapshot is None else current_snapshot(driver, database, snapshot)
-            if snapshot is not None and stale is None:
-                log.info("scoring the graph as snapshot %s holds it: unchanged since it was taken", snapshot)
-                graph, tables = load_snapshot(snapshot)
-                graph_from, step_name = str(snapshot), "snapshot_read"
+            read_from = snapshot if stale is None else None  # the given snapshot, when it holds the graph as it is
+            if read_from is not None:
+                log.info("scoring the graph as snapshot %s holds it: unchanged since it was taken", read_from)
+                graph, tables = load_snapshot(read_from)
+                graph_from, step_name = str(read_from), "snapshot_read"
             else:
                 if snapshot is not None:
                     log.info("not scoring from snapshot %s: %s; exporting the graph", snapshot, stale)
                 tables = export_graph(driver, database, progress=progress)
                 graph = build_risk_graph(tables.nodes, tables.rels)
-                graph_from, step_name, snapshot = "export", "export", None
+                graph_from, step_name = "export", "export"
             digests = incident_digests(tables.rels, graph.ids[s.ACCOUNT.label])  # for the feature store
-            if ray_actors and snapshot is None:
-                snapshot = plans / run_id / "snapshot"
-                write_snapshot(tables, snapshot, graph=graph, source="scoring run " + run_id, overwrite=True)
+            actors_read = read_from  # what Ray Data's actors read: the snapshot, or the graph just exported
+            if ray_actors and actors_read is None:
+                actors_read = plans / run_id / "snapshot"
+                write_snapshot(tables, actors_read, graph=graph, source="scoring run " + run_id, overwrite=True)
             del tables
             timings[step_name] = time.perf_counter() - started
             since_ms = parse_since(since) if since else None
@@ -191,10 +193,10 @@ def run_scoring(
                 progress(f"scoring {graph.num_accounts:,} accounts", 0, graph.num_accounts)
             scores = (
                 None
-                if not ray_actors or snapshot is None
+                if not ray_actors or actors_read is None
                 else score_with_ray_data(
                     model_dir,
-                    snapshot,
+                    actors_read,
                     graph.num_accounts,
                     InferenceConfig(actors=ray_actors, address=settings.ray_address),
                 )

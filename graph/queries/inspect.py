@@ -30,11 +30,13 @@ COUNT_PER_LABEL: Final = "MATCH (n) RETURN labels(n)[0] AS label, count(*) AS n"
 COUNT_PER_TYPE: Final = "MATCH ()-[r]->() RETURN type(r) AS type, count(*) AS n"
 
 
-def graph_counts(driver: neo4j.Driver, database: str) -> dict[str, int]:
-    """Count of nodes per domain label and relationships per domain type (from the count store: cheap)."""
+def graph_counts(driver: neo4j.Driver, database: str, also: tuple[s.NodeSpec, ...] = ()) -> dict[str, int]:
+    """Count of nodes per domain label (and per label of ``also``) and relationships per domain type (from the
+    count store: cheap). A session, not ``execute_query``: after a bulk import replaced the store, the driver's
+    bookmarks are stale."""
     counts: dict[str, int] = {}
     with driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as session:
-        for node in s.DOMAIN_NODES:
+        for node in (*s.DOMAIN_NODES, *also):
             counts[node.label] = int(session.run(count_label(node)).single(strict=True)["n"])
         for rel in s.DOMAIN_RELS:
             counts[rel.type] = int(session.run(count_type(rel)).single(strict=True)["n"])
