@@ -63,12 +63,18 @@ def _re2(chars: str) -> str:
     return "".join(f"\\x{{{ord(c):x}}}" if ord(c) > 0x7E or c in "\t\r\n" else c for c in chars)
 
 
+def _prefilters(digit: str, sep_chars: str) -> dict[str, str]:
+    """The pre-filters, written once for both engines: ``digit`` is a decimal digit of any script (RE2 ``\\p{Nd}``,
+    Python's ``\\d`` on text), ``sep_chars`` :data:`_SEP_CHARS` as the engine reads it inside a class."""
+    return {
+        CARD: rf"{digit}(?:[{sep_chars}]{{0,2}}{digit}){{12}}",
+        EMAIL: "@",
+        PHONE: rf"\+|{digit}{{3}}[ .\-]{digit}{{4}}",
+    }
+
+
 # Vectorised pre-filters (RE2, through pyarrow): every value the exact matchers below would flag matches them.
-_PREFILTER: Final = {
-    CARD: rf"\p{{Nd}}(?:[{_re2(_SEP_CHARS)}]{{0,2}}\p{{Nd}}){{12}}",
-    EMAIL: "@",
-    PHONE: r"\+|\p{Nd}{3}[ .\-]\p{Nd}{4}",
-}
+_PREFILTER: Final = _prefilters(r"\p{Nd}", _re2(_SEP_CHARS))
 
 
 def _card_spans(text: str) -> list[tuple[int, int, str]]:
@@ -108,22 +114,46 @@ _FINDERS: Final[dict[str, Callable[[str], list[tuple[int, int, str]]]]] = {
 }
 
 
+def _normalised_text(value: str) -> str:
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
 def _normalised(values: pd.Series) -> pa.Array:
     arr = pa.array(values.astype("string"), type=pa.string(), from_pandas=True)
-    if pc.all(pc.string_is_ascii(arr)).as_py() in (True, None):
+    ascii_ = pc.fill_null(pc.string_is_ascii(arr), True)
+    if pc.all(ascii_).as_py() in (True, None):
         return arr  # NFKC leaves ASCII as it is
-    return pc.utf8_normalize(arr, "NFKC")
+    # Not pc.utf8_normalize: pyarrow's "NFKC" leaves text decomposed ("é" → "e" + U+0301), and a combining mark
+    # before the "@" hid josé@example.com from the e-mail pattern. Python's NFKC, for the values that need it.
+    others = pc.invert(ascii_)
+    texts = pc.filter(arr, others).to_pylist()
+    return pc.replace_with_mask(arr, others, pa.array([_normalised_text(t) for t in texts], type=pa.string()))
 
 
 #: Every value any kind's pre-filter matches matches this one (one pass over a column instead of one per kind).
 _ANY_PREFILTER: Final = "|".join(f"(?:{_PREFILTER[kind]})" for kind in KINDS)
+
+#: The same pre-filters compiled once for Python's engine, for a few values (an online event's row): pyarrow
+#: compiles its pattern on every call (~0.3-0.9 ms each, more than scanning a handful of short values).
+_PY_PREFILTER: Final = {kind: re.compile(pattern) for kind, pattern in _prefilters(r"\d", _SEP_CHARS).items()}
+_PY_ANY_PREFILTER: Final = re.compile("|".join(f"(?:{_PY_PREFILTER[kind].pattern})" for kind in KINDS))
+#: Up to this many values are scanned with Python's compiled patterns; more, with pyarrow's (per-call cost, then
+#: vectorised).
+FEW_VALUES: Final = 32
+
+
+def _few(values: pd.Series) -> list[str | None]:
+    """Up to :data:`FEW_VALUES` values as NFKC-normalised text (None where missing), as :func:`_normalised`."""
+    return [None if v is None or v is pd.NA or v != v else _normalised_text(str(v)) for v in values.tolist()]
 
 
 def personal_data_candidates(values: pd.Series) -> pd.Series:
     """Which values may hold personal data of some kind (every value :func:`holds` flags, for any kind, is one);
     missing → False. One pass of the kinds' pre-filters joined, to hand to :func:`holds` for each kind."""
     result = np.zeros(len(values), dtype=bool)
-    if len(values):
+    if 0 < len(values) <= FEW_VALUES:
+        result[:] = [text is not None and _PY_ANY_PREFILTER.search(text) is not None for text in _few(values)]
+    elif len(values):
         found = pc.fill_null(pc.match_substring_regex(_normalised(values), _ANY_PREFILTER), False)
         result = found.to_numpy(zero_copy_only=False)
     return pd.Series(result, index=values.index)
@@ -147,7 +177,11 @@ def holds(values: pd.Series, kind: str, candidates: np.ndarray | None = None) ->
         raise ValueError(f"candidates must have one entry per value ({len(values)}), got {len(candidates)}")
     result = np.zeros(len(values), dtype=bool)
     positions = np.arange(len(values)) if candidates is None else np.flatnonzero(candidates)
-    if len(positions):
+    if 0 < len(positions) <= FEW_VALUES:
+        shape, find = _PY_PREFILTER[kind], _FINDERS[kind]
+        for i, text in zip(positions, _few(values.iloc[positions])):
+            result[i] = text is not None and shape.search(text) is not None and bool(find(text))
+    elif len(positions):
         norm = _normalised(values.iloc[positions])
         shaped = pc.fill_null(pc.match_substring_regex(norm, _PREFILTER[kind]), False)
         find = _FINDERS[kind]
