@@ -241,18 +241,33 @@ def _split(graph: nx.Graph, component: set[str], policy: GroupingPolicy) -> list
     """A component, or its parts when it is larger than ``split_above`` (see the module docstring)."""
     if len(component) <= policy.split_above:
         return [component]
-    sub = nx.Graph(graph.subgraph(component))
+    sub = _ordered_subgraph(graph, component)
     sub.remove_edges_from(_joining_bridges(sub, policy.split_side))
     parts: list[set[str]] = []
     for part in nx.connected_components(sub):
         if len(part) > policy.split_above:
             parts += [
                 set(p)
-                for p in nx.community.louvain_communities(sub.subgraph(part), weight="weight", seed=policy.louvain_seed)
+                for p in nx.community.louvain_communities(
+                    _ordered_subgraph(sub, part), weight="weight", seed=policy.louvain_seed
+                )
             ]
         else:
             parts.append(set(part))
     return parts
+
+
+def _ordered_subgraph(graph: nx.Graph, nodes: set[str]) -> nx.Graph:
+    """A copy of ``graph`` on ``nodes``, nodes and edges in sorted order.
+
+    Louvain's result depends on the order it visits nodes in, and a subgraph taken on a set iterates in the set's
+    order, which changes with the process's string hashing: without this, the same scores gave different rings
+    from one run to the next.
+    """
+    out = nx.Graph()
+    out.add_nodes_from(sorted(nodes))
+    out.add_edges_from(sorted((min(a, b), max(a, b), d) for a, b, d in graph.subgraph(nodes).edges(data=True)))
+    return out
 
 
 def _joining_bridges(graph: nx.Graph, side: int) -> list[tuple[str, str]]:

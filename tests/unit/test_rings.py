@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -337,3 +342,35 @@ def test_a_ring_tied_in_a_chain_is_not_cut_apart_when_a_large_component_is_split
     money = _transfers(list(zip(chain, chain[1:])) + [("c11", "f000")])
     groups = [g for g in find_groups(_candidates(margins, shared, money), GroupingPolicy(split_above=305)) if g.is_ring]
     assert sorted(len(g.members) for g in groups) == [12, 300]
+
+
+_GROUPS_OF_A_TANGLE = """
+import numpy as np, pandas as pd
+from serving.ring_grouping import GroupingPolicy, RingCandidates, SharedIdentifier, find_groups
+rng = np.random.default_rng(5)
+tangle, alone = [f"a{i:03d}" for i in range(120)], [f"z{i:03d}" for i in range(300)]
+pairs = [tuple(sorted(rng.choice(tangle, 2, replace=False))) for _ in range(300)]
+shared = [SharedIdentifier("Device", f"d{k}", pair, 2) for k, pair in enumerate(pairs)]
+accounts = pd.DataFrame({"account_id": tangle + alone, "label": "collusion", "margin": 1.2, "seed": True})
+candidates = RingCandidates(accounts, shared, pd.DataFrame(columns=["src", "dst", "type", "count"]))
+print(sorted(g.members for g in find_groups(candidates, GroupingPolicy(split_above=30))))
+"""
+
+
+def test_the_same_candidates_give_the_same_groups_in_every_process():
+    # A tangle of 120 accounts, too large to keep whole and with no bridge to cut, so Louvain splits it, among
+    # 300 candidates tied to nothing. Louvain's result followed the order a set of account ids iterates in, which
+    # changes with each process's string hashing: the same scores gave different rings from run to run.
+    root = Path(__file__).resolve().parents[2]
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", _GROUPS_OF_A_TANGLE],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(4)
+    ]
+    assert len(set(outputs)) == 1 and outputs[0].count("'a") == 120
