@@ -29,6 +29,11 @@ free ports, ``--heap``/``--pagecache``):
    (and their neighbourhood: :func:`serving.score.touched_since`, then ``plan_from_scores`` with
    ``touched``), reusing the scores already computed (the product's ``--since`` run also repeats the export
    and the full-graph inference, which cost what ``export`` and plan A's inference cost).
+9. **the job** — the product's whole command, ``ringwatch score --snapshot`` (:func:`serving.scoring_job.run_scoring`
+   with the model saved as a folder, a fresh run): first :func:`gnn.snapshot_job.take_snapshot` of the graph
+   (as the training stage leaves one), then the job reads it instead of exporting. Its steps are the job's own
+   ``seconds`` (read, digests, inference, plan, feature store, write-back, monitor), and the online API's
+   feature store it wrote is measured on disk (``--no-job`` skips this).
 
 **Properties counted per account** (what ``WRITE_SCORES`` sets): the 3 threat scores, ``risk_score``,
 ``risk_label``, ``risk_model_version``, ``risk_run_id``, ``risk_scored_at`` (8), plus ``risk_reasons`` when
@@ -83,7 +88,9 @@ from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
 from gnn.train import TrainConfig
 from graph import schema as s
+from graph.local_server import LocalNeo4j
 from graph.queries import scoring as q
+from graph.settings import Settings
 from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE
 from ingest.load import prepare
 from ingest.privacy import Hasher
@@ -98,6 +105,7 @@ from serving.score import (
 )
 
 AIM_PROPS_PER_S = 50_000
+MIB = 1024 * 1024
 MODEL_VERSION = "bench-score-model"
 #: Properties every written account gets, whatever its label (reasons and prev copies are counted apart).
 FIXED_PROPS = (
@@ -243,8 +251,48 @@ def baseline_write(driver: neo4j.Driver, frame: pd.DataFrame, run_id: str, model
     return written
 
 
+def scoring_job(
+    driver: neo4j.Driver, server: LocalNeo4j, model_dir: Path, base: Path, meter: PhaseMeter, progress: Progress
+) -> dict[str, Any]:
+    """The product's ``ringwatch score --snapshot`` on the loaded graph: the job's own per-step seconds."""
+    from gnn.snapshot_job import take_snapshot
+    from serving.scoring_job import run_scoring
+
+    settings = Settings(
+        NEO4J_URI=server.uri,
+        NEO4J_PASSWORD=server.password(),
+        NEO4J_DATABASE=DATABASE,
+        RINGWATCH_DATA_DIR=base / "ringwatch-data",
+        RINGWATCH_HASH_KEY=BENCH_HASH_KEY,
+    )
+    snapshot = base / "snapshot"
+    with meter.phase("job_snapshot") as snap_ph:
+        progress.say("job: taking the snapshot the job reads")
+        taken = take_snapshot(driver, DATABASE, snapshot, source="bench")
+        snap_ph["steps_s"] = taken.seconds
+    with meter.phase("job") as ph:
+        progress.say("job: ringwatch score --snapshot")
+        summary = run_scoring(
+            settings, driver, model=str(model_dir), snapshot=snapshot, new_run=True, progress=progress
+        )
+    store = Path(summary.plan) / "features"
+    store_bytes = sum(f.stat().st_size for f in store.iterdir()) if store.is_dir() else 0
+    shutil.rmtree(snapshot, ignore_errors=True)
+    return {
+        "snapshot": snap_ph,
+        **ph,
+        "graph_from": "snapshot" if summary.graph_from != "export" else "export",
+        "steps_s": summary.seconds,
+        "outside_steps_s": round(ph["seconds"] - sum(summary.seconds.values()), 2),  # model load, run lookup, …
+        "accounts": summary.accounts,
+        "written": summary.outcome.get("written"),
+        "feature_store_mib": round(store_bytes / MIB, 1),
+        "feature_store_bytes_per_account": round(store_bytes / max(summary.accounts, 1)),
+    }
+
+
 def bench_size(
-    model: RiskModel, accounts: int, base: Path, args: argparse.Namespace, progress: Progress
+    model: RiskModel, model_dir: Path, accounts: int, base: Path, args: argparse.Namespace, progress: Progress
 ) -> dict[str, Any]:
     """Load one exchange into a fresh server and run every measured step on it."""
     report: dict[str, Any] = {"accounts_requested": accounts, "load_average_start": load_average()}
@@ -369,6 +417,8 @@ def bench_size(
                 report["since"] = since_rescoring(
                     driver, model, graph, nudged(scores_now), labels, args, meter, progress
                 )
+            if args.job:
+                report["job"] = scoring_job(driver, server, model_dir, base, meter, progress)
             report["store"] = store_size(server)
         report["phases"] = meter.phases
         report["peak_mib"] = meter.peaks()
@@ -432,6 +482,9 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=2, help="steady-state product / baseline write pairs, order alternating"
     )
     parser.add_argument("--since-hours", type=float, default=1.0, help="0 skips the --since rescoring")
+    parser.add_argument(
+        "--no-job", dest="job", action="store_false", help="skip the product's whole job (ringwatch score --snapshot)"
+    )
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)
@@ -450,9 +503,10 @@ def main(argv: list[str] | None = None) -> None:
         model, report["model"] = train_model(
             args.train_accounts, args.train_seed, args.train_epochs, base / "train-data", progress
         )
+        model_dir = model.save(base / "model")
         release_memory()
         for n in sizes:
-            report["sizes"][str(n)] = bench_size(model, n, base / f"size-{n}", args, progress)
+            report["sizes"][str(n)] = bench_size(model, model_dir, n, base / f"size-{n}", args, progress)
             shutil.rmtree(base / f"size-{n}", ignore_errors=True)
             release_memory()
         report["python_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -257,6 +257,116 @@ def baseline_used(model: RiskModel) -> bool:
     return model.baseline is not None and any(c in ("baseline", "ensemble") for c in model.choice.values())
 
 
+@dataclass
+class StagedStore:
+    """A store whose arrays are written (in ``<run folder>/features.tmp``) but not yet visible: the scoring job
+    stages it during its one inference pass, saves its plan, then publishes it (:meth:`publish`), so a store is never
+    seen without the plan of its run.
+
+    Attributes:
+        run_folder: the scoring run's folder.
+        raw: the uncalibrated scores of the same pass, as :meth:`gnn.estimator.RiskModel.raw_scores` returns
+            them (GNN logits, baseline margins): ``model.calibrate(raw)`` are the run's scores.
+        meta: ``store.json`` so far (:meth:`publish` adds the run, the model version and the time).
+    """
+
+    run_folder: Path
+    raw: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @property
+    def staging(self) -> Path:
+        return self.run_folder / (STORE_DIR + ".tmp")
+
+    def publish(self, run_id: str, model_version: str) -> dict[str, Any]:
+        """Write ``store.json`` and rename the folder into place (replacing a store already there); returns
+        ``store.json``."""
+        meta = {**self.meta, "run_id": run_id, "model_version": model_version, "written_at": time.time()}
+        (self.staging / STORE_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        final = self.run_folder / STORE_DIR
+        shutil.rmtree(final, ignore_errors=True)
+        self.staging.replace(final)
+        return meta
+
+
+def _key_bytes(keys: np.ndarray) -> np.ndarray:
+    """Node keys as fixed-width UTF-8 bytes (NumPy's ``S`` dtype: what :meth:`FeatureStore.find` searches)."""
+    if not len(keys):
+        return np.array([], dtype="S1")
+    try:
+        return np.asarray(keys, dtype=str).astype(np.bytes_)  # ASCII keys (hashes, ids): one C loop
+    except UnicodeEncodeError:
+        return np.array([str(k).encode() for k in keys], dtype=bytes)
+
+
+def stage_feature_store(run_folder: Path, model: RiskModel, graph: RiskGraph, digests: np.ndarray) -> StagedStore:
+    """Score ``graph`` with ``model`` and write the store's arrays from the same pass (one layer-wise inference,
+    :meth:`gnn.model.RiskSAGE.inference` on the model's device, keeping the inner layers; the baseline's input
+    rows computed once, for its margins and the store).
+
+    Args:
+        run_folder: the scoring run's folder (its plan's).
+        model: the model scoring the run.
+        graph: the graph it scores.
+        digests: :func:`incident_digests` of ``graph``'s accounts, in ``graph``'s account order.
+
+    Returns:
+        the staged store, with the pass's raw scores (publish it once the run's plan is saved).
+
+    Raises:
+        ValueError: ``digests`` does not have one entry per account, or node keys are not in byte order.
+        graph.errors.ModelError: the model is not trained or does not fit ``graph``'s features.
+    """
+    if len(digests) != graph.num_accounts:
+        raise ValueError(f"digests has {len(digests)} entries for {graph.num_accounts} accounts")
+    model.check_compatible(graph)
+    gnn, scaler = model.gnn, model.scaler
+    if gnn is None or scaler is None:  # check_compatible raises first; for the type checker
+        raise ValueError("model is not trained")
+    started = time.perf_counter()
+    tmp = run_folder / (STORE_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    labels = [n.label for n in s.DOMAIN_NODES]
+    for t in labels:
+        ids = _key_bytes(graph.ids[t])
+        if len(ids) > 1 and not (ids[:-1] < ids[1:]).all():
+            order = np.argsort(ids, kind="stable")
+            raise ValueError(f"{t} keys are not in byte order (first out of place: {ids[order][0]!r})")
+        np.save(tmp / f"ids.{t}.npy", ids)
+        np.save(tmp / f"x.{t}.npy", graph.data[t].x.numpy().astype(np.float32, copy=False))
+    num_layers = int(model.config.num_layers)
+    data = standardised(graph, scaler).to(model.config.resolved_device())
+
+    def keep(layer: int, h: dict[str, Any]) -> None:
+        if 1 <= layer < num_layers:
+            for t in labels:
+                np.save(tmp / f"h{layer}.{t}.npy", h[t].cpu().numpy().astype(np.float32, copy=False))
+
+    gnn.eval()
+    logits = gnn.inference(data.x_dict, data.edge_index_dict, on_layer=keep)  # type: ignore[operator]
+    raw = {"gnn": logits.cpu().numpy()}
+    with_baseline = baseline_used(model)
+    if model.baseline is not None:
+        rows, _ = neighbourhood_features(graph, model.config.supernode_cap)
+        raw["baseline"] = model.baseline.decision_function(rows)
+        if with_baseline:
+            np.save(tmp / f"baseline.{s.ACCOUNT.label}.npy", rows.astype(np.float32, copy=False))
+        del rows
+    np.save(tmp / f"digest.{s.ACCOUNT.label}.npy", np.asarray(digests, dtype=np.uint64))
+    meta = {
+        "store_version": STORE_VERSION,
+        "num_layers": num_layers,
+        "hidden": int(model.config.hidden),
+        "baseline": with_baseline,
+        "edge_types": [list(e) for e in data.edge_types if data[e].edge_index.numel() > 0],
+        "counts": {t: len(graph.ids[t]) for t in labels},
+        "graph_hash": graph.content_hash,
+        "write_seconds": round(time.perf_counter() - started, 3),
+    }
+    return StagedStore(run_folder=run_folder, raw=raw, meta=meta)
+
+
 def write_feature_store(
     run_folder: Path,
     run_id: str,
@@ -266,7 +376,8 @@ def write_feature_store(
     digests: np.ndarray,
 ) -> dict[str, Any]:
     """Write the store of ``graph`` scored by ``model`` under ``run_folder/features`` (atomically: a folder
-    renamed into place), and return its ``store.json``.
+    renamed into place), and return its ``store.json``: :func:`stage_feature_store` then
+    :meth:`StagedStore.publish` (the scoring job calls the two itself, its plan saved between them).
 
     Args:
         run_folder: the scoring run's folder (its plan's).
@@ -278,51 +389,4 @@ def write_feature_store(
     Raises:
         ValueError: ``digests`` does not have one entry per account.
     """
-    if len(digests) != graph.num_accounts:
-        raise ValueError(f"digests has {len(digests)} entries for {graph.num_accounts} accounts")
-    if model.gnn is None or model.scaler is None:
-        raise ValueError("model is not trained")
-    started = time.perf_counter()
-    final, tmp = run_folder / STORE_DIR, run_folder / (STORE_DIR + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    labels = [n.label for n in s.DOMAIN_NODES]
-    for t in labels:
-        ids = np.array([str(k).encode() for k in graph.ids[t]], dtype=bytes)
-        if len(ids) > 1 and not (ids[:-1] < ids[1:]).all():
-            order = np.argsort(ids, kind="stable")
-            raise ValueError(f"{t} keys are not in byte order (first out of place: {ids[order][0]!r})")
-        np.save(tmp / f"ids.{t}.npy", ids if len(ids) else np.array([], dtype="S1"))
-        np.save(tmp / f"x.{t}.npy", graph.data[t].x.numpy().astype(np.float32, copy=False))
-    num_layers = int(model.config.num_layers)
-    data = standardised(graph, model.scaler)
-
-    def keep(layer: int, h: dict[str, Any]) -> None:
-        if 1 <= layer < num_layers:
-            for t in labels:
-                np.save(tmp / f"h{layer}.{t}.npy", h[t].cpu().numpy().astype(np.float32, copy=False))
-
-    model.gnn.eval()
-    model.gnn.inference(data.x_dict, data.edge_index_dict, on_layer=keep)  # type: ignore[operator]
-    with_baseline = baseline_used(model)
-    if with_baseline:
-        rows, _ = neighbourhood_features(graph, model.config.supernode_cap)
-        np.save(tmp / f"baseline.{s.ACCOUNT.label}.npy", rows.astype(np.float32, copy=False))
-    np.save(tmp / f"digest.{s.ACCOUNT.label}.npy", np.asarray(digests, dtype=np.uint64))
-    meta = {
-        "store_version": STORE_VERSION,
-        "run_id": run_id,
-        "model_version": model_version,
-        "num_layers": num_layers,
-        "hidden": int(model.config.hidden),
-        "baseline": with_baseline,
-        "edge_types": [list(e) for e in data.edge_types if data[e].edge_index.numel() > 0],
-        "counts": {t: len(graph.ids[t]) for t in labels},
-        "graph_hash": graph.content_hash,
-        "written_at": time.time(),
-        "write_seconds": round(time.perf_counter() - started, 3),
-    }
-    (tmp / STORE_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.replace(final)
-    return meta
+    return stage_feature_store(run_folder, model, graph, digests).publish(run_id, model_version)

@@ -3,9 +3,10 @@
 The steps and their guarantees are :mod:`serving.score`'s; this module chains them for one run: find an
 unfinished run with a saved plan (resume it), else load the model, read the graph — from the snapshot it was
 given when no ringwatch command has changed the graph since (:func:`gnn.snapshot_job.current_snapshot`), else
-by exporting it —, score (in this process
-or with Ray Data actors), fix and save the plan and, beside it, the online API's feature store
-(:mod:`serving.feature_store`: every node's model inputs as this run computed them), then write it back.
+by exporting it —, score it in one inference pass that also stages the online API's feature store
+(:mod:`serving.feature_store`: every node's model inputs as this run computed them; with Ray Data actors the
+actors score and the store takes its own pass), fix and save the plan, publish the store beside it, then write
+it back. ``ScoringSummary.seconds`` has every step (the monitor's included).
 With a challenger (``--challenger``), it also scores in shadow and records the comparison
 (:mod:`serving.shadow`).
 """
@@ -33,7 +34,7 @@ from graph import schema as s
 from graph.logs import logger
 from graph.runs import Progress, new_run_id, run_scope
 from graph.settings import Settings
-from serving.feature_store import incident_digests, write_feature_store
+from serving.feature_store import incident_digests, stage_feature_store
 from serving.score import (
     DEFAULT_BATCH_SIZE,
     ScoringError,
@@ -177,30 +178,41 @@ def run_scoring(
                 tables = export_graph(driver, database, progress=progress)
                 graph = build_risk_graph(tables.nodes, tables.rels)
                 graph_from, step_name = "export", "export"
+            timings[step_name] = time.perf_counter() - started
+            step = time.perf_counter()
             digests = incident_digests(tables.rels, graph.ids[s.ACCOUNT.label])  # for the feature store
+            timings["digests"] = time.perf_counter() - step
             actors_read = read_from  # what Ray Data's actors read: the snapshot, or the graph just exported
             if ray_actors and actors_read is None:
+                step = time.perf_counter()
                 actors_read = plans / run_id / "snapshot"
                 write_snapshot(tables, actors_read, graph=graph, source="scoring run " + run_id, overwrite=True)
+                timings["actors_snapshot"] = time.perf_counter() - step
             del tables
-            timings[step_name] = time.perf_counter() - started
             since_ms = parse_since(since) if since else None
             touched = touched_since(driver, database, since_ms) if since_ms is not None else None
             if touched is not None:
                 log.info("%d accounts have events since %s", len(touched), since)
-            step = time.perf_counter()
             if progress:
                 progress(f"scoring {graph.num_accounts:,} accounts", 0, graph.num_accounts)
-            scores = (
-                None
-                if not ray_actors or actors_read is None
-                else score_with_ray_data(
+            scores = None
+            if ray_actors and actors_read is not None:
+                step = time.perf_counter()
+                scores = score_with_ray_data(
                     model_dir,
                     actors_read,
                     graph.num_accounts,
                     InferenceConfig(actors=ray_actors, address=settings.ray_address),
                 )
-            )
+                timings["ray_actors"] = time.perf_counter() - step
+            # One inference pass gives the scores and the online API's feature store (its arrays staged now,
+            # published once the plan is saved: a store is never seen without its run's plan).
+            step = time.perf_counter()
+            staged = stage_feature_store(plans / run_id, risk_model, graph, digests)
+            if scores is None:
+                scores = risk_model.calibrate(staged.raw)
+            timings["inference_and_store"] = time.perf_counter() - step
+            step = time.perf_counter()
             run, frame = plan_run(
                 risk_model,
                 graph,
@@ -212,11 +224,11 @@ def run_scoring(
                 policy=policy,
                 scores=scores,
             )
-            timings["score"] = time.perf_counter() - step
-            save_plan(plans / run.run_id, run, frame)
+            timings["labels_and_reasons"] = time.perf_counter() - step
             step = time.perf_counter()
-            write_feature_store(plans / run.run_id, run.run_id, risk_model, version, graph, digests)
-            timings["feature_store"] = time.perf_counter() - step
+            save_plan(plans / run.run_id, run, frame)
+            staged.publish(run.run_id, version)
+            timings["save_plan_and_store"] = time.perf_counter() - step
             if challenger is not None:
                 step = time.perf_counter()
                 other, other_version, _ = load_model(settings, challenger)
@@ -259,5 +271,7 @@ def run_scoring(
     if monitor:
         from serving.monitor.job import monitor_after_scoring
 
+        step = time.perf_counter()
         monitor_after_scoring(settings, driver, summary, graph)  # logs a failure; the scores are written
+        summary.seconds["monitor"] = round(time.perf_counter() - step, 2)
     return summary

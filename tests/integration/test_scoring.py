@@ -22,13 +22,17 @@ import pandas as pd
 import pytest
 
 from gnn.build import risk_graph_from_neo4j
+from gnn.estimator import RiskModel
 from gnn.graph_data import LABEL_CODES
+from gnn.train import TrainConfig
 from graph import schema as s
 from graph.queries.investigator import PACK_BY_NAME, pack_file
+from serving.feature_store import STORE_DIR, FeatureStore
 from serving.output_evaluation import evaluate_output, ring_recall
 from serving.ring_grouping import GroupingPolicy
 from serving.rings import ring_membership, run_rings
-from serving.score import ScoringRun, plan_from_scores, save_plan, write_scores
+from serving.score import ScoringRun, load_plan, plan_from_scores, save_plan, write_scores
+from serving.scoring_job import run_scoring
 from serving.verdict import VerdictError, record_verdict
 from tests.conftest import connect, wipe
 from tests.scored_graph import THRESHOLD, ScoredExchange, scored_exchange
@@ -135,6 +139,21 @@ def test_write_back_lands_every_account_once_and_a_rerun_changes_nothing(clean, 
     pd.testing.assert_frame_equal(risk_state(driver), state)
     records, _, _ = driver.execute_query("MATCH (b:ScoreBatch) RETURN count(b) AS n", database_=DB)
     assert records[0]["n"] == batches
+
+
+def test_the_job_scores_in_one_pass_and_publishes_the_store_of_its_run(clean, driver, settings, tmp_path):
+    model_dir = RiskModel(TrainConfig(epochs=1)).fit(clean.graph).save(tmp_path / "model")
+    summary = run_scoring(settings, driver, str(model_dir), new_run=True, monitor=False)
+    folder = Path(summary.plan)
+    store = FeatureStore.load(folder / STORE_DIR)  # published, for this run, once its plan was saved
+    assert store.run_id == summary.run_id and not (folder / (STORE_DIR + ".tmp")).exists()
+    assert {"inference_and_store", "labels_and_reasons", "save_plan_and_store", "write"} <= set(summary.seconds)
+    # The scores the store's pass gave are the model's scores of the graph, as scoring without a store gives them.
+    _, frame = load_plan(folder)
+    graph = risk_graph_from_neo4j(driver, DB)
+    expected = RiskModel.load(model_dir).decision_function(graph)[graph.account_index(frame[s.ACCOUNT.key])]
+    np.testing.assert_allclose(frame[list(s.THREATS)].to_numpy(dtype=float), expected, rtol=0, atol=1e-7)
+    assert np.array_equal(store.find(s.ACCOUNT.label, graph.ids[s.ACCOUNT.label]), np.arange(graph.num_accounts))
 
 
 KILLABLE_WRITER = """

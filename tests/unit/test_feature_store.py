@@ -27,6 +27,7 @@ from serving.feature_store import (
     incident_digests,
     latest_store,
     live_digests,
+    stage_feature_store,
     write_feature_store,
 )
 from tests.api_exchange import api_model
@@ -113,3 +114,23 @@ def test_an_account_digest_is_its_own_relationships_and_changes_with_them(writte
         != (store.digest[busy])
     )
     assert incident_digests({}, np.array([ids[busy]], dtype=object))[0] != store.digest[busy]
+
+
+def test_one_pass_gives_the_run_its_scores_and_the_store_is_seen_only_once_published(written, tmp_path: Path) -> None:
+    tables, graph, model, _, _ = written
+    run_folder = tmp_path / "score-staged"
+    staged = stage_feature_store(run_folder, model, graph, incident_digests(tables.rels, graph.ids[s.ACCOUNT.label]))
+    expected = model.raw_scores(graph)
+    assert sorted(staged.raw) == sorted(expected)
+    for source, values in expected.items():  # the same computation as scoring without a store
+        assert np.array_equal(staged.raw[source], values), source
+    assert np.array_equal(model.calibrate(staged.raw), model.decision_function(graph))
+    assert latest_store(tmp_path, "m/1") is None  # staged, not published: invisible to the API
+    with pytest.raises(OSError):
+        FeatureStore.load(run_folder / STORE_DIR)
+    meta = staged.publish("score-staged", "m/1")
+    store = FeatureStore.load(run_folder / STORE_DIR)
+    assert store.run_id == meta["run_id"] == "score-staged" and store.model_version == "m/1"
+    assert not staged.staging.exists()
+    for t in (s.ACCOUNT.label, s.DEVICE.label):
+        assert np.array_equal(store.find(t, graph.ids[t]), np.arange(len(graph.ids[t])))
