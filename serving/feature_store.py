@@ -252,9 +252,13 @@ def latest_store(scoring_dir: Path, model_version: str) -> FeatureStore | None:
     return None
 
 
+#: The sources of a threat's score that read the baseline's margins.
+BASELINE_SOURCES = ("baseline", "ensemble")
+
+
 def baseline_used(model: RiskModel) -> bool:
     """The model ships the baseline (alone or averaged) for at least one threat."""
-    return model.baseline is not None and any(c in ("baseline", "ensemble") for c in model.choice.values())
+    return model.baseline is not None and any(c in BASELINE_SOURCES for c in model.choice.values())
 
 
 @dataclass
@@ -266,7 +270,8 @@ class StagedStore:
     Attributes:
         run_folder: the scoring run's folder.
         raw: the uncalibrated scores of the same pass, as :meth:`gnn.estimator.RiskModel.raw_scores` returns
-            them (GNN logits, baseline margins): ``model.calibrate(raw)`` are the run's scores.
+            them (GNN logits; baseline margins only where a threat ships the baseline, NaN elsewhere, and none
+            when no threat does): ``model.calibrate(raw)`` are the run's scores.
         meta: ``store.json`` so far (:meth:`publish` adds the run, the model version and the time).
     """
 
@@ -299,10 +304,22 @@ def _key_bytes(keys: np.ndarray) -> np.ndarray:
         return np.array([str(k).encode() for k in keys], dtype=bytes)
 
 
+def _shipped_margins(model: RiskModel, rows: np.ndarray) -> np.ndarray:
+    """The baseline's margins ``[N, n_threats]`` for the threats that ship it (alone or averaged), NaN for the
+    others: :meth:`gnn.source_choice.SourceChoice.calibrate` reads no other column, and a booster's pass over
+    every account costs as much as the GNN's layers."""
+    boosters = model.baseline.boosters if model.baseline is not None else {}
+    out = np.full((len(rows), len(s.THREATS)), np.nan)
+    for i, threat in enumerate(s.THREATS):
+        if model.choice.get(threat) in BASELINE_SOURCES:
+            out[:, i] = boosters[threat].predict(rows, raw_score=True)
+    return out
+
+
 def stage_feature_store(run_folder: Path, model: RiskModel, graph: RiskGraph, digests: np.ndarray) -> StagedStore:
     """Score ``graph`` with ``model`` and write the store's arrays from the same pass (one layer-wise inference,
     :meth:`gnn.model.RiskSAGE.inference` on the model's device, keeping the inner layers; the baseline's input
-    rows computed once, for its margins and the store).
+    rows computed once, for its margins and the store, and only when a threat ships the baseline).
 
     Args:
         run_folder: the scoring run's folder (its plan's).
@@ -347,11 +364,10 @@ def stage_feature_store(run_folder: Path, model: RiskModel, graph: RiskGraph, di
     logits = gnn.inference(data.x_dict, data.edge_index_dict, on_layer=keep)  # type: ignore[operator]
     raw = {"gnn": logits.cpu().numpy()}
     with_baseline = baseline_used(model)
-    if model.baseline is not None:
+    if with_baseline and model.baseline is not None:
         rows, _ = neighbourhood_features(graph, model.config.supernode_cap)
-        raw["baseline"] = model.baseline.decision_function(rows)
-        if with_baseline:
-            np.save(tmp / f"baseline.{s.ACCOUNT.label}.npy", rows.astype(np.float32, copy=False))
+        raw["baseline"] = _shipped_margins(model, rows)
+        np.save(tmp / f"baseline.{s.ACCOUNT.label}.npy", rows.astype(np.float32, copy=False))
         del rows
     np.save(tmp / f"digest.{s.ACCOUNT.label}.npy", np.asarray(digests, dtype=np.uint64))
     meta = {

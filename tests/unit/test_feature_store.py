@@ -116,14 +116,24 @@ def test_an_account_digest_is_its_own_relationships_and_changes_with_them(writte
     assert incident_digests({}, np.array([ids[busy]], dtype=object))[0] != store.digest[busy]
 
 
-def test_one_pass_gives_the_run_its_scores_and_the_store_is_seen_only_once_published(written, tmp_path: Path) -> None:
-    tables, graph, model, _, _ = written
+@pytest.mark.parametrize("choice", [None, ("ensemble", "baseline", "gnn"), ("gnn", "gnn", "gnn")])
+def test_one_pass_gives_the_run_its_scores_and_the_store_is_seen_only_once_published(
+    written, api_model: Path, tmp_path: Path, choice: tuple[str, ...] | None
+) -> None:
+    tables, graph, _, _, _ = written
+    model = RiskModel.load(api_model)  # its own copy: the choice of sources is changed below
+    assert model.baseline is not None
+    if choice is not None:
+        model.choice = dict(zip(s.THREATS, choice))
     run_folder = tmp_path / "score-staged"
     staged = stage_feature_store(run_folder, model, graph, incident_digests(tables.rels, graph.ids[s.ACCOUNT.label]))
     expected = model.raw_scores(graph)
-    assert sorted(staged.raw) == sorted(expected)
-    for source, values in expected.items():  # the same computation as scoring without a store
-        assert np.array_equal(staged.raw[source], values), source
+    assert np.array_equal(staged.raw["gnn"], expected["gnn"])  # the same computation as scoring without a store
+    shipped = [i for i, t in enumerate(s.THREATS) if model.choice[t] in ("baseline", "ensemble")]
+    assert ("baseline" in staged.raw) == bool(shipped) == baseline_used(model)
+    if shipped:  # the baseline's margins only where a threat reads them
+        assert np.array_equal(staged.raw["baseline"][:, shipped], expected["baseline"][:, shipped])
+        assert np.isnan(np.delete(staged.raw["baseline"], shipped, axis=1)).all()
     assert np.array_equal(model.calibrate(staged.raw), model.decision_function(graph))
     assert latest_store(tmp_path, "m/1") is None  # staged, not published: invisible to the API
     with pytest.raises(OSError):
