@@ -246,7 +246,8 @@ def label_codes(known_label: pd.Series) -> np.ndarray:
 
 
 def _require_columns(name: str, frame: pd.DataFrame, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+    present = set(frame.columns)
+    missing = [c for c in columns if c not in present]
     if missing:
         raise ValueError(f"{name} frame lacks columns {missing}")
 

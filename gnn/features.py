@@ -183,8 +183,10 @@ class Population:
 
 
 def without_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` without its label columns (``known_label*``, ``verdict*``): what features may read."""
-    return frame.drop(columns=[c for c in frame.columns if c.startswith(LABEL_PREFIXES)])
+    """``frame`` without its label columns (``known_label*``, ``verdict*``): what features may read (``frame``
+    itself when it has none; features only read their frames)."""
+    labels = [c for c in frame.columns if c.startswith(LABEL_PREFIXES)]
+    return frame.drop(columns=labels) if labels else frame
 
 
 def default_reference_time(nodes: Mapping[str, pd.DataFrame], rels: Mapping[str, pd.DataFrame]) -> int:

@@ -17,6 +17,7 @@ The frames have the export's columns (:mod:`graph.queries.export`), not yet its 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,14 +38,31 @@ class ReceptiveField:
     """The relationships and nodes an account's features and score depend on.
 
     Attributes:
-        nodes: label → rows with the export's columns (every domain label present, possibly empty).
-        rels: relationship type → rows with the export's columns.
+        node_rows: label → rows as read, each a list in the export's column order (every domain label present).
+        rel_rows: relationship type → rows as read, the same way.
         complete: account ids whose every relationship was read (within ``hops`` of a seed).
     """
 
-    nodes: dict[str, pd.DataFrame]
-    rels: dict[str, pd.DataFrame]
+    node_rows: dict[str, list[list[Any]]]
+    rel_rows: dict[str, list[list[Any]]]
     complete: set[str] = field(default_factory=set)
+
+    @functools.cached_property
+    def nodes(self) -> dict[str, pd.DataFrame]:
+        """label → frame with the export's columns (every domain label present, possibly empty)."""
+        return {label: _frame(self.node_rows[label], export.columns) for label, export in NODE_EXPORTS_BY_LABEL.items()}
+
+    @functools.cached_property
+    def rels(self) -> dict[str, pd.DataFrame]:
+        """relationship type → frame with the export's columns."""
+        return {
+            rel.type: _frame(self.rel_rows[rel.type], REL_EXPORTS_BY_TYPE[rel.type].columns) for rel in s.DOMAIN_RELS
+        }
+
+
+def _frame(rows: list[list[Any]], columns: Iterable[Any]) -> pd.DataFrame:
+    names = [c.name for c in columns]
+    return pd.DataFrame(rows, columns=names) if rows else pd.DataFrame(columns=names)
 
 
 def _key(rel: s.RelSpec, row: list[Any]) -> tuple[Any, ...]:
@@ -111,15 +129,6 @@ def read_incident(
     return {t: list(edges.values()) for t, edges in reader.edges.items()}
 
 
-def _rel_frames(reader: _Reader) -> dict[str, pd.DataFrame]:
-    rels = {}
-    for rel in s.DOMAIN_RELS:
-        rows = list(reader.edges[rel.type].values())
-        names = [c.name for c in REL_EXPORTS_BY_TYPE[rel.type].columns]
-        rels[rel.type] = pd.DataFrame(rows, columns=names) if rows else pd.DataFrame(columns=names)
-    return rels
-
-
 def read_receptive_field(
     tx: neo4j.ManagedTransaction | neo4j.Transaction, account_ids: list[str], hops: int, supernode_cap: int
 ) -> ReceptiveField:
@@ -163,10 +172,10 @@ def read_receptive_field(
     into[s.TRANSFERRED_TO.type] = sorted(counterparties)
     into[s.REFERRED.type] = sorted(ancestors)
     reader.read(out, into)
-    return _frames(tx, reader, set(account_ids), complete)
+    return _with_node_rows(tx, reader, set(account_ids), complete)
 
 
-def _frames(
+def _with_node_rows(
     tx: neo4j.ManagedTransaction | neo4j.Transaction, reader: _Reader, seeds: set[str], complete: set[str]
 ) -> ReceptiveField:
     keys: dict[str, set[str]] = {label: set() for label in NODE_EXPORTS_BY_LABEL}
@@ -175,17 +184,11 @@ def _frames(
         rows = reader.edges[rel.type].values()
         keys[rel.source.label].update(r[0] for r in rows)
         keys[rel.target.label].update(r[1] for r in rows)
-    rels = _rel_frames(reader)
     rows_by_label: dict[str, list[list[Any]]] = {label: [] for label in NODE_EXPORTS_BY_LABEL}
     for record in tx.run(q.NODE_ROWS, keys={label: sorted(k) for label, k in keys.items()}):
         rows_by_label[record["label"]].extend(record["rows"])
-    nodes = {}
-    for label, export in NODE_EXPORTS_BY_LABEL.items():
-        names = [c.name for c in export.columns]
-        nodes[label] = pd.DataFrame(rows_by_label[label], columns=names) if rows_by_label[label] else None
-        if nodes[label] is None:
-            nodes[label] = pd.DataFrame(columns=names)
-    return ReceptiveField(nodes, rels, complete)
+    rel_rows = {rel.type: list(reader.edges[rel.type].values()) for rel in s.DOMAIN_RELS}
+    return ReceptiveField(rows_by_label, rel_rows, complete)
 
 
 def read_population(session: neo4j.Session, label_prefixes: tuple[str, ...]) -> dict[str, Any]:

@@ -1,49 +1,124 @@
 """Pieces of an account's recompute (:mod:`serving.api.scorer`) sized for the few rows a request reads.
 
 The batch job's functions are built for whole graphs: :func:`gnn.export.canonical_frame` converts and sorts
-a column at a time (~4 ms a frame whatever its size, seventeen frames a recompute), and
-:func:`gnn.baseline.neighbourhood_features` builds sparse matrices over every account of the graph it gets
-when a recompute needs one row of it. The functions here give the same results for that case: the same frames,
-the same row (tested against the batch functions, ``tests/unit/test_api_recompute.py``).
+a column at a time (~4 ms a frame whatever its size, seventeen frames a recompute), :func:`gnn.build.index_graph`
+checks, sorts and looks up every table again with pandas and Arrow, and :func:`gnn.baseline.neighbourhood_features`
+builds sparse matrices over every account of the graph it gets when a recompute needs one row of it. The
+functions here give the same results for that case: the same frames, the same indexed graph, the same row
+(tested against the batch functions, ``tests/unit/test_api_recompute.py``). The features themselves are the batch
+job's own (:func:`gnn.features.compute_features`), never a second version.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from gnn.build import IndexedGraph
 from gnn.export import COLUMN_DTYPES
+from gnn.feature_defs import IndexedRel
 from gnn.graph_data import RiskGraph
-from graph.queries.export import ExportColumn
+from graph.queries.export import NODE_EXPORTS, REL_EXPORTS, ExportColumn
 
 
 def typed_frame(frame: pd.DataFrame, columns: tuple[ExportColumn, ...], keys: tuple[str, ...]) -> pd.DataFrame:
-    """:func:`gnn.export.canonical_frame` of a small frame: the same columns, dtypes and row order, built row-wise
-    (Python's sort of the key tuples is pandas' stable sort of the key columns: both order strings by code point).
+    """:func:`gnn.export.canonical_frame` of a small frame (:func:`typed_rows` of its rows; a column it lacks is
+    null).
 
     Raises:
         ValueError: a key column is missing or null.
     """
-    n = len(frame)
     for name in keys:
         if name not in frame.columns:
             raise ValueError(f"frame lacks key column {name!r}; has {list(frame.columns)}")
-    key_values = [frame[k].tolist() for k in keys]
-    if any(_missing(v) for vs in key_values for v in vs):
+    n = len(frame)
+    values = [frame[c.name].tolist() if c.name in frame.columns else [None] * n for c in columns]
+    return typed_rows([list(row) for row in zip(*values)], columns, keys)
+
+
+def typed_rows(rows: list[list[Any]], columns: tuple[ExportColumn, ...], keys: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`gnn.export.canonical_frame` of a few rows as read (lists in the order of ``columns``): the same
+    columns, dtypes and row order, built row-wise (Python's sort of the key tuples is pandas' stable sort of the
+    key columns: both order strings by code point), each column straight from its values and null mask
+    (``pd.array`` infers what it is given: 5-10 times slower).
+
+    Raises:
+        ValueError: a key is null.
+    """
+    n = len(rows)
+    if not n:
+        return _empty_frame(columns).copy(deep=False)
+    at = [next(j for j, c in enumerate(columns) if c.name == k) for k in keys]
+    if any(_missing(row[j]) for row in rows for j in at):
         raise ValueError(f"null in key columns {list(keys)}")
-    order = np.array(sorted(range(n), key=lambda i: tuple(str(vs[i]) for vs in key_values)), dtype=np.int64)
-    data = {}
-    for c in columns:
-        dtype = COLUMN_DTYPES[c.kind]
-        if c.name in frame.columns:
-            data[c.name] = pd.array(frame[c.name].to_numpy()[order], dtype=dtype)
-        else:
-            data[c.name] = pd.array([None] * n, dtype=dtype)
-    return pd.DataFrame(data, index=pd.RangeIndex(n))
+    ordered = sorted(rows, key=lambda row: tuple(str(row[j]) for j in at))
+    data = {c.name: _typed([row[j] for row in ordered], c.kind) for j, c in enumerate(columns)}
+    return pd.DataFrame(data, index=pd.RangeIndex(n), copy=False)
+
+
+def index_typed(nodes: dict[str, pd.DataFrame], rels: dict[str, pd.DataFrame]) -> IndexedGraph:
+    """:func:`gnn.build.index_graph` of frames already in canonical order (:func:`typed_rows`' — nodes by key,
+    relationships by ``(src, dst[, discriminator])``, the order ``index_graph`` sorts edges into): the endpoints'
+    positions looked up in a dict, nothing re-sorted.
+
+    Raises:
+        ValueError: a key repeats, or a relationship names a node that is not there.
+    """
+    positions: dict[str, dict[str, int]] = {}
+    for node_export in NODE_EXPORTS:
+        keys = nodes[node_export.node.label][node_export.node.key].tolist()
+        positions[node_export.node.label] = {k: i for i, k in enumerate(keys)}
+        if len(positions[node_export.node.label]) != len(keys):
+            raise ValueError(f"{node_export.node.label}.{node_export.node.key} repeats a key")
+    indexed: dict[str, IndexedRel] = {}
+    for rel_export in REL_EXPORTS:
+        rel, frame = rel_export.rel, rels[rel_export.rel.type]
+        ends = []
+        for end, label in (("src", rel.source.label), ("dst", rel.target.label)):
+            where = positions[label]
+            found = [where.get(k, -1) for k in frame[end].tolist()]
+            if -1 in found:
+                raise ValueError(f"{rel.type}.{end} names a node that is not in the graph")
+            ends.append(np.array(found, dtype=np.int64))
+        keys = list(zip(*(frame[k].tolist() for k in rel_export.keys)))
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{rel.type} holds an edge twice")
+        indexed[rel.type] = IndexedRel(ends[0], ends[1], frame)
+    return IndexedGraph(nodes, indexed)
 
 
 def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _typed(values: list[Any], kind: str) -> Any:
+    """``pd.array(values, dtype=COLUMN_DTYPES[kind])`` for plain Python values (None, NA or NaN for missing)."""
+    missing = np.fromiter((_missing(v) for v in values), dtype=bool, count=len(values))
+    if kind == "string":
+        text = pa.array([None if m else str(v) for v, m in zip(values, missing)], type=pa.large_string())
+        return pd.arrays.ArrowStringArray(text)
+    if kind not in _NUMPY_OF:
+        return pd.array(values, dtype=COLUMN_DTYPES[kind])
+    numpy_dtype, array_type = _NUMPY_OF[kind]
+    filled = np.array([0 if m else v for v, m in zip(values, missing)], dtype=numpy_dtype)
+    return array_type(filled, missing)
+
+
+_NUMPY_OF: dict[str, tuple[Any, Any]] = {
+    "long": (np.int64, pd.arrays.IntegerArray),
+    "datetime": (np.int64, pd.arrays.IntegerArray),
+    "double": (np.float64, pd.arrays.FloatingArray),
+    "boolean": (np.bool_, pd.arrays.BooleanArray),
+}
+
+
+@functools.cache
+def _empty_frame(columns: tuple[ExportColumn, ...]) -> pd.DataFrame:
+    return pd.DataFrame({c.name: pd.array([], dtype=COLUMN_DTYPES[c.kind]) for c in columns}, index=pd.RangeIndex(0))
 
 
 def baseline_row(graph: RiskGraph, account: int, supernode_cap: int | None) -> np.ndarray:

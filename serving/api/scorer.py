@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from torch_geometric.nn import SAGEConv
 
-from gnn.build import REVERSE_PREFIX, assemble_risk_graph, index_graph
+from gnn.build import REVERSE_PREFIX, assemble_risk_graph
 from gnn.estimator import RiskModel
 from gnn.features import LABEL_PREFIXES, Population, compute_features, default_reference_time
 from gnn.graph_data import RiskGraph
@@ -49,7 +49,7 @@ from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
 from graph.receptive_field import ReceptiveField, read_incident, read_population, read_receptive_field
 from graph.supernodes import FEATURE_SHARED_CAP, MODEL_SUPERNODE_CAP
-from serving.api.recompute import baseline_row, typed_frame
+from serving.api.recompute import baseline_row, index_typed, typed_rows
 from serving.feature_store import FeatureStore, baseline_used, live_digests
 from serving.reasons import account_reasons
 
@@ -453,9 +453,11 @@ class OnlineScorer:
         """The small graph of a receptive field, its features computed by the batch job's code (the graph's own
         rows; the graph-wide tallies from :attr:`context`): a complete account's features are its batch features
         when the field holds everything they read (tested on every account of a small exchange)."""
-        nodes = {e.node.label: typed_frame(field_.nodes[e.node.label], e.columns, (e.node.key,)) for e in NODE_EXPORTS}
-        rels = {e.rel.type: typed_frame(field_.rels[e.rel.type], e.columns, e.keys) for e in REL_EXPORTS}
-        indexed = index_graph(nodes, rels)
+        nodes = {
+            e.node.label: typed_rows(field_.node_rows[e.node.label], e.columns, (e.node.key,)) for e in NODE_EXPORTS
+        }
+        rels = {e.rel.type: typed_rows(field_.rel_rows[e.rel.type], e.columns, e.keys) for e in REL_EXPORTS}
+        indexed = index_typed(nodes, rels)
         reference = max(
             self.context.latest_s, default_reference_time(indexed.nodes, {t: r.props for t, r in indexed.rels.items()})
         )
