@@ -12,6 +12,7 @@ from gnn.estimator import CLEAR, RiskModel
 from gnn.graph_data import RiskGraph
 from gnn.model import RiskSAGE
 from gnn.snapshot import read_snapshot
+from gnn.source_choice import KNOWN_TIES
 from gnn.thresholds import ThresholdPolicy
 from gnn.train import TrainConfig
 from graph.schema import THREATS
@@ -37,16 +38,20 @@ def test_model_forward_shapes(graph):
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("chunk", [1, 37, 1_000_000])
-def test_layerwise_inference_equals_the_one_pass_forward(graph, chunk):
+@pytest.mark.parametrize(("chunk", "shuffled"), [(1, False), (37, False), (1_000_000, False), (37, True)])
+def test_layerwise_inference_equals_the_one_pass_forward(graph, chunk, shuffled):
     data = graph.data
+    edges = data.edge_index_dict
+    if shuffled:  # no edge type in destination order: inference sorts them itself
+        generator = torch.Generator().manual_seed(1)
+        edges = {e: ei[:, torch.randperm(ei.shape[1], generator=generator)] for e, ei in edges.items()}
     torch.manual_seed(0)
     model = RiskSAGE(data.metadata(), {t: data[t].x.shape[1] for t in data.node_types}, hidden=16, num_layers=2)
     model.eval()
     with torch.no_grad():
         expected = model(data.x_dict, data.edge_index_dict)
     model.train()
-    got = model.inference(data.x_dict, data.edge_index_dict, chunk=chunk)
+    got = model.inference(data.x_dict, edges, chunk=chunk)
     assert model.training  # the mode is restored
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="chunk"):
@@ -74,7 +79,7 @@ def test_sklearn_surface_and_round_trip(graph, trained, tmp_path):
 
 def test_scores_kept_from_calibration_equal_a_second_full_graph_pass(graph, trained):
     # the training job evaluates and gates with these instead of scoring the graph again
-    assert trained.fitted_raw is not None and set(trained.fitted_raw) == {"gnn", "baseline"}
+    assert trained.fitted_raw is not None and set(trained.fitted_raw) == {"gnn", "baseline", KNOWN_TIES}
     np.testing.assert_allclose(
         trained.calibrate(trained.fitted_raw), trained.decision_function(graph), rtol=1e-5, atol=1e-6
     )
