@@ -93,7 +93,7 @@ name                      definition                                            
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -215,6 +215,7 @@ def compute_features(
     reference_time: int,
     shared_cap: int = FEATURE_SHARED_CAP,
     population: Population | None = None,
+    identifiers: Collection[str] | None = None,
 ) -> dict[str, NodeFeatures]:
     """Every node type's features (see the module docstring for the list).
 
@@ -225,9 +226,11 @@ def compute_features(
         shared_cap: identifiers used by more accounts are left out of the capped sharing features.
         population: the whole graph's tallies when ``nodes`` and ``rels`` are part of it (online scoring);
             None: they are the whole graph.
+        identifiers: the identifier labels whose features are wanted (None: all). Online scoring takes the
+            others from the batch run's feature store, and an identifier's features read only its own rows.
 
     Returns:
-        label → features, for every domain node label.
+        label → features, for ``Account`` and every identifier label asked for.
 
     Raises:
         ValueError: a relationship type is missing, or a feature came out non-finite (a bug).
@@ -250,6 +253,8 @@ def compute_features(
         )
     }
     for spec in s.IDENTIFIER_NODES:
+        if identifiers is not None and spec.label not in identifiers:
+            continue
         features = identifier_features(spec, unlabelled, rels, t_ms)
         if spec == s.CARD and population is not None:
             features["bin_freq"] = population_share(

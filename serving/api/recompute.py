@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gnn.build import IndexedGraph
 from gnn.export import COLUMN_DTYPES
@@ -96,24 +97,34 @@ def _missing(value: object) -> bool:
 
 
 def _typed(values: list[Any], kind: str) -> Any:
-    """``pd.array(values, dtype=COLUMN_DTYPES[kind])`` for plain Python values (None, NA or NaN for missing)."""
-    missing = np.fromiter((_missing(v) for v in values), dtype=bool, count=len(values))
+    """``pd.array(values, dtype=COLUMN_DTYPES[kind])`` for plain Python values (None, NA or NaN for missing).
+
+    Values as the driver returns them (None for missing, the kind's own Python type) go through Arrow in one call
+    and into the pandas array by their values and null mask; anything else (a float in a long column, NaN from a
+    frame) is converted value by value."""
+    arrow_type, array_type = _ARROW_OF[kind]
+    try:
+        arr = pa.array(values, type=arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = None
+    if arr is None or (kind == "double" and pc.any(pc.is_nan(arr)).as_py()):
+        missing = [_missing(v) for v in values]
+        plain = [None if m else (str(v) if kind == "string" else v) for v, m in zip(values, missing)]
+        arr = pa.array(plain, type=arrow_type)
     if kind == "string":
-        text = pa.array([None if m else str(v) for v, m in zip(values, missing)], type=pa.large_string())
-        return pd.arrays.ArrowStringArray(text)
-    if kind not in _NUMPY_OF:
-        return pd.array(values, dtype=COLUMN_DTYPES[kind])
-    numpy_dtype, array_type = _NUMPY_OF[kind]
-    filled = np.array([0 if m else v for v, m in zip(values, missing)], dtype=numpy_dtype)
-    return array_type(filled, missing)
+        return pd.arrays.ArrowStringArray(arr)
+    mask = arr.is_null().to_numpy(zero_copy_only=False)
+    return array_type(arr.fill_null(_FILL[kind]).to_numpy(zero_copy_only=False), mask)
 
 
-_NUMPY_OF: dict[str, tuple[Any, Any]] = {
-    "long": (np.int64, pd.arrays.IntegerArray),
-    "datetime": (np.int64, pd.arrays.IntegerArray),
-    "double": (np.float64, pd.arrays.FloatingArray),
-    "boolean": (np.bool_, pd.arrays.BooleanArray),
+_ARROW_OF: dict[str, tuple[pa.DataType, Any]] = {
+    "string": (pa.large_string(), pd.arrays.ArrowStringArray),
+    "long": (pa.int64(), pd.arrays.IntegerArray),
+    "datetime": (pa.int64(), pd.arrays.IntegerArray),
+    "double": (pa.float64(), pd.arrays.FloatingArray),
+    "boolean": (pa.bool_(), pd.arrays.BooleanArray),
 }
+_FILL: dict[str, Any] = {"long": 0, "datetime": 0, "double": 0.0, "boolean": False}
 
 
 @functools.cache

@@ -42,7 +42,7 @@ from torch_geometric.nn import SAGEConv
 
 from gnn.build import REVERSE_PREFIX, assemble_risk_graph
 from gnn.estimator import RiskModel
-from gnn.features import LABEL_PREFIXES, Population, compute_features, default_reference_time
+from gnn.features import LABEL_PREFIXES, NodeFeatures, Population, compute_features, default_reference_time
 from gnn.graph_data import RiskGraph
 from gnn.thresholds import labels_at
 from graph import schema as s
@@ -176,7 +176,10 @@ class StoredLayers:
         out = []
         for e, c in incoming:
             h_src, edge_index = messages.get(e, empty)
-            out.append(c((h_src, h_self), edge_index, size=(len(h_src), len(h_self))))
+            if self.plain_mean:  # SAGEConv's mean aggregation written out (the module call costs ~0.3 ms)
+                out.append(c.lin_l(_mean_into(h_src, edge_index, len(h_self))) + c.lin_r(h_self))
+            else:
+                out.append(c((h_src, h_self), edge_index, size=(len(h_src), len(h_self))))
         norm: Any = self.gnn.norms[layer - 1][t]  # type: ignore[index]
         return norm(h_self + torch.relu(functools.reduce(torch.add, out)))
 
@@ -293,6 +296,16 @@ class StoredLayers:
             keep = into >= 0
             messages[e] = (h[e[0]], torch.stack([ei[0][keep], into[keep]]))
         return self.layer(layer, t, h[t][torch.from_numpy(positions)], messages)
+
+
+def _mean_into(h_src: torch.Tensor, edge_index: torch.Tensor, n: int) -> torch.Tensor:
+    """Per destination ``0 … n-1``, the mean of its sources' rows of ``h_src`` (0 where it has none), as
+    :class:`SAGEConv`'s mean aggregation computes it."""
+    total = torch.zeros((n, h_src.shape[1]), dtype=h_src.dtype)
+    if edge_index.numel():
+        total.index_add_(0, edge_index[1], h_src[edge_index[0]])
+        total = total / torch.bincount(edge_index[1], minlength=n).clamp_(min=1).unsqueeze(1).to(h_src.dtype)
+    return total
 
 
 class OnlineScorer:
@@ -461,8 +474,20 @@ class OnlineScorer:
         reference = max(
             self.context.latest_s, default_reference_time(indexed.nodes, {t: r.props for t, r in indexed.rels.items()})
         )
-        features = compute_features(indexed.nodes, indexed.rels, reference, FEATURE_SHARED_CAP, self.context.population)
-        return assemble_risk_graph(indexed, features, reference, "", FEATURE_SHARED_CAP)
+        # An identifier type whose every node is in the store takes the store's features (the recompute pins them
+        # to it anyway): only the types with new nodes (a login's new device) are computed.
+        stored: dict[str, NodeFeatures] = {}
+        if self.store is not None:
+            for spec in s.IDENTIFIER_NODES:
+                rows = self.store.find(spec.label, indexed.nodes[spec.label][spec.key].tolist())
+                if not (rows < 0).any():
+                    x = np.asarray(self.store.x[spec.label][rows], dtype=np.float32)
+                    stored[spec.label] = NodeFeatures(list(self.model.feature_names[spec.label]), x)
+        wanted = [spec.label for spec in s.IDENTIFIER_NODES if spec.label not in stored]
+        features = compute_features(
+            indexed.nodes, indexed.rels, reference, FEATURE_SHARED_CAP, self.context.population, identifiers=wanted
+        )
+        return assemble_risk_graph(indexed, {**features, **stored}, reference, "", FEATURE_SHARED_CAP)
 
     @torch.no_grad()
     def _score_field(
@@ -473,7 +498,7 @@ class OnlineScorer:
         started = time.perf_counter()
         field_ = read_receptive_field(tx, account_ids, hops, self.supernode_cap)
         read_done = time.perf_counter()
-        present = set(field_.nodes[s.ACCOUNT.label][s.ACCOUNT.key])
+        present = {row[0] for row in field_.node_rows[s.ACCOUNT.label]}  # the key: the export's first column
         if not present.intersection(account_ids):
             return ScoredField([], list(account_ids), {"neo4j_read": read_done - started})
         graph = self.field_graph(field_)
