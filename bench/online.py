@@ -17,7 +17,11 @@ Trains one model, once, offline on a small exchange (:func:`bench.score.train_mo
    the accounts read, and the largest difference from the batch score — once as ``/v1/score`` scores an
    account (``stored``: nothing changed since the batch run) and once recomputed as after an event
    (``recomputed``);
-5. **load** — for each concurrency in ``--concurrency`` (default 1, 8, 32), a bounded load generator: a fixed
+5. **events in CPU time** — ``--cpu-events`` fresh logins written and their accounts recomputed one at a time in
+   this process, as ``POST /v1/events`` does (:class:`serving.api.events.EventWriter`, then the scorer with
+   ``recompute``): this process's CPU time per event, write and recompute apart (the machine's other work inflates
+   wall time far more than CPU time: compare code versions by this, the same command on each);
+6. **load** — for each concurrency in ``--concurrency`` (default 1, 8, 32), a bounded load generator: a fixed
    number of requests (``--requests``) or a time limit (``--seconds``), whichever comes first, spread over that
    many client threads, each sending its next request as soon as the last one is answered. ``/v1/score`` asks
    for random existing accounts; ``/v1/events`` sends fresh logins (new device and IP each: every event is
@@ -65,6 +69,7 @@ from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE
 from ingest.load import prepare
 from ingest.privacy import Hasher
 from ingest.synthetic import generate_exchange
+from serving.api.events import EventWriter
 from serving.api.scorer import OnlineScorer, load_population
 from serving.feature_store import STORE_DIR, FeatureStore, incident_digests, write_feature_store
 from serving.score import plan_run, save_plan
@@ -249,6 +254,8 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
                 report["split"][key], total = time_split(driver, scorer, sample, frame, recompute)
                 if key == "stored":
                     online_ms = 1000 * total / len(sample)
+            progress.say(f"[{accounts}] {args.cpu_events} events in CPU time")
+            report["events_cpu"] = events_cpu(driver, scorer, ids, args.cpu_events, args.seed)
             report["online_vs_batch"] = {
                 "online_per_account_ms": round(online_ms, 2),
                 "batch_per_account_ms": report["batch"]["per_account_ms"],
@@ -285,17 +292,7 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
 
             def event_body() -> dict[str, Any]:
                 counter[0] += 1
-                i = counter[0]
-                return {
-                    "table": "logins",
-                    "row": {
-                        "account_id": rng.choice(ids),
-                        "ts": "2026-02-28T12:00:00Z",
-                        "ip": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
-                        "device_id": f"bench-device-{i}",
-                        "user_agent": "bench",
-                    },
-                }
+                return {"table": "logins", "row": fresh_login(rng.choice(ids), counter[0], "bench", 10)}
 
             report["load"] = {"score": [], "events": []}
             for c in args.concurrency:
@@ -321,6 +318,48 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
         "events_p99_aim_ms": AIM_EVENTS_P99_MS,
     }
     return report
+
+
+def fresh_login(account_id: str, i: int, tag: str, network: int) -> dict[str, str]:
+    """A login of ``account_id`` from a device and an IP address (in ``network``.0.0.0/8) nobody used before."""
+    return {
+        "account_id": account_id,
+        "ts": "2026-02-28T12:00:00Z",
+        "ip": f"{network}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+        "device_id": f"{tag}-device-{i}",
+        "user_agent": "bench",
+    }
+
+
+def events_cpu(driver: Any, scorer: OnlineScorer, ids: list[str], n: int, seed: int) -> dict[str, Any]:
+    """``n`` fresh logins (after 3 to warm up), each written and its account recomputed as ``POST /v1/events``
+    does, one at a time in this process; CPU time of this process per event (Neo4j's own is not in it)."""
+    import neo4j
+
+    writer = EventWriter(driver, DATABASE, Hasher(BENCH_HASH_KEY), timeout_s=30.0)
+    rng = random.Random(seed + 2)
+    cpu: dict[str, list[float]] = {"write": [], "recompute": []}
+    wall: list[float] = []
+    with driver.session(database=DATABASE, default_access_mode=neo4j.READ_ACCESS) as session:
+        for i in range(n + 3):
+            t0, w0 = time.process_time(), time.perf_counter()
+            written = writer.write("logins", fresh_login(rng.choice(ids), i, "bench-cpu", 172))
+            t1 = time.process_time()
+            session.execute_read(lambda tx, a=written.account_id: scorer.score(tx, [a], recompute=True))
+            t2, w2 = time.process_time(), time.perf_counter()
+            if i >= 3:
+                cpu["write"].append(t1 - t0)
+                cpu["recompute"].append(t2 - t1)
+                wall.append(w2 - w0)
+    if not wall:
+        return {"events": 0}
+    return {
+        "events": len(wall),
+        "cpu_ms": {k: round(1000 * float(np.mean(v)), 1) for k, v in cpu.items()},
+        "cpu_total_ms": round(1000 * float(np.mean([a + b for a, b in zip(cpu["write"], cpu["recompute"])])), 1),
+        "wall": percentiles(wall),
+        "load_average_after": load_average(),
+    }
 
 
 def time_split(
@@ -372,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per endpoint and concurrency")
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per endpoint and concurrency")
     parser.add_argument("--split-sample", type=int, default=100, help="accounts scored one by one for the split")
+    parser.add_argument("--cpu-events", type=int, default=40, help="events written and recomputed in-process")
     parser.add_argument("--heap", default="2g")
     parser.add_argument("--pagecache", default="2g")
     args = parser.parse_args(argv)
