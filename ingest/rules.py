@@ -151,6 +151,10 @@ def parse_amounts(values: pd.Series) -> pd.Series:
     return numbers.where(np.isfinite(numbers))
 
 
+#: Up to this many values, :func:`canonical_ips` parses each one.
+_FEW_IPS = 4
+
+
 @lru_cache(maxsize=1_000_000)
 def canonical_ip(text: str) -> str | None:
     """The canonical text of an IPv4/IPv6 address (``::FFFF:1.2.3.4`` style forms kept as IPv6), else None."""
@@ -164,8 +168,13 @@ def canonical_ips(values: pd.Series) -> pd.Series:
     """:func:`canonical_ip` of every value, vectorised: a dotted quad without leading zeros, and an IPv6 address
     written out in eight canonical hextets with no two zero hextets in a row, are their own canonical text
     (regular expressions over the column); only the other values (compressed or upper-case IPv6, bad text) are
-    parsed one distinct value at a time."""
+    parsed one distinct value at a time. A few values (an online event's row) are all parsed so: the column
+    passes cost more than the parse."""
     text = values.astype("string")
+    if len(text) <= _FEW_IPS:
+        return pd.Series(
+            [canonical_ip(v) if isinstance(v, str) else None for v in text.tolist()], index=text.index, dtype="string"
+        )
     v4 = text.str.fullmatch(_CANONICAL_IPV4).fillna(False).astype(bool)
     v6 = text.str.fullmatch(FULL_IPV6).fillna(False).astype(bool)
     v6 &= ~text.str.contains(_ZERO_RUN, regex=True).fillna(False).astype(bool)
