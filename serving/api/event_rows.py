@@ -27,7 +27,7 @@ from ingest.contract import TableContract
 from ingest.graph_rows import REFERENCES, GraphPart, epoch_millis, ip_prefix, needs_hash_key
 from ingest.privacy import Hasher, card_digits, email_domain, normalise_email, normalise_phone
 from ingest.read import ROW
-from ingest.rules import SCHEMAS, canonical_ip, parse_amounts, parse_timestamps
+from ingest.rules import SCHEMAS, canonical_ip, column_memo, parse_amounts, parse_timestamps
 from ingest.validate import cross_field_problems
 
 Cells = dict[str, str | None]
@@ -67,7 +67,7 @@ def row_passes(contract: TableContract, cells: Cells) -> bool:
     answer column by column.
     """
     schema = SCHEMAS[contract.name]
-    by_check: dict[str, tuple[Any, list[str]]] = {}
+    by_check: dict[str, tuple[Any, list[str], list[str]]] = {}
     for name in contract.columns:
         column = schema.columns[name]
         value = cells[name]
@@ -76,11 +76,16 @@ def row_passes(contract: TableContract, cells: Cells) -> bool:
                 return False
             continue  # pandera runs a nullable column's checks on its present values only
         for check in column.checks:
-            by_check.setdefault(str(check.name), (check, []))[1].append(value)
-    for check, values in by_check.values():
-        if not _run(check, pd.Series(values, dtype="string")):
-            return False
+            _, values, names = by_check.setdefault(str(check.name), (check, [], []))
+            values.append(value)
+            names.append(name)
     frame = pd.DataFrame({c: pd.array([v], dtype="string") for c, v in cells.items()})
+    # A check of one column gets the column's name, so the rules' costly per-value functions (a timestamp's parse,
+    # shared by two checks) run once per column, as in batch validation.
+    with column_memo(frame):
+        for check, values, names in by_check.values():
+            if not _run(check, pd.Series(values, dtype="string", name=names[0] if len(names) == 1 else None)):
+                return False
     return not any(len(p) for p in cross_field_problems(frame, contract))
 
 
