@@ -123,6 +123,7 @@ def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> di
             "precision": float((hit & y).sum() / hit.sum()) if hit.any() else float("nan"),
             "recall": float((hit & y).sum() / y.sum()) if y.any() else float("nan"),
             "label_frequency": model.pu[threat].frequency if threat in model.pu else None,
+            "known_ties_weight": model.pu[threat].ties_coef if threat in model.pu else None,
         }
     out["account_fpr"] = float((flagged & ~fraud)[evaluated].sum() / max((~fraud & evaluated).sum(), 1))
     own = labels != s.CLEAR

@@ -26,9 +26,11 @@ import pyarrow as pa
 import torch
 
 from gnn.estimator import RiskModel
+from gnn.known_ties import known_fraud_ties
 from gnn.runtime import init_ray
 from gnn.sampling import make_neighbor_loader
 from gnn.snapshot import read_snapshot
+from gnn.source_choice import KNOWN_TIES
 from gnn.train import standardised
 from graph import schema as s
 from graph.errors import ModelError
@@ -72,6 +74,7 @@ class AccountScorer:
         self.model.check_compatible(graph)
         self.data = standardised(graph, self.model.scaler)  # type: ignore[arg-type]
         self.baseline = self.model.baseline_raw(graph)
+        self.ties = known_fraud_ties(graph)
         self.hops = [-1] * self.model.config.num_layers
 
     @torch.no_grad()
@@ -88,6 +91,7 @@ class AccountScorer:
         raw = {"gnn": logits}
         if self.baseline is not None:
             raw["baseline"] = self.baseline[positions.numpy()]
+        raw[KNOWN_TIES] = self.ties[positions.numpy()]
         scores = self.model.calibrate(raw)
         out = {"position": positions.numpy()}
         out.update({t: scores[:, i] for i, t in enumerate(s.THREATS)})

@@ -22,10 +22,11 @@ import torch
 
 from gnn.baseline import GraphBoostBaseline, neighbourhood_features
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
+from gnn.known_ties import known_fraud_ties
 from gnn.metrics import PlattCalibrator
 from gnn.model import RiskSAGE
 from gnn.normalize import FeatureScaler
-from gnn.source_choice import SOURCES, SourceChoice, train_sources
+from gnn.source_choice import KNOWN_TIES, SOURCES, SourceChoice, train_sources
 from gnn.split import TimeSplit
 from gnn.thresholds import PUCalibrator, ThresholdPolicy, benign_weights, budget_flags, fpr_level, labels_at
 from gnn.train import EpochResult, TrainConfig, TrainingData, fit_gnn, predict_logits, prepare_training, standardised
@@ -92,6 +93,7 @@ class RiskModel(SourceChoice):
         self.metadata = (list(td.data.node_types), [tuple(e) for e in td.data.edge_types])
         features = neighbourhood_features(graph, self.config.supernode_cap)[0] if self.use_baseline else None
         sources = train_sources(td, features, self.config, state_dict)
+        sources.raw[KNOWN_TIES] = known_fraud_ties(graph)
         self.gnn, self.baseline = sources.gnn, sources.baseline
         self.history = [asdict(h) for h in history or []]
         self.trained_on = graph.content_hash
@@ -140,13 +142,15 @@ class RiskModel(SourceChoice):
             raise ModelError("the graph's features differ from the model's (different ringwatch version?)")
 
     def raw_scores(self, graph: RiskGraph) -> dict[str, np.ndarray]:
-        """Uncalibrated scores per source: GNN logits and baseline margins, ``[N_account, n_threats]``."""
+        """What calibration reads, ``[N_account, n_threats]`` each: uncalibrated scores per source (GNN logits,
+        baseline margins) and the accounts' known-fraud ties (:data:`gnn.source_choice.KNOWN_TIES`)."""
         self.check_compatible(graph)
         data = standardised(graph, self.scaler)  # type: ignore[arg-type]
         raw = {"gnn": predict_logits(self.gnn, data, self.config.resolved_device())}  # type: ignore[arg-type]
         baseline = self.baseline_raw(graph)
         if baseline is not None:
             raw["baseline"] = baseline
+        raw[KNOWN_TIES] = known_fraud_ties(graph)
         return raw
 
     def decision_function(self, graph: RiskGraph) -> np.ndarray:

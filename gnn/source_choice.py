@@ -3,7 +3,8 @@
 Each source's raw scores (GNN logits, baseline margins) are calibrated per target on validation nodes (Platt
 scaling); per target the source with the best validation AUPRC is shipped, and its probabilities are corrected
 for partial labels (:class:`gnn.thresholds.PUCalibrator`: with every positive labelled it is a no-op up to a
-monotone map). :class:`gnn.estimator.RiskModel` (the exchange's threats) and
+monotone map). Given each node's known-fraud ties (``raw[KNOWN_TIES]``, :mod:`gnn.known_ties`), that correction
+weighs them too. :class:`gnn.estimator.RiskModel` (the exchange's threats) and
 :class:`gnn.graph_model.GraphRiskModel` (any graph's label columns) are both built on :class:`SourceChoice`, and
 both train their sources with :func:`train_sources`.
 """
@@ -23,6 +24,9 @@ from gnn.train import TrainConfig, TrainingData, build_model, predict_logits
 
 #: The sources a target can ship: the GNN, the baseline, or the mean of their calibrated probabilities.
 SOURCES = ("gnn", "baseline", "ensemble")
+#: The key of the raw scores' dict that holds, per node and target, its known-fraud ties
+#: (:func:`gnn.known_ties.known_fraud_ties`): not a source, the second input of the partial-label correction.
+KNOWN_TIES = "known_ties"
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -100,6 +104,8 @@ class SourceChoice:
         above every score: the model flags nothing it cannot back with a single example.
         """
         self.validation = {}
+        sources = {k: v for k, v in raw.items() if k != KNOWN_TIES}
+        ties = raw.get(KNOWN_TIES)
         for i, threat in enumerate(self.target_names):
             fitted_on, rows = "validation", val
             if not targets[val, i].any():
@@ -108,8 +114,8 @@ class SourceChoice:
                     np.concatenate([train_labelled, val]),
                 )
             y = targets[rows, i].astype(bool)
-            cal = {src: PlattCalibrator.fit(y, r[rows, i]) for src, r in raw.items()}
-            probs = {src: cal[src](r[rows, i]) for src, r in raw.items()}
+            cal = {src: PlattCalibrator.fit(y, r[rows, i]) for src, r in sources.items()}
+            probs = {src: cal[src](r[rows, i]) for src, r in sources.items()}
             if len(probs) > 1:
                 probs["ensemble"] = np.mean([probs["gnn"], probs["baseline"]], axis=0)
             scores = {src: threat_metrics(y, p, 0.5)["auprc"] for src, p in probs.items()}
@@ -118,7 +124,7 @@ class SourceChoice:
                 best = "gnn"  # in-sample, boosted trees memorise their training positives and would always win
             self.calibrators[threat] = cal
             self.choice[threat] = best
-            self.pu[threat] = PUCalibrator.fit(y, logit(probs[best]))
+            self.pu[threat] = PUCalibrator.fit(y, logit(probs[best]), None if ties is None else ties[rows, i])
             if not y.any():
                 fitted_on = "nothing (no labelled positive): never flags"
             self.validation[threat] = {
@@ -126,6 +132,7 @@ class SourceChoice:
                 "chosen": best,
                 "fitted_on": fitted_on,
                 "label_frequency": self.pu[threat].frequency,
+                "known_ties_weight": self.pu[threat].ties_coef,
                 "labelled_positives": int(y.sum()),
             }
 
@@ -143,9 +150,10 @@ class SourceChoice:
         Platt-calibrated, then corrected for partial labels (:class:`gnn.thresholds.PUCalibrator`)."""
         n = len(raw["gnn"])
         out = np.zeros((n, len(self.target_names)), dtype=np.float64)
+        ties = raw.get(KNOWN_TIES)
         for i, threat in enumerate(self.target_names):
             g = self._source_probs(self.calibrators[threat], raw, slice(None), i, self.choice[threat])
-            out[:, i] = self.pu[threat](logit(g)) if threat in self.pu else g
+            out[:, i] = self.pu[threat](logit(g), None if ties is None else ties[:, i]) if threat in self.pu else g
         return out
 
     def source_probs(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -57,6 +57,10 @@ MIN_LABEL_FREQUENCY = 1e-3
 PREVALENCE_PENALTY = 0.02
 #: Fewer labelled positives than this and the fit is not attempted: the scores stay as calibrated (c = 1).
 MIN_PU_POSITIVES = 20
+#: Fewer labelled positives than this and the known-fraud ties are not weighed (:mod:`gnn.known_ties`).
+MIN_TIES_POSITIVES = 5
+#: The label frequency's logit when it is not fitted: σ(12) ≈ 1 − 6e-6, i.e. c = 1.
+FIXED_FREQUENCY_LOGIT = 12.0
 
 
 @dataclass(frozen=True)
@@ -105,63 +109,92 @@ class ThresholdPolicy:
 
 
 class PUCalibrator:
-    """``P(fraud | z) = σ(coef·z + intercept)``, fitted with the label frequency ``c`` from partial labels.
+    """``P(fraud | z, ties) = σ(coef·z + ties_coef·log(1 + ties) + intercept)``, fitted with the label frequency
+    ``c`` from partial labels.
 
     Args:
         coef, intercept: the curve on the score ``z``.
         frequency: the label frequency ``c`` (share of fraud that is labelled).
+        ties_coef: the weight of the account's known-fraud ties (:mod:`gnn.known_ties`); 0 when they were not
+            given to :meth:`fit` or said nothing.
     """
 
-    def __init__(self, coef: float = 1.0, intercept: float = 0.0, frequency: float = 1.0) -> None:
+    def __init__(
+        self, coef: float = 1.0, intercept: float = 0.0, frequency: float = 1.0, ties_coef: float = 0.0
+    ) -> None:
         self.coef, self.intercept, self.frequency = float(coef), float(intercept), float(frequency)
+        self.ties_coef = float(ties_coef)
 
     @classmethod
-    def fit(cls, labelled: np.ndarray, z: np.ndarray) -> PUCalibrator:
-        """Maximum likelihood of ``P(labelled | z) = c · σ(a·z + b)`` (see the module docstring).
+    def fit(cls, labelled: np.ndarray, z: np.ndarray, ties: np.ndarray | None = None) -> PUCalibrator:
+        """Maximum likelihood of ``P(labelled | z, ties) = c · σ(a·z + w·log(1 + ties) + b)`` (see the module
+        docstring), ``w >= 0`` with a unit ridge penalty. With fewer than :data:`MIN_PU_POSITIVES` labelled
+        positives ``c`` is not fitted (1); with fewer than :data:`MIN_TIES_POSITIVES`, or without ``ties`` and
+        too few for ``c``, nothing is (the identity on ``z``).
 
         Shapes:
-            labelled: ``[n]`` booleans (every unlabelled account is 0); z: ``[n]`` scores.
+            labelled: ``[n]`` booleans (every unlabelled account is 0); z: ``[n]`` scores; ties: ``[n]`` counts.
         """
         from scipy.optimize import minimize
 
         y = np.asarray(labelled, dtype=np.float64)
         z = np.asarray(z, dtype=np.float64)
-        if y.sum() < MIN_PU_POSITIVES or y.all():
+        e = np.zeros_like(z) if ties is None else np.log1p(np.asarray(ties, dtype=np.float64))
+        fit_c = y.sum() >= MIN_PU_POSITIVES
+        fit_ties = ties is not None and y.sum() >= MIN_TIES_POSITIVES
+        if not (fit_c or fit_ties) or y.all():
             return cls()
 
         def loss(theta: np.ndarray) -> float:
-            a, b, t = theta
+            a, w, b, t = theta
             log_c = -np.logaddexp(0.0, -t)  # c = σ(t) in (0, 1)
-            u = a * z + b
+            u = a * z + w * e + b
             log_p = log_c - np.logaddexp(0.0, -u)  # log(c σ(u))
             log_q = np.log1p(-np.exp(np.minimum(log_p, -1e-12)))  # log(1 - c σ(u))
             fraud = np.exp(-np.logaddexp(0.0, -u)).sum()
-            return float(-(y * log_p + (1 - y) * log_q).sum() + PREVALENCE_PENALTY * fraud)
+            return float(-(y * log_p + (1 - y) * log_q).sum() + PREVALENCE_PENALTY * fraud + 0.5 * w * w)
 
         best = None
-        for t0 in (6.0, 0.0, -2.0):  # start from c ≈ 1 (Platt), ½ and ⅛; keep the best likelihood
+        # c from ≈ 1 (Platt), ½ and ⅛, keeping the best likelihood; or c held at 1.
+        for t0 in (6.0, 0.0, -2.0) if fit_c else (FIXED_FREQUENCY_LOGIT,):
             result = minimize(
                 loss,
-                np.array([1.0, float(np.log(y.mean() / (1 - y.mean()))), t0]),
+                np.array([1.0, 0.0, float(np.log(y.mean() / (1 - y.mean()))), t0]),
                 method="L-BFGS-B",
-                bounds=[(1e-3, 50.0), (-50.0, 50.0), (-7.0, 12.0)],
+                bounds=[
+                    (1e-3, 50.0),
+                    (0.0, 20.0 if fit_ties else 0.0),
+                    (-50.0, 50.0),
+                    (-7.0, 12.0) if fit_c else (FIXED_FREQUENCY_LOGIT, FIXED_FREQUENCY_LOGIT),
+                ],
             )
             if best is None or result.fun < best.fun:
                 best = result
         if best is None:  # unreachable: the loop above runs at least once
             raise ValueError("no starting point")
-        a, b, t = best.x
-        return cls(a, b, max(float(1 / (1 + np.exp(-t))), MIN_LABEL_FREQUENCY))
+        a, w, b, t = best.x
+        frequency = max(float(1 / (1 + np.exp(-t))), MIN_LABEL_FREQUENCY) if fit_c else 1.0
+        return cls(a, b, frequency, w)
 
-    def __call__(self, z: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.coef * np.asarray(z, dtype=np.float64) + self.intercept)))
+    def __call__(self, z: np.ndarray, ties: np.ndarray | None = None) -> np.ndarray:
+        u = self.coef * np.asarray(z, dtype=np.float64) + self.intercept
+        if self.ties_coef:
+            if ties is None:
+                raise ValueError("this calibration weighs known-fraud ties (gnn.known_ties): pass them")
+            u = u + self.ties_coef * np.log1p(np.asarray(ties, dtype=np.float64))
+        return 1.0 / (1.0 + np.exp(-u))
 
-    def labelled(self, z: np.ndarray) -> np.ndarray:
-        """``P(labelled | z) = c · P(fraud | z)``."""
-        return self.frequency * self(z)
+    def labelled(self, z: np.ndarray, ties: np.ndarray | None = None) -> np.ndarray:
+        """``P(labelled | z, ties) = c · P(fraud | z, ties)``."""
+        return self.frequency * self(z, ties)
 
     def state(self) -> dict[str, float]:
-        return {"coef": self.coef, "intercept": self.intercept, "frequency": self.frequency}
+        return {
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "frequency": self.frequency,
+            "ties_coef": self.ties_coef,
+        }
 
 
 def wilson_lower(k: int, n: int, z: float = KNOWN_BENIGN_Z) -> float:

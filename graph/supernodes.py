@@ -21,6 +21,11 @@ name                       value  what it decides
                                   identifier (:mod:`gnn.sampling`) and the baseline's neighbour means skip it
                                   (:mod:`gnn.baseline`). Loose, because the model learns how much a shared
                                   identifier weighs; the cap bounds the work per mini-batch.
+``KNOWN_TIES_CAP``         10     *known-fraud ties* (:mod:`gnn.known_ties`): an account counts the accounts with a
+                                  known fraud label it shares an identifier of at most this many users with (or
+                                  a transfer, or a referral) — a household's or a ring's device, not a café's
+                                  Wi-Fi; the same size as the identifiers ring expansion follows
+                                  (``GroupingPolicy.expand_max_users``).
 ``SMALL_GROUP_MAX``        30     ring-structure features (:mod:`gnn.ring_features`): a group of co-users up
                                   to this size is "small", the size of a ring rather than of a crowd.
 =========================  =====  ==========================================================================
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 from typing import Final
 
+KNOWN_TIES_CAP: Final = 10
 EVIDENCE_CAP: Final = 100
 FEATURE_SHARED_CAP: Final = 200
 MODEL_SUPERNODE_CAP: Final = 500

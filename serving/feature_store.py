@@ -15,6 +15,8 @@ rest stay on disk):
   from its thousands of users;
 - ``baseline.Account.npy`` — the boosted baseline's input rows (:func:`gnn.baseline.neighbourhood_features`),
   when the model ships the baseline for some threat;
+- ``known_ties.Account.npy`` — per account and threat, its known-fraud ties (:func:`gnn.known_ties.known_fraud_ties`),
+  which the model's calibration weighs: a stored score's inputs are the run's, labels included;
 - ``digest.Account.npy`` — per account, an order-free digest of its relationships' rows
   (:func:`incident_digests`): the API recomputes an account whose digest changed (new events) since the run;
 - ``store.json`` — run, model version, layers, the edge types the batch graph had (an edge type with no edge
@@ -41,6 +43,8 @@ import pandas as pd
 from gnn.baseline import neighbourhood_features
 from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
+from gnn.known_ties import known_fraud_ties
+from gnn.source_choice import KNOWN_TIES
 from gnn.train import standardised
 from graph import schema as s
 from graph.queries.export import REL_EXPORTS_BY_TYPE
@@ -48,7 +52,7 @@ from graph.queries.export import REL_EXPORTS_BY_TYPE
 STORE_DIR = "features"
 STORE_FILE = "store.json"
 #: Bumped when the files change meaning; an older store is not used.
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 
 _MASK = (1 << 64) - 1
@@ -176,6 +180,7 @@ class FeatureStore:
     x: dict[str, np.ndarray]
     layers: list[dict[str, np.ndarray]]  # layers[l - 1][label]: embeddings after layer l
     baseline: np.ndarray | None
+    known_ties: np.ndarray
     digest: np.ndarray
 
     @property
@@ -204,7 +209,7 @@ class FeatureStore:
 
     def nbytes(self) -> int:
         arrays = [*self.ids.values(), *self.x.values(), *(a for layer in self.layers for a in layer.values())]
-        arrays += [self.digest] + ([self.baseline] if self.baseline is not None else [])
+        arrays += [self.digest, self.known_ties] + ([self.baseline] if self.baseline is not None else [])
         return int(sum(a.nbytes for a in arrays))
 
     @classmethod
@@ -229,6 +234,7 @@ class FeatureStore:
             x={t: arr(f"x.{t}") for t in labels},
             layers=[{t: arr(f"h{layer}.{t}") for t in labels} for layer in range(1, int(meta["num_layers"]))],
             baseline=arr(f"baseline.{s.ACCOUNT.label}") if meta["baseline"] else None,
+            known_ties=arr(f"known_ties.{s.ACCOUNT.label}"),
             digest=arr(f"digest.{s.ACCOUNT.label}"),
         )
 
@@ -369,6 +375,8 @@ def stage_feature_store(run_folder: Path, model: RiskModel, graph: RiskGraph, di
         raw["baseline"] = _shipped_margins(model, rows)
         np.save(tmp / f"baseline.{s.ACCOUNT.label}.npy", rows.astype(np.float32, copy=False))
         del rows
+    raw[KNOWN_TIES] = known_fraud_ties(graph)
+    np.save(tmp / f"known_ties.{s.ACCOUNT.label}.npy", raw[KNOWN_TIES])
     np.save(tmp / f"digest.{s.ACCOUNT.label}.npy", np.asarray(digests, dtype=np.uint64))
     meta = {
         "store_version": STORE_VERSION,

@@ -16,24 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from gnn.graph_data import RiskGraph
+from gnn.known_ties import SHARED_RELS, incidence
 from graph import schema as s
 from graph.supernodes import EVIDENCE_CAP
 
 #: Reasons kept per account.
 MAX_REASONS = 5
-#: Account → identifier relationships that can be reasons, in the order ties are broken.
-SHARED_RELS: tuple[s.RelSpec, ...] = (
-    s.USED_CARD,
-    s.USED_DEVICE,
-    s.WITHDREW_TO,
-    s.HAS_PHONE,
-    s.HAS_EMAIL,
-    s.USED_IP,
-    s.REDEEMED,
-)
 
 
 @dataclass(frozen=True, order=True)
@@ -42,32 +32,6 @@ class Reason:
 
     rank_key: tuple[int, int, int]
     text: str
-
-
-def incidence(graph: RiskGraph, rel: s.RelSpec) -> sp.csr_matrix:
-    """Binary ``[n_accounts, n_targets]`` matrix of ``rel`` (several edges of a pair count once)."""
-    ei = graph.data[rel.edge_type].edge_index.numpy()
-    shape = (graph.num_accounts, len(graph.ids[rel.target.label]))
-    m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=shape)
-    m.data[:] = 1.0
-    return m
-
-
-def account_links(graph: RiskGraph, max_users: int) -> sp.csr_matrix:
-    """``[n_accounts, n_accounts]``: nonzero where two accounts share an identifier used by at most ``max_users``
-    accounts, or where a transfer or a referral joins them (either direction)."""
-    n = graph.num_accounts
-    links = sp.csr_matrix((n, n), dtype=np.float32)
-    for rel in SHARED_RELS:
-        inc = incidence(graph, rel)
-        users = np.asarray(inc.sum(axis=0)).ravel()
-        inc = inc @ sp.diags((users <= max_users).astype(np.float32))
-        links = links + inc @ inc.T
-    for rel in (s.TRANSFERRED_TO, s.REFERRED):
-        ei = graph.data[rel.edge_type].edge_index.numpy()
-        m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
-        links = links + m + m.T
-    return links.tocsr()
 
 
 def shared_with(graph: RiskGraph, position: int, cap: int = EVIDENCE_CAP) -> pd.DataFrame:

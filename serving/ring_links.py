@@ -22,10 +22,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from gnn.graph_data import RiskGraph
+from gnn.known_ties import account_links, incidence
 from graph import schema as s
 from graph.queries import rings as q
 from ingest.graph_rows import ip_prefixes
-from serving.reasons import account_links, incidence
 from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier, known_fraud
 
 ACCOUNT_COLUMNS = [

@@ -38,6 +38,7 @@ import pandas as pd
 
 from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
+from gnn.known_ties import account_links
 from gnn.thresholds import ThresholdPolicy
 from graph import schema as s
 from graph.errors import RingwatchError
@@ -45,7 +46,7 @@ from graph.queries import scoring as q
 from graph.runs import Progress, new_run_id
 from graph.supernodes import EVIDENCE_CAP
 from graph.writer import BatchWriter, columns, split
-from serving.reasons import account_links, account_reasons
+from serving.reasons import account_reasons
 
 PLAN_FILE = "scores.parquet"
 RUN_FILE = "run.json"

@@ -44,6 +44,8 @@ from gnn.build import REVERSE_PREFIX, assemble_risk_graph
 from gnn.estimator import RiskModel
 from gnn.features import LABEL_PREFIXES, NodeFeatures, Population, compute_features, default_reference_time
 from gnn.graph_data import RiskGraph
+from gnn.known_ties import known_fraud_ties
+from gnn.source_choice import KNOWN_TIES
 from gnn.thresholds import labels_at
 from graph import schema as s
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS
@@ -449,10 +451,12 @@ class OnlineScorer:
         if not stored:
             return np.zeros((0, len(s.THREATS)))
         raw = {"gnn": np.stack([logits[a] for a in stored])}
-        if self.with_baseline and self.store is not None and self.store.baseline is not None:
+        if self.store is not None:
             where = dict(zip((str(a) for a in account_ids), rows))
-            features = np.asarray(self.store.baseline[[int(where[a]) for a in stored]], dtype=np.float32)
-            raw["baseline"] = self._baseline_raw(features)
+            at = [int(where[a]) for a in stored]
+            if self.with_baseline and self.store.baseline is not None:
+                raw["baseline"] = self._baseline_raw(np.asarray(self.store.baseline[at], dtype=np.float32))
+            raw[KNOWN_TIES] = np.asarray(self.store.known_ties[at], dtype=np.float64)
         return self.model.calibrate(raw)
 
     def _baseline_raw(self, features: np.ndarray) -> np.ndarray:
@@ -518,6 +522,7 @@ class OnlineScorer:
                     graph.data[t].x = torch.from_numpy(values)
                 cap = self.model.config.supernode_cap
                 raw["baseline"] = self._baseline_raw(np.stack([baseline_row(graph, int(p), cap) for p in seeds]))
+            raw[KNOWN_TIES] = known_fraud_ties(graph)[seeds]  # the field holds every account a seed is tied to
             probs = np.zeros((graph.num_accounts, len(s.THREATS)))
             if len(seeds):
                 probs[seeds] = self.model.calibrate(raw)
