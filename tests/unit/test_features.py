@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import gnn.features
-from gnn.build import build_risk_graph, tables_from_graph_rows
+from gnn.build import build_risk_graph, index_graph, tables_from_graph_rows
 from gnn.feature_defs import referral_depth, window_counts
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
 from gnn.snapshot import read_snapshot, write_snapshot
@@ -195,6 +195,21 @@ def test_identifier_features():
     assert node_feature(graph, "Wallet", "active_span_days_log") == logged(w0=1 / 24)
     assert node_feature(graph, "IP", "ipv6") == {"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 0, "192.168.1.1": 0}
     assert graph.data["Card"].x.shape == (0, len(graph.feature_names["Card"]))
+
+
+def test_features_of_some_identifier_types_only():
+    """Online scoring asks only for the identifier types the feature store lacks: the same values, the rest left
+    out."""
+    tables = tables_from_graph_rows(rows())
+    indexed = index_graph(tables.nodes, tables.rels)
+    everything = gnn.features.compute_features(indexed.nodes, indexed.rels, (T0 + 11 * H) // 1000)
+    some = gnn.features.compute_features(
+        indexed.nodes, indexed.rels, (T0 + 11 * H) // 1000, identifiers=["Device", "Wallet"]
+    )
+    assert set(some) == {"Account", "Device", "Wallet"}
+    for label, features in some.items():
+        assert features.names == everything[label].names
+        assert np.array_equal(features.values, everything[label].values), label
 
 
 def test_labels_never_change_features():
