@@ -21,6 +21,10 @@ correction, the cautious side — while strong signals still recover it (0.31 fo
 ``tests/unit/test_thresholds.py``). With fewer than :data:`MIN_PU_POSITIVES` labelled positives among the
 validation accounts there is nothing to fit ``c`` on, and the scores stay as calibrated.
 
+**Known-fraud ties** (:mod:`gnn.known_ties`) enter the same fit as a second input:
+``P(labelled | z, ties) = c · σ(a·z + w·log(1 + ties) + b)``, ``w >= 0`` with a unit ridge penalty, fitted from
+:data:`MIN_TIES_POSITIVES` labelled validation positives with ``c`` held at 1 below :data:`MIN_PU_POSITIVES`.
+
 **Threshold policies** (one is recorded with the model, shown by ``investigate`` and the report):
 
 - ``fpr``: a target account false-positive rate. Benign accounts are unknown, so the rate is estimated on
