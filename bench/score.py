@@ -283,6 +283,7 @@ def scoring_job(
         **ph,
         "graph_from": "snapshot" if summary.graph_from != "export" else "export",
         "steps_s": summary.seconds,
+        "monitor_steps_s": summary.monitor_seconds,  # inside the job's "monitor" step (the rest: MLflow, alerts, …)
         "outside_steps_s": round(ph["seconds"] - sum(summary.seconds.values()), 2),  # model load, run lookup, …
         "accounts": summary.accounts,
         "written": summary.outcome.get("written"),

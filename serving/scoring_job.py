@@ -65,6 +65,7 @@ class ScoringSummary:
         plan: the plan's folder.
         graph_from: where the scored graph was read: ``export``, or the snapshot's folder (empty when resumed).
         seconds: per step.
+        monitor_seconds: the monitor's own steps (:mod:`serving.monitor`; empty when it did not run or failed).
         challenger: the champion/challenger comparison (:mod:`serving.shadow`) when a challenger scored in shadow.
     """
 
@@ -80,6 +81,7 @@ class ScoringSummary:
     graph_from: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     challenger: dict[str, Any] | None = None
+    monitor_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, the outcome's counts at the top level (``ringwatch score --json``)."""
@@ -272,6 +274,7 @@ def run_scoring(
         from serving.monitor.job import monitor_after_scoring
 
         step = time.perf_counter()
-        monitor_after_scoring(settings, driver, summary, graph)  # logs a failure; the scores are written
+        monitored = monitor_after_scoring(settings, driver, summary, graph)  # logs a failure; the scores stand
         summary.seconds["monitor"] = round(time.perf_counter() - step, 2)
+        summary.monitor_seconds = dict(monitored.record.seconds) if monitored is not None else {}
     return summary
