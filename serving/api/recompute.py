@@ -26,21 +26,6 @@ from gnn.graph_data import RiskGraph
 from graph.queries.export import NODE_EXPORTS, REL_EXPORTS, ExportColumn
 
 
-def typed_frame(frame: pd.DataFrame, columns: tuple[ExportColumn, ...], keys: tuple[str, ...]) -> pd.DataFrame:
-    """:func:`gnn.export.canonical_frame` of a small frame (:func:`typed_rows` of its rows; a column it lacks is
-    null).
-
-    Raises:
-        ValueError: a key column is missing or null.
-    """
-    for name in keys:
-        if name not in frame.columns:
-            raise ValueError(f"frame lacks key column {name!r}; has {list(frame.columns)}")
-    n = len(frame)
-    values = [frame[c.name].tolist() if c.name in frame.columns else [None] * n for c in columns]
-    return typed_rows([list(row) for row in zip(*values)], columns, keys)
-
-
 def typed_rows(rows: list[list[Any]], columns: tuple[ExportColumn, ...], keys: tuple[str, ...]) -> pd.DataFrame:
     """:func:`gnn.export.canonical_frame` of a few rows as read (lists in the order of ``columns``): the same
     columns, dtypes and row order, built row-wise (Python's sort of the key tuples is pandas' stable sort of the

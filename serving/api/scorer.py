@@ -11,9 +11,10 @@ An account whose relationships changed since the run (its new events, ``POST /v1
 does not hold (new since the run), is **recomputed**: its features from its own relationships and what they
 read (:func:`graph.receptive_field.read_receptive_field` with ``hops=0``: the users of its identifiers up to
 the model's super-node cap, its counterparties' transfers, its referral chain) with the batch job's own
-functions (:func:`gnn.export.canonical_frame`, :func:`gnn.build.index_graph`,
-:func:`gnn.features.compute_features`, :func:`gnn.build.assemble_risk_graph`), and every layer of its
-embedding from its neighbours' stored ones; nodes the store lacks (a new device) are computed from what was
+feature code (:func:`gnn.features.compute_features`, :func:`gnn.build.assemble_risk_graph`) on tables built
+from the rows as read (:func:`serving.api.recompute.typed_rows` and :func:`~serving.api.recompute.index_typed`,
+equal to :func:`gnn.export.canonical_frame` and :func:`gnn.build.index_graph`; identifier types the store holds
+entirely take its features), and every layer of its embedding from its neighbours' stored ones; nodes the store lacks (a new device) are computed from what was
 read around them. Neighbours keep the batch run's inputs: the event moves the account's own score at once, and
 its neighbours' at the next batch run (or when they are recomputed themselves).
 
