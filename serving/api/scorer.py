@@ -14,9 +14,10 @@ the model's super-node cap, its counterparties' transfers, its referral chain) w
 feature code (:func:`gnn.features.compute_features`, :func:`gnn.build.assemble_risk_graph`) on tables built
 from the rows as read (:func:`serving.api.recompute.typed_rows` and :func:`~serving.api.recompute.index_typed`,
 equal to :func:`gnn.export.canonical_frame` and :func:`gnn.build.index_graph`; identifier types the store holds
-entirely take its features), and every layer of its embedding from its neighbours' stored ones; nodes the store lacks (a new device) are computed from what was
-read around them. Neighbours keep the batch run's inputs: the event moves the account's own score at once, and
-its neighbours' at the next batch run (or when they are recomputed themselves).
+entirely take its features), and every layer of its embedding from its neighbours' stored ones; nodes the store
+lacks (a new device) are computed from what was read around them. Neighbours keep the batch run's inputs: the
+event moves the account's own score at once, and its neighbours' at the next batch run (or when they are
+recomputed themselves).
 
 Without a store for the served model (none written yet, or another model: a reload before the next batch
 run), the whole receptive field is read and computed as before the store existed: ``num_layers`` hops,
