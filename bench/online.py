@@ -149,13 +149,16 @@ def run_load(
     }
 
 
-def start_api(env: dict[str, str], port: int, progress: Progress) -> subprocess.Popen[bytes]:
+def start_api(env: dict[str, str], port: int, progress: Progress, log: Path) -> subprocess.Popen[bytes]:
+    """``ringwatch serve`` on ``port``, its stderr into ``log`` (a pipe nobody reads would block the server once
+    its logs filled it); returns once ``/readyz`` answers 200."""
     cmd = [str(Path(sys.executable).parent / "ringwatch"), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + 600
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"ringwatch serve exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            raise RuntimeError(f"ringwatch serve exited: {log.read_bytes().decode(errors='replace')[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
                 return proc
@@ -286,7 +289,7 @@ def bench_size(model: RiskModel, model_dir: Path, accounts: int, base: Path, arg
         }
         with meter.phase("api_start") as ph:
             progress.say(f"[{accounts}] starting ringwatch serve")
-            api = start_api(env, port, progress)
+            api = start_api(env, port, progress, base / "api.log")
         report["api_start_s"] = ph["seconds"]
         try:
             headers = {"Authorization": f"Bearer {API_KEY}"}
