@@ -66,12 +66,11 @@ def graph_neighbourhood_features(
     names_of = feature_names or {t: [f"x{i}" for i in range(data[t].x.shape[1])] for t in data.node_types}
     x_target = data[target_type].x.numpy()
     blocks, names = [x_target], [f"own.{f}" for f in names_of[target_type]]
-    # Who shares what with whom: the incidences of every identifier type side by side (one product gives every
-    # pair sharing any of them), plus the target→target edges both ways; summed once at the end (adding the
-    # n × n matrices one edge type at a time merged the growing sum again for every type: half the time at 100k
-    # accounts). Only the pattern is kept (values set to 1 below).
-    through: list[sp.csr_matrix] = []
-    direct: list[sp.csr_matrix] = []
+    # Who shares what with whom, as one product: the incidences of every identifier type side by side, and a
+    # column per target→target edge holding its two ends (its product gives the pair both ways). Adding n × n
+    # matrices one edge type at a time merged the growing sum again for every type: half the time at 100k
+    # accounts. Only the pattern is kept (values set to 1 below).
+    incidences: list[sp.csr_matrix] = []
     for src, rel, dst in data.edge_types:
         if src != target_type or rel.startswith("rev_"):
             continue
@@ -85,17 +84,13 @@ def graph_neighbourhood_features(
         if dst != target_type:
             users = np.asarray(inc.sum(axis=0)).ravel()
             keep = users <= supernode_cap if supernode_cap else np.ones_like(users, dtype=bool)
-            through.append((inc @ sp.diags(keep.astype(np.float32))).tocsr())
+            incidences.append(inc.tocsc()[:, np.flatnonzero(keep)].tocsr())
         else:
-            direct += [inc, inc.T.tocsr()]
-    shared = sp.csr_matrix((n, n), dtype=np.float32)
-    if through:
-        kept = sp.hstack(through, format="csr")
-        shared = kept @ kept.T
-    if direct:
-        shared = (shared + sum(direct[1:], direct[0])).tocsr()
-    shared = shared.tocsr()
-    shared.sort_indices()  # each row's mean summed in column order (a fixed order, whatever built the matrix)
+            m = ei.shape[1]
+            ends = (np.concatenate([ei[0], ei[1]]), np.concatenate([np.arange(m), np.arange(m)]))
+            incidences.append(sp.csr_matrix((np.ones(2 * m, dtype=np.float32), ends), shape=(n, m)))
+    kept = sp.hstack(incidences, format="csr") if incidences else sp.csr_matrix((n, 0), dtype=np.float32)
+    shared = (kept @ kept.T).tocsr()
     shared.setdiag(0)
     shared.eliminate_zeros()
     shared.data[:] = 1.0
