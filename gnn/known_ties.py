@@ -50,29 +50,33 @@ def incidence(graph: RiskGraph, rel: s.RelSpec) -> sp.csr_matrix:
     return m
 
 
-def account_links(graph: RiskGraph, max_users: int) -> sp.csr_matrix:
-    """``[n_accounts, n_accounts]``: nonzero where two accounts share an identifier used by at most ``max_users``
-    accounts, or where a transfer or a referral joins them (either direction)."""
+def account_links(graph: RiskGraph, max_users: int, rows: np.ndarray | None = None) -> sp.csr_matrix:
+    """``[n_accounts, n_accounts]`` (or only the accounts at ``rows``, ``[len(rows), n_accounts]``): nonzero where
+    two accounts share an identifier used by at most ``max_users`` accounts, or where a transfer or a referral
+    joins them (either direction)."""
     n = graph.num_accounts
-    links = sp.csr_matrix((n, n), dtype=np.float32)
+    at = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    links = sp.csr_matrix((len(at), n), dtype=np.float32)
     for rel in SHARED_RELS:
         inc = incidence(graph, rel)
         users = np.asarray(inc.sum(axis=0)).ravel()
         inc = inc @ sp.diags((users <= max_users).astype(np.float32))
-        links = links + inc @ inc.T
+        links = links + inc[at] @ inc.T
     for rel in MONEY_RELS:
         ei = graph.data[rel.edge_type].edge_index.numpy()
         m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
-        links = links + m + m.T
+        links = links + m[at] + m.T.tocsr()[at]
     return links.tocsr()
 
 
-def known_fraud_ties(graph: RiskGraph, threats: tuple[str, ...] = s.THREATS) -> np.ndarray:
-    """``[n_accounts, len(threats)]`` float: per account, the other accounts of each threat's known label it is
-    tied to (see the module docstring)."""
-    tied = account_links(graph, KNOWN_TIES_CAP)
-    tied.setdiag(0)
-    tied.eliminate_zeros()
-    tied.data[:] = 1.0
+def known_fraud_ties(
+    graph: RiskGraph, threats: tuple[str, ...] = s.THREATS, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """``[n_accounts, len(threats)]`` float (or the accounts at ``rows`` only): per account, the other accounts of
+    each threat's known label it is tied to (see the module docstring)."""
+    at = np.arange(graph.num_accounts) if rows is None else np.asarray(rows, dtype=np.int64)
+    tied = account_links(graph, KNOWN_TIES_CAP, at).tocoo()
+    keep = at[tied.row] != tied.col  # never itself
+    tied = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (tied.row[keep], tied.col[keep])), shape=tied.shape)
     known = np.column_stack([graph.labels == LABEL_CODES[t] for t in threats]).astype(np.float32)
     return np.asarray(tied @ known, dtype=np.float64)

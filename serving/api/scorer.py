@@ -524,7 +524,7 @@ class OnlineScorer:
                     graph.data[t].x = torch.from_numpy(values)
                 cap = self.model.config.supernode_cap
                 raw["baseline"] = self._baseline_raw(np.stack([baseline_row(graph, int(p), cap) for p in seeds]))
-            raw[KNOWN_TIES] = known_fraud_ties(graph)[seeds]  # the field holds every account a seed is tied to
+            raw[KNOWN_TIES] = known_fraud_ties(graph, rows=seeds)  # the field holds every account a seed is tied to
             probs = np.zeros((graph.num_accounts, len(s.THREATS)))
             if len(seeds):
                 probs[seeds] = self.model.calibrate(raw)

@@ -48,3 +48,9 @@ def test_an_account_counts_the_known_fraud_accounts_it_is_tied_to_per_threat():
     assert ties[5].sum() == 0  # referred a benign account
     assert ties[7:].sum() == 0  # only the IP every account uses: a super-node ties nobody
     assert ties[:, bot].sum() == 0
+
+
+def test_the_ties_of_some_accounts_are_their_rows_of_everyones():
+    g = _graph()
+    rows = np.array([3, 0, 11, 1])
+    assert np.array_equal(known_fraud_ties(g, rows=rows), known_fraud_ties(g)[rows])
