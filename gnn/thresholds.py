@@ -202,8 +202,9 @@ class PUCalibrator:
 
 
 def wilson_lower(k: int, n: int, z: float = KNOWN_BENIGN_Z) -> float:
-    """One-sided Wilson lower confidence bound of a proportion ``k / n``."""
-    if n == 0:
+    """One-sided Wilson lower confidence bound of a proportion ``k / n``; exactly 0 when ``k`` is (the formula's
+    float rounding left a few 1e-18 over it, which is "above" a rate of 0)."""
+    if n == 0 or k == 0:
         return 0.0
     p = k / n
     centre = p + z * z / (2 * n)
