@@ -124,6 +124,11 @@ def run_one(accounts: int, seed: int, params: dict[str, Any], epochs: int) -> di
             "recall": float((hit & y).sum() / y.sum()) if y.any() else float("nan"),
             "label_frequency": model.pu[threat].frequency if threat in model.pu else None,
             "known_ties_weight": model.pu[threat].ties_coef if threat in model.pu else None,
+            "source": model.choice.get(threat),
+            "validation": {
+                "labelled_positives": model.validation[threat]["labelled_positives"],
+                "auprc": model.validation[threat]["auprc"],
+            },
         }
     out["account_fpr"] = float((flagged & ~fraud)[evaluated].sum() / max((~fraud & evaluated).sum(), 1))
     own = labels != s.CLEAR

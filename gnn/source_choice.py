@@ -24,6 +24,11 @@ from gnn.train import TrainConfig, TrainingData, build_model, predict_logits
 
 #: The sources a target can ship: the GNN, the baseline, or the mean of their calibrated probabilities.
 SOURCES = ("gnn", "baseline", "ensemble")
+#: Fewer labelled validation positives than this and the sources are not ranked: the ensemble ships. Their AUPRC
+#: on 1-3 positives is noise, and picking by it once shipped a baseline whose test AUPRC was 0.02 with a threshold
+#: that flagged 2.8 % of benign accounts (10 %-labelled generated exchange, README); a source whose calibrated
+#: probabilities are nearly flat (Platt on a useless score) leaves the mean in the other's order.
+MIN_CHOICE_POSITIVES = 5
 #: The key of the raw scores' dict that holds, per node and target, its known-fraud ties
 #: (:func:`gnn.known_ties.known_fraud_ties`): not a source, the second input of the partial-label correction.
 KNOWN_TIES = "known_ties"
@@ -101,7 +106,8 @@ class SourceChoice:
         and the corrected probabilities low — the cautious side), the validation negatives are not; the GNN
         is shipped for it, since in-sample the boosted trees memorise their positives and would always look
         best. ``validation[target]["fitted_on"]`` says which. With no positive anywhere, the threshold is
-        above every score: the model flags nothing it cannot back with a single example.
+        above every score: the model flags nothing it cannot back with a single example. With fewer than
+        :data:`MIN_CHOICE_POSITIVES` validation positives the sources are not ranked: the ensemble ships.
         """
         self.validation = {}
         sources = {k: v for k, v in raw.items() if k != KNOWN_TIES}
@@ -122,6 +128,8 @@ class SourceChoice:
             best = max(scores, key=lambda s: -1.0 if np.isnan(scores[s]) else scores[s])
             if rows is not val:
                 best = "gnn"  # in-sample, boosted trees memorise their training positives and would always win
+            elif y.sum() < MIN_CHOICE_POSITIVES and "ensemble" in probs:
+                best = "ensemble"  # too few positives to rank the sources; the mean keeps the better one's order
             self.calibrators[threat] = cal
             self.choice[threat] = best
             self.pu[threat] = PUCalibrator.fit(y, logit(probs[best]), None if ties is None else ties[rows, i])
