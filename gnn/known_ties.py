@@ -55,17 +55,20 @@ def account_links(graph: RiskGraph, max_users: int, rows: np.ndarray | None = No
     two accounts share an identifier used by at most ``max_users`` accounts, or where a transfer or a referral
     joins them (either direction)."""
     n = graph.num_accounts
-    at = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-    links = sp.csr_matrix((len(at), n), dtype=np.float32)
+
+    def some(m: sp.csr_matrix) -> sp.csr_matrix:
+        return m if rows is None else m[np.asarray(rows, dtype=np.int64)]
+
+    links = sp.csr_matrix((n if rows is None else len(rows), n), dtype=np.float32)
     for rel in SHARED_RELS:
         inc = incidence(graph, rel)
         users = np.asarray(inc.sum(axis=0)).ravel()
         inc = inc @ sp.diags((users <= max_users).astype(np.float32))
-        links = links + inc[at] @ inc.T
+        links = links + some(inc) @ inc.T
     for rel in MONEY_RELS:
         ei = graph.data[rel.edge_type].edge_index.numpy()
         m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
-        links = links + m[at] + m.T.tocsr()[at]
+        links = links + some(m) + some(m.T.tocsr())
     return links.tocsr()
 
 

@@ -272,7 +272,7 @@ def ring_neighbours_from_graph(
     position = pd.Series(np.arange(len(ids)), index=ids)
     of_member = np.zeros(len(ids), dtype=bool)
     of_member[position[members].to_numpy()] = True
-    tied = (account_links(graph, policy.expand_max_users)[of_member] > 0).tocoo()
+    tied = (account_links(graph, policy.expand_max_users, rows=np.flatnonzero(of_member)) > 0).tocoo()
     ties = pd.DataFrame({"account_id": ids[tied.col], "member": ids[of_member][tied.row]})
     ties = ties[ties["account_id"] != ties["member"]].drop_duplicates(ignore_index=True)
     chosen = np.zeros(len(ids), dtype=bool)
