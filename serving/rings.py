@@ -193,6 +193,7 @@ def detect_rings(
     previous: dict[str, set[str]],
     policy: GroupingPolicy | None = None,
     neighbours: Callable[[list[str]], RingNeighbours] | None = None,
+    run_fpr_target: float | None = None,
 ) -> list[DetectedRing]:
     """Rings among the candidates, ids kept stable against ``previous`` rings, top first.
 
@@ -204,6 +205,8 @@ def detect_rings(
         neighbours: reads the accounts tied to a list of ring members (:func:`serving.ring_links.read_ring_neighbours`
             or its in-memory twin); given, rings of ``policy.expand_kinds`` are expanded
             (:func:`serving.ring_grouping.joining_members`).
+        run_fpr_target: the scoring run's target account FPR (None: it had none), the budget's target unless
+            ``policy.max_account_fpr`` says otherwise.
     """
     policy = policy or GroupingPolicy()
     groups = [g for g in find_groups(candidates, policy) if g.is_ring]
@@ -242,21 +245,27 @@ def detect_rings(
     sample = set(accounts.loc[benign & unseen, "account_id"])  # the model did not learn them as negatives
     own = dict(zip(accounts["account_id"], accounts["label"]))
     would_flag = [[m for m in g.members + join if own[m] == s.CLEAR] for g, join in zip(groups, joined)]
+    own_flagged = sum(own[m] != s.CLEAR for m in sample)
+    target = policy.account_fpr_target(run_fpr_target)
     keep = within_fpr_budget(
         [g.mass / len(g.members) for g in groups],
         [len(sample.intersection(flag)) for flag in would_flag],
+        own_flagged,
         candidates.known_benign,
+        target,
         policy,
     )
     if not all(keep):
         log.warning(
-            "rings would flag %d of %d known-benign accounts the model did not train on: the %d weakest of %d rings "
-            "are dropped to keep the estimated false-positive rate of ring flags within %.2f %%",
-            sum(len(sample.intersection(f)) for f in would_flag),
+            "of %d known-benign accounts the model did not train on, %d are flagged on their own score and rings "
+            "would flag %d: the %d weakest of %d rings are dropped to keep the estimated account false-positive "
+            "rate within %.2f %%",
             candidates.known_benign,
+            own_flagged,
+            sum(len(sample.intersection(f)) for f in would_flag),
             keep.count(False),
             len(keep),
-            100 * policy.max_ring_fpr,
+            100 * target,
         )
     kept = [i for i, k in enumerate(keep) if k]
     groups, joined, would_flag = [groups[i] for i in kept], [joined[i] for i in kept], [would_flag[i] for i in kept]
@@ -276,17 +285,22 @@ def ring_reason(ring: DetectedRing) -> str:
     )
 
 
-def run_thresholds(driver: neo4j.Driver, database: str) -> tuple[str | None, dict[str, float], int | None]:
-    """The latest completed scoring run's id, per-threat thresholds (1.0 each when there is no run) and its
-    model's training period's end (epoch ms; None when unknown)."""
+def run_thresholds(
+    driver: neo4j.Driver, database: str
+) -> tuple[str | None, dict[str, float], int | None, float | None]:
+    """The latest completed scoring run's id, per-threat thresholds (1.0 each when there is no run), its
+    model's training period's end (epoch ms; None when unknown) and its target account FPR (None: it ran under
+    a review budget, or before policies were recorded)."""
     run = latest_completed_run(driver, database)
     if run is None:
-        return None, {t: 1.0 for t in s.THREATS}, None
+        return None, {t: 1.0 for t in s.THREATS}, None, None
     train_end = run.get("train_end")
+    fpr_target = run.get("fpr_target")
     return (
         str(run["run_id"]),
         {t: float(run.get(f"threshold_{t}") or 1.0) for t in s.THREATS},
         int(train_end) * 1000 if train_end is not None else None,
+        float(fpr_target) if fpr_target is not None else None,
     )
 
 
@@ -299,7 +313,7 @@ def run_rings(driver: neo4j.Driver, database: str, policy: GroupingPolicy | None
     started = time.perf_counter()
     policy = policy or GroupingPolicy()
     ensure_schema(driver, database)
-    scoring_run_id, thresholds, train_end = run_thresholds(driver, database)
+    scoring_run_id, thresholds, train_end, fpr_target = run_thresholds(driver, database)
     candidates = read_candidates(driver, database, thresholds, policy, unseen_after=train_end)
     records, _, _ = driver.execute_query(q.ACTIVE_RINGS, database_=database, routing_=neo4j.RoutingControl.READ)
     previous = {r["ring_id"]: set(r["members"] or []) for r in records}
@@ -308,6 +322,7 @@ def run_rings(driver: neo4j.Driver, database: str, policy: GroupingPolicy | None
         previous,
         policy,
         lambda members: read_ring_neighbours(driver, database, members, thresholds, policy),
+        fpr_target,
     )
     rings_run_id = new_run_id("rings")
     now = int(time.time() * 1000)

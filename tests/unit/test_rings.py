@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
+from gnn.thresholds import DEFAULT_FPR_TARGET
 from graph import schema as s
 from serving.output_evaluation import ring_recall
 from serving.reasons import account_reasons
@@ -176,14 +177,22 @@ def test_an_account_known_or_flagged_as_fraud_joins_a_ring_through_one_tie():
 
 
 def test_the_false_positive_budget_drops_the_weakest_rings_until_known_benign_accounts_say_it_holds():
-    # 1,000 known-benign accounts; rings would flag 0, 30 and 10 of them: 4 % estimated, over a 1 % budget.
-    # The weakest ring (mean margin 0.3) goes; 10 of 1,000 left: the lower confidence bound is under 1 %.
-    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 1_000, GroupingPolicy()) == [True, False, True]
-    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 1_000, GroupingPolicy(max_ring_fpr=0.05)) == [True] * 3
+    # 1,000 known-benign accounts; rings would flag 0, 30 and 10 of them: 4 % estimated, over a 1 % target.
+    # The weakest ring (mean margin 0.3) goes; 10 of 1,000 left: 1 %, within it.
+    policy = GroupingPolicy()
+    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 0, 1_000, 0.01, policy) == [True, False, True]
+    # The per-account flags use the same budget: with 5 of the sample flagged on their own score, 15 of 1,000
+    # is over 1 % and the next weakest ring goes too; at a 5 % target all three stay.
+    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 5, 1_000, 0.01, policy) == [True, False, False]
+    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 5, 1_000, 0.05, policy) == [True] * 3
     # Too few known-benign accounts to be a sample: nothing is dropped.
-    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 150, GroupingPolicy()) == [True] * 3
-    with pytest.raises(ValueError, match="max_ring_fpr"):
-        GroupingPolicy(max_ring_fpr=1.5)
+    assert within_fpr_budget([0.9, 0.3, 0.5], [0, 30, 10], 0, 150, 0.01, policy) == [True] * 3
+    # The target: the policy's when set, else the scoring run's, else the default target account FPR.
+    assert GroupingPolicy(max_account_fpr=0.02).account_fpr_target(0.005) == 0.02
+    assert policy.account_fpr_target(0.005) == 0.005
+    assert policy.account_fpr_target(None) == DEFAULT_FPR_TARGET
+    with pytest.raises(ValueError, match="max_account_fpr"):
+        GroupingPolicy(max_account_fpr=1.5)
 
 
 def test_a_ring_never_flags_a_known_benign_account_and_a_benign_clump_is_dropped():
@@ -201,11 +210,13 @@ def test_a_ring_never_flags_a_known_benign_account_and_a_benign_clump_is_dropped
     few = detect_rings(candidates, previous={})  # known_benign 0: too few to estimate anything
     assert sorted(r.members for r in few) == [["b", "r0", "r1", "r2", "r3"], ["h0", "h1", "h2", "h3", "s0", "s1"]]
     assert all(r.admitted == [] for r in few)  # b and the h are not flagged; the r and s flagged themselves
-    # 300 known-benign accounts in the graph, of which the rings would flag 5: over a 0.1 % budget the weaker ring
-    # (the clump, mean margin 0.87 against 0.92) goes, and A alone (1 of 300) is within it.
+    # 300 known-benign accounts in the graph, of which the rings would flag 5: over a 0.4 % target the weaker
+    # ring (the clump, mean margin 0.87 against 0.92) goes, and A alone (1 of 300) is within it.
     candidates.known_benign = 300
-    kept = detect_rings(candidates, previous={}, policy=GroupingPolicy(max_ring_fpr=0.001))
+    kept = detect_rings(candidates, previous={}, run_fpr_target=0.004)
     assert [r.members for r in kept] == [["b", "r0", "r1", "r2", "r3"]]
+    # The scoring run's target is the budget unless the policy sets one.
+    assert len(detect_rings(candidates, {}, GroupingPolicy(max_account_fpr=0.02), run_fpr_target=0.004)) == 2
 
 
 def _farm(prefix: str, size: int, elevated_share: float = 0.3) -> tuple[dict[str, float], list[SharedIdentifier]]:
