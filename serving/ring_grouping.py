@@ -13,7 +13,9 @@ users``. A carrier-NAT address or a campaign code is used mostly by ordinary acc
 nothing, whatever its size; a bot farm's network block or emulator device is used mostly by risky accounts
 and ties them however many they are. Identifiers where candidates are under ``min_share`` of the users tie
 nobody. Each transfer relationship (per direction and asset) or referral between two candidates adds
-``money_weight``; a pair's weight is the sum of everything it shares.
+``money_weight``; a pair's weight is the sum of everything it shares, where the places it shares — a device,
+an IP address, a network block — count once, at the strongest (:func:`link_weights`): a household shares its
+home's device and address, which is one tie, not two.
 
 **Groups.**
 
@@ -73,6 +75,10 @@ import pandas as pd
 
 from gnn.thresholds import DEFAULT_FPR_TARGET
 from graph import schema as s
+from graph.queries.rings import IP_BLOCK
+
+#: Identifiers that say where an account connects from: those a pair shares count once (:func:`link_weights`).
+LOCATION_LABELS: frozenset[str] = frozenset({s.DEVICE.label, s.IP.label, IP_BLOCK})
 
 
 @dataclass(frozen=True)
@@ -236,17 +242,31 @@ def margins_of(candidates: RingCandidates) -> dict[str, float]:
 
 
 def link_weights(candidates: RingCandidates, policy: GroupingPolicy) -> dict[tuple[str, str], float]:
-    """Weight of every tied pair of candidates (``a < b``): identifiers they share plus money between them."""
+    """Weight of every tied pair of candidates (``a < b``): identifiers they share plus money between them.
+
+    The *location* identifiers a pair shares (:data:`LOCATION_LABELS`: a device, an IP address, a network block)
+    count once, at the strongest of their weights: a device and the address it connects from are one place — a
+    household's, an office's, an operator's desk —, not two pieces of evidence. Summed, they made every
+    household that shares its home's device and address tie twice over, and a ring member's family join its
+    ring (measured on fourteen 20k exchanges: account FPR 0.48 → 0.44 %, ring recall 0.28 → 0.30; README).
+    """
     margin = margins_of(candidates)
+    located: dict[tuple[str, str], float] = defaultdict(float)
     weights: dict[tuple[str, str], float] = defaultdict(float)
     for ident in candidates.shared:
         if ident.share < policy.min_share or len(ident.members) < 2:
             continue
         w = ident.weight(margin)
         members = sorted(ident.members)
+        into = located if ident.label in LOCATION_LABELS else None
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
-                weights[(a, b)] += w
+                if into is None:
+                    weights[(a, b)] += w
+                else:
+                    into[(a, b)] = max(into[(a, b)], w)
+    for pair, w in located.items():
+        weights[pair] += w
     money = candidates.money
     for a, b in zip(money["src"], money["dst"]):
         if a != b:  # each relationship counts: a transfer per direction and asset, a referral

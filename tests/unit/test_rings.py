@@ -24,6 +24,7 @@ from serving.ring_grouping import (
     RingNeighbours,
     SharedIdentifier,
     find_groups,
+    link_weights,
     within_fpr_budget,
 )
 from serving.rings import detect_rings, member_ring_id, stable_ids
@@ -113,6 +114,27 @@ def test_a_ring_member_under_its_threshold_joins_and_an_innocent_household_does_
     # Without the device r4 shares, r4 stays out: a score under the threshold alone never flags.
     rings = detect_rings(_candidates(margins, [shared[0], shared[2]]), previous={})
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
+
+
+def test_a_household_sharing_its_homes_device_and_address_with_a_ring_member_ties_once():
+    # h1 and h2 live with r0: the home's device and IP address, three users each; their scores are a quarter of
+    # the threshold. Device and address are one place: the pair's weight is the stronger of the two (0.5), not
+    # their sum (1.0), and 0.5 x 0.25 is under admit_tie — the household stays out of r0's ring. A card the
+    # same two share is another tie: it adds.
+    margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2, "h1": 0.25, "h2": 0.25}
+    home = ("h1", "h2", "r0")
+    shared = [
+        SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4),
+        SharedIdentifier("Device", "home-device", home, 3),
+        SharedIdentifier("IP", "home-ip", home, 3),
+    ]
+    weights = link_weights(_candidates(margins, shared), GroupingPolicy())
+    assert weights[("h1", "r0")] == pytest.approx(0.5) and weights[("h1", "h2")] == pytest.approx(0.5)
+    rings = detect_rings(_candidates(margins, shared), previous={})
+    assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
+    card = SharedIdentifier("Card", "c", ("h1", "r0"), 2)
+    weights = link_weights(_candidates(margins, [*shared, card]), GroupingPolicy())
+    assert weights[("h1", "r0")] == pytest.approx(0.5 + (1 + 0.25) / 2)
 
 
 def _neighbours(ties: list[tuple[str, str]], known: dict[str, str] | None = None):
