@@ -158,7 +158,14 @@ def server_in(home: Path, heap: str, pagecache: str, progress: Progress) -> Iter
 
 
 def connect(server: LocalNeo4j) -> neo4j.Driver:
-    driver = open_driver(server.uri, server.username, server.password())
+    # Server notifications off, as the product's driver has them (graph.driver.build_driver): otherwise every
+    # "property key does not exist" hint of a first run lands in the bench's stderr.
+    driver = open_driver(
+        server.uri,
+        server.username,
+        server.password(),
+        notifications_min_severity=neo4j.NotificationMinimumSeverity.OFF,
+    )
     driver.verify_connectivity()
     return driver
 
