@@ -24,13 +24,14 @@ import pytest
 from gnn.build import risk_graph_from_neo4j
 from gnn.estimator import RiskModel
 from gnn.graph_data import LABEL_CODES
+from gnn.thresholds import DEFAULT_FPR_TARGET, ThresholdPolicy
 from gnn.train import TrainConfig
 from graph import schema as s
 from graph.queries.investigator import PACK_BY_NAME, pack_file
 from serving.feature_store import STORE_DIR, FeatureStore
 from serving.output_evaluation import evaluate_output, ring_recall
 from serving.ring_grouping import GroupingPolicy
-from serving.rings import ring_membership, run_rings
+from serving.rings import ring_membership, run_rings, run_thresholds
 from serving.score import ScoringRun, load_plan, plan_from_scores, save_plan, write_scores
 from serving.scoring_job import run_scoring
 from serving.verdict import VerdictError, record_verdict
@@ -289,6 +290,19 @@ def test_rings_keep_their_ids_across_runs_and_retire_what_is_gone(clean, driver,
     assert set(after[ring_id]) <= set(members) and len(after[ring_id]) >= 0.9 * len(members) - 1
     records, _, _ = driver.execute_query("MATCH (r:Ring) RETURN r.status AS status, count(*) AS n", database_=DB)
     assert sum(r["n"] for r in records if r["status"] == "active") == len(after)
+
+
+def test_rings_take_their_false_positive_budget_from_the_scoring_runs_target(clean, driver):
+    # The run records its policy's target account FPR on the ScoringRun node; `ringwatch rings` reads it back
+    # as the budget's target (what the per-account thresholds leave of it goes to the rings).
+    run, plan = _rule_plan(clean, "rule/target", policy=ThresholdPolicy(kind="fpr", fpr_target=0.004))
+    write_scores(driver, DB, run, plan)
+    run_id, thresholds, _, target = run_thresholds(driver, DB)
+    assert run_id == run.run_id and thresholds == {t: THRESHOLD for t in s.THREATS} and target == 0.004
+    run, plan = _rule_plan(clean, "rule/budget", policy=ThresholdPolicy(kind="budget", fpr_target=None, budget=50))
+    write_scores(driver, DB, run, plan)
+    assert run_thresholds(driver, DB)[3] is None
+    assert GroupingPolicy().account_fpr_target(run_thresholds(driver, DB)[3]) == DEFAULT_FPR_TARGET
 
 
 def test_evaluation_reads_the_written_output(clean, driver, tmp_path):
