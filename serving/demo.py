@@ -219,5 +219,6 @@ def _where_to_look(
             "graph/queries/investigator_pack.cypher (`ringwatch query-pack --out DIR` for Browser favourites)",
         )
     )
-    lines.append(("try in Browser", "\n" + EXAMPLE_SHARED_DEVICES))
+    # On one line: the panel shows control characters (a line break too) as escapes, and Browser takes it as is.
+    lines.append(("try in Browser", " ".join(EXAMPLE_SHARED_DEVICES.split())))
     return lines

@@ -61,7 +61,7 @@ def render(view: dict[str, Any]) -> Group:
         facts.append(
             f"thresholds: {view['policy']} ("
             + ", ".join(
-                f"{t} {view[f'threshold_{t}']:.3f}" for t in s.THREATS if view.get(f"threshold_{t}") is not None
+                f"{t} {view[f'threshold_{t}']:.3g}" for t in s.THREATS if view.get(f"threshold_{t}") is not None
             )
             + ")"
         )

@@ -114,7 +114,7 @@ def _run_section(run: dict[str, Any] | None, rings: list[RingView], total: int) 
             _e(
                 f"{run.get('policy') or 'the model’s'}: "
                 + ", ".join(
-                    f"{t} {run[f'threshold_{t}']:.3f}" for t in s.THREATS if run.get(f"threshold_{t}") is not None
+                    f"{t} {run[f'threshold_{t}']:.3g}" for t in s.THREATS if run.get(f"threshold_{t}") is not None
                 )
             ),
         ),

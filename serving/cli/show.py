@@ -160,7 +160,7 @@ def scoring(out: Console, summary: ScoringSummary) -> None:
         out.print(f"scored the graph as snapshot {safe(summary.graph_from)} holds it (unchanged since; no export)")
     if summary.policy:
         out.print(
-            f"thresholds: {safe(summary.policy)} → " + ", ".join(f"{t} {v:.3f}" for t, v in summary.thresholds.items())
+            f"thresholds: {safe(summary.policy)} → " + ", ".join(f"{t} {v:.3g}" for t, v in summary.thresholds.items())
         )
     if summary.challenger:
         shadow(out, summary.challenger)

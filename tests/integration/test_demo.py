@@ -49,6 +49,8 @@ def test_demo_runs_the_whole_job_and_finds_rings(neo4j_server, driver, graph_env
     figures = json.loads(done.stdout)  # with --json, standard output is the JSON document alone
     assert figures == json.loads((out / "demo.json").read_text())
     assert "open this in a browser" in done.stderr and "ringwatch investigate" in done.stderr
+    # Our own text (the Browser example query) is shown as text, not with its line breaks escaped as "\\x0a".
+    assert "try in Browser" in done.stderr and "\\x0a" not in done.stderr
 
     rings = figures["ring_recall"]
     # Measured at this size (5 epochs: a weak model): account FPR 0.015 with ring members flagged by their

@@ -117,7 +117,7 @@ def test_report_shows_the_top_rings_with_their_members(built: Built) -> None:
     assert built.run_id in built.html
     assert f"top {built.top} of {len(built.rings):,} active rings" in built.html
     assert "rule/1" in built.html and "Shared identifiers" in built.html
-    assert "<dt>thresholds</dt><dd>the model’s: collusion 0.500, promo_abuse 0.500, bot_farm 0.500</dd>" in built.html
+    assert "<dt>thresholds</dt><dd>the model’s: collusion 0.5, promo_abuse 0.5, bot_farm 0.5</dd>" in built.html
     assert "<dt>flagged as ring members</dt>" in built.html
 
 
