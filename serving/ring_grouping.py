@@ -258,13 +258,13 @@ def link_weights(candidates: RingCandidates, policy: GroupingPolicy) -> dict[tup
             continue
         w = ident.weight(margin)
         members = sorted(ident.members)
-        into = located if ident.label in LOCATION_LABELS else None
+        place = ident.label in LOCATION_LABELS
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
-                if into is None:
-                    weights[(a, b)] += w
+                if place:
+                    located[(a, b)] = max(located[(a, b)], w)
                 else:
-                    into[(a, b)] = max(into[(a, b)], w)
+                    weights[(a, b)] += w
     for pair, w in located.items():
         weights[pair] += w
     money = candidates.money

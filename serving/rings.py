@@ -28,7 +28,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import neo4j
 import numpy as np
@@ -246,10 +246,11 @@ def detect_rings(
     own = dict(zip(accounts["account_id"], accounts["label"]))
     would_flag = [[m for m in g.members + join if own[m] == s.CLEAR] for g, join in zip(groups, joined)]
     own_flagged = sum(own[m] != s.CLEAR for m in sample)
+    ring_flagged = [len(sample.intersection(flag)) for flag in would_flag]
     target = policy.account_fpr_target(run_fpr_target)
     keep = within_fpr_budget(
         [g.mass / len(g.members) for g in groups],
-        [len(sample.intersection(flag)) for flag in would_flag],
+        ring_flagged,
         own_flagged,
         candidates.known_benign,
         target,
@@ -262,7 +263,7 @@ def detect_rings(
             "rate within %.2f %%",
             candidates.known_benign,
             own_flagged,
-            sum(len(sample.intersection(f)) for f in would_flag),
+            sum(ring_flagged),
             keep.count(False),
             len(keep),
             100 * target,
@@ -285,18 +286,31 @@ def ring_reason(ring: DetectedRing) -> str:
     )
 
 
-def run_thresholds(
-    driver: neo4j.Driver, database: str
-) -> tuple[str | None, dict[str, float], int | None, float | None]:
-    """The latest completed scoring run's id, per-threat thresholds (1.0 each when there is no run), its
-    model's training period's end (epoch ms; None when unknown) and its target account FPR (None: it ran under
-    a review budget, or before policies were recorded)."""
+class RunDecisions(NamedTuple):
+    """What ring grouping takes from the latest completed scoring run (:func:`run_thresholds`).
+
+    Attributes:
+        run_id: its id; None when there is no run.
+        thresholds: per threat (1.0 each when there is no run).
+        train_end: its model's training period's end, epoch ms; None when unknown.
+        fpr_target: its target account FPR; None when it ran under a review budget, or before policies were
+            recorded.
+    """
+
+    run_id: str | None
+    thresholds: dict[str, float]
+    train_end: int | None
+    fpr_target: float | None
+
+
+def run_thresholds(driver: neo4j.Driver, database: str) -> RunDecisions:
+    """The latest completed scoring run's decisions (:class:`RunDecisions`)."""
     run = latest_completed_run(driver, database)
     if run is None:
-        return None, {t: 1.0 for t in s.THREATS}, None, None
+        return RunDecisions(None, {t: 1.0 for t in s.THREATS}, None, None)
     train_end = run.get("train_end")
     fpr_target = run.get("fpr_target")
-    return (
+    return RunDecisions(
         str(run["run_id"]),
         {t: float(run.get(f"threshold_{t}") or 1.0) for t in s.THREATS},
         int(train_end) * 1000 if train_end is not None else None,
