@@ -43,6 +43,7 @@ validation accounts there is nothing to fit ``c`` on, and the scores stay as cal
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -110,6 +111,12 @@ class ThresholdPolicy:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_thresholds(thresholds: Mapping[str, float | None]) -> str:
+    """One line for people: ``collusion 0.119, promo_abuse 0.122, bot_farm 3.69e-24``, to 3 significant digits
+    (a threshold near 0 is shown as it is, not as 0.000); threats without one are left out."""
+    return ", ".join(f"{t} {v:.3g}" for t, v in thresholds.items() if v is not None)
 
 
 class PUCalibrator:

@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gnn.thresholds import describe_thresholds
 from graph import schema as s
 from graph.errors import RingwatchError
 from graph.logs import printable as plain
@@ -58,13 +59,8 @@ def render(view: dict[str, Any]) -> Group:
     if view.get("flagged_by") == s.FLAGGED_BY_RING and view["label"] != s.CLEAR:
         facts.append("flagged as a member of its ring (its own score is under the threshold)")
     if view.get("policy"):
-        facts.append(
-            f"thresholds: {view['policy']} ("
-            + ", ".join(
-                f"{t} {view[f'threshold_{t}']:.3g}" for t in s.THREATS if view.get(f"threshold_{t}") is not None
-            )
-            + ")"
-        )
+        thresholds = describe_thresholds({t: view.get(f"threshold_{t}") for t in s.THREATS})
+        facts.append(f"thresholds: {view['policy']} ({thresholds})")
     if view["known_label"]:
         facts.append(f"known label: {view['known_label']}")
     if view["verdict"]:

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import neo4j
 
+from gnn.thresholds import describe_thresholds
 from graph import schema as s
 from graph.errors import RingwatchError
 from graph.supernodes import EVIDENCE_CAP
@@ -113,9 +114,7 @@ def _run_section(run: dict[str, Any] | None, rings: list[RingView], total: int) 
             "thresholds",
             _e(
                 f"{run.get('policy') or 'the model’s'}: "
-                + ", ".join(
-                    f"{t} {run[f'threshold_{t}']:.3g}" for t in s.THREATS if run.get(f"threshold_{t}") is not None
-                )
+                + describe_thresholds({t: run.get(f"threshold_{t}") for t in s.THREATS})
             ),
         ),
         ("label changes", _num(run.get("label_changes"))),

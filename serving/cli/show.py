@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from gnn.snapshot_job import SnapshotSummary
+from gnn.thresholds import describe_thresholds
 from gnn.training_job import TrainingSummary
 from graph import schema as s
 from ingest.job import IngestReport
@@ -159,9 +160,7 @@ def scoring(out: Console, summary: ScoringSummary) -> None:
     if summary.graph_from and summary.graph_from != "export":
         out.print(f"scored the graph as snapshot {safe(summary.graph_from)} holds it (unchanged since; no export)")
     if summary.policy:
-        out.print(
-            f"thresholds: {safe(summary.policy)} → " + ", ".join(f"{t} {v:.3g}" for t, v in summary.thresholds.items())
-        )
+        out.print(f"thresholds: {safe(summary.policy)} → {describe_thresholds(summary.thresholds)}")
     if summary.challenger:
         shadow(out, summary.challenger)
 
