@@ -50,22 +50,28 @@ def incidence(graph: RiskGraph, rel: s.RelSpec) -> sp.csr_matrix:
     return m
 
 
-def account_links(graph: RiskGraph, max_users: int, rows: np.ndarray | None = None) -> sp.csr_matrix:
+def account_links(
+    graph: RiskGraph,
+    max_users: int,
+    rows: np.ndarray | None = None,
+    rels: tuple[s.RelSpec, ...] = SHARED_RELS + MONEY_RELS,
+) -> sp.csr_matrix:
     """``[n_accounts, n_accounts]`` (or only the accounts at ``rows``, ``[len(rows), n_accounts]``): nonzero where
     two accounts share an identifier used by at most ``max_users`` accounts, or where a transfer or a referral
-    joins them (either direction)."""
+    joins them (either direction) — of the relationships ``rels`` (of :data:`SHARED_RELS` and
+    :data:`MONEY_RELS`)."""
     n = graph.num_accounts
 
     def some(m: sp.csr_matrix) -> sp.csr_matrix:
         return m if rows is None else m[np.asarray(rows, dtype=np.int64)]
 
     links = sp.csr_matrix((n if rows is None else len(rows), n), dtype=np.float32)
-    for rel in SHARED_RELS:
+    for rel in (r for r in SHARED_RELS if r in rels):
         inc = incidence(graph, rel)
         users = np.asarray(inc.sum(axis=0)).ravel()
         inc = inc @ sp.diags((users <= max_users).astype(np.float32))
         links = links + some(inc) @ inc.T
-    for rel in MONEY_RELS:
+    for rel in (r for r in MONEY_RELS if r in rels):
         ei = graph.data[rel.edge_type].edge_index.numpy()
         m = sp.csr_matrix((np.ones(ei.shape[1], np.float32), (ei[0], ei[1])), shape=(n, n))
         links = links + some(m) + some(m.T.tocsr())

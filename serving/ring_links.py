@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from gnn.graph_data import RiskGraph
-from gnn.known_ties import account_links, incidence
+from gnn.known_ties import MONEY_RELS, SHARED_RELS, account_links, incidence
 from graph import schema as s
 from graph.queries import rings as q
 from ingest.graph_rows import ip_prefixes
@@ -152,8 +152,8 @@ def read_ring_neighbours(
         chunk = members[i : i + 1_000]
         for cypher in (q.IDENTIFIER_NEIGHBOURS, q.MONEY_NEIGHBOURS):
             records, _, _ = driver.execute_query(cypher, members=chunk, max_users=policy.expand_max_users, **read)
-            rows += [(r["account_id"], r["member"]) for r in records]
-    ties = pd.DataFrame(rows, columns=["account_id", "member"]).drop_duplicates(ignore_index=True)
+            rows += [(r["account_id"], r["member"], r["via"]) for r in records]
+    ties = pd.DataFrame(rows, columns=["account_id", "member", "via"]).drop_duplicates(ignore_index=True)
     ids = sorted(set(ties["account_id"]))
     records = []
     for i in range(0, len(ids), 10_000):
@@ -165,7 +165,7 @@ def read_ring_neighbours(
 
 
 def _sorted_ties(ties: pd.DataFrame) -> pd.DataFrame:
-    return ties.sort_values(["account_id", "member"], ignore_index=True)
+    return ties.sort_values(["account_id", "member", "via"], ignore_index=True)
 
 
 def _order(ident: SharedIdentifier) -> tuple[str, str]:
@@ -272,8 +272,14 @@ def ring_neighbours_from_graph(
     position = pd.Series(np.arange(len(ids)), index=ids)
     of_member = np.zeros(len(ids), dtype=bool)
     of_member[position[members].to_numpy()] = True
-    tied = (account_links(graph, policy.expand_max_users, rows=np.flatnonzero(of_member)) > 0).tocoo()
-    ties = pd.DataFrame({"account_id": ids[tied.col], "member": ids[of_member][tied.row]})
+    vias = [(rel, rel.target.label) for rel in SHARED_RELS] + [(rel, rel.type) for rel in MONEY_RELS]
+    account, member, via = [], [], []
+    for rel, name in vias:
+        tied = (account_links(graph, policy.expand_max_users, np.flatnonzero(of_member), (rel,)) > 0).tocoo()
+        account += ids[tied.col].tolist()
+        member += ids[of_member][tied.row].tolist()
+        via += [name] * tied.nnz
+    ties = pd.DataFrame({"account_id": account, "member": member, "via": via})
     ties = ties[ties["account_id"] != ties["member"]].drop_duplicates(ignore_index=True)
     chosen = np.zeros(len(ids), dtype=bool)
     chosen[position[ties["account_id"].unique()].to_numpy()] = True

@@ -222,6 +222,7 @@ def detect_rings(
         expanded = set(expandable)
         others = [m for i, ms in enumerate(members) if i not in expanded for m in ms]
         frontier = sorted({m for i in expandable for m in members[i]})
+        created = dict(zip(candidates.accounts["account_id"], candidates.accounts["created_at"]))
         read: list[RingNeighbours] = []
         for _ in range(policy.expand_rounds):  # the accounts that joined bring their own ties to the ring
             read.append(neighbours(frontier))
@@ -230,7 +231,8 @@ def detect_rings(
                 pd.concat([r.ties for r in read], ignore_index=True),
             )
             current = [members[i] + joined[i] for i in expandable]
-            joins = joining_members(current, found, policy, others)
+            created_at = {**dict(zip(found.accounts["account_id"], found.accounts["created_at"])), **created}
+            joins = joining_members(current, found, policy, others, created_at)
             for i, join in zip(expandable, joins):
                 joined[i] += join
             frontier = sorted(a for join in joins for a in join)

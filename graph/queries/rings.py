@@ -116,8 +116,9 @@ _LINK_TYPES = "|".join(rel.type for rel in LINK_RELS)
 
 #: Accounts tied to the ring members ``$members`` through an identifier that at most ``$max_users`` accounts
 #: use (the expansion of a detected ring, ``serving.ring_grouping.joining_members``): one row per (account,
-#: member). Each identifier is checked once, however many members use it, and its users are counted only up
-#: to ``$max_users + 1`` — a campaign code thousands redeemed costs what a small one costs.
+#: member, ``via``: the identifier's label). Each identifier is checked once, however many members use it, and
+#: its users are counted only up to ``$max_users + 1`` — a campaign code thousands redeemed costs what a small
+#: one costs.
 IDENTIFIER_NEIGHBOURS: Final = (
     "UNWIND $members AS m\n"
     f"MATCH (a:{A.label} {{{A.key}: m}})-[:{_LINK_TYPES}]->(n)\n"
@@ -126,15 +127,15 @@ IDENTIFIER_NEIGHBOURS: Final = (
     "      <= $max_users\n"
     f"MATCH (n)<-[:{_LINK_TYPES}]-(b:{A.label})\n"
     "UNWIND users_in_ring AS a\n"
-    "WITH a, b WHERE b <> a\n"
-    f"RETURN DISTINCT b.{A.key} AS account_id, a.{A.key} AS member"
+    "WITH a, b, n WHERE b <> a\n"
+    f"RETURN DISTINCT b.{A.key} AS account_id, a.{A.key} AS member, labels(n)[0] AS via"
 )
 
-#: Accounts tied to the ring members ``$members`` by a transfer or a referral, either way.
+#: Accounts tied to the ring members ``$members`` by a transfer or a referral, either way (``via``: its type).
 MONEY_NEIGHBOURS: Final = (
     "UNWIND $members AS m\n"
-    f"MATCH (a:{A.label} {{{A.key}: m}})-[:{'|'.join(rel.type for rel in MONEY_RELS)}]-(b:{A.label}) WHERE b <> a\n"
-    f"RETURN DISTINCT b.{A.key} AS account_id, m AS member"
+    f"MATCH (a:{A.label} {{{A.key}: m}})-[r:{'|'.join(rel.type for rel in MONEY_RELS)}]-(b:{A.label}) WHERE b <> a\n"
+    f"RETURN DISTINCT b.{A.key} AS account_id, m AS member, type(r) AS via"
 )
 
 #: Flag ring members that were not flagged on their own score (``$members``: ``{account_id, label,

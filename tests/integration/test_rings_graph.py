@@ -48,7 +48,9 @@ def hand_made_graph(driver: neo4j.Driver) -> None:
     NAT IP (a super-node); h0–h1, flagged, share a household device (a pair is no ring); a flagged clear-
     looking x0 uses ring A's device but is flagged (joins A). Expansion: n000, scored as clear as the decoys,
     paid b1 and b3 (tied to two members: joins B); n001 shares a device with a0 and paid it (one member: stays
-    out); n002 paid c0 and c1 (a bot farm: not expanded).
+    out); n002 paid c0 and c1 (a bot farm: not expanded); n003 shares a device with a1 alone but signed up with
+    the rings, which signed up within milliseconds (a sign-up burst: joins A). The other decoys signed up a month
+    apart.
     """
     accounts = [
         {"id": f"{r}{i}", "label": k, "score": 0.9 - i / 100, "t": 1_700_000_000_000 + i}
@@ -56,7 +58,11 @@ def hand_made_graph(driver: neo4j.Driver) -> None:
         for i in range(n)
     ]
     accounts += [{"id": "x0", "label": s.COLLUSION, "score": 0.7, "t": 1_700_000_000_000}]
-    accounts += [{"id": f"n{i:03d}", "label": s.CLEAR, "score": 0.01, "t": 1_700_000_000_000} for i in range(150)]
+    month = 30 * 86_400_000
+    accounts += [
+        {"id": f"n{i:03d}", "label": s.CLEAR, "score": 0.01, "t": 1_700_000_000_000 + (i != 3) * (i + 1) * month}
+        for i in range(150)
+    ]
     links = [{"account": f"a{i}", "kind": "device", "key": "dA"} for i in range(5)]
     links += [{"account": "x0", "kind": "device", "key": "dA"}]
     links += [{"account": f"b{i}", "kind": "transfer", "key": f"b{i + 1}"} for i in range(4)]
@@ -65,6 +71,7 @@ def hand_made_graph(driver: neo4j.Driver) -> None:
     links += [{"account": "n000", "kind": "transfer", "key": b} for b in ("b1", "b3")]
     links += [{"account": "n001", "kind": "device", "key": "dN"}, {"account": "a0", "kind": "device", "key": "dN"}]
     links += [{"account": "n001", "kind": "transfer", "key": "a0"}]
+    links += [{"account": "n003", "kind": "device", "key": "dS"}, {"account": "a1", "kind": "device", "key": "dS"}]
     links += [{"account": "n002", "kind": "transfer", "key": c} for c in ("c0", "c1")]
     links += [{"account": a["id"], "kind": "ip", "key": "100.64.0.1", "prefix": "100.64.0.0/24"} for a in accounts]
     driver.execute_query(HAND_MADE_RINGS, accounts=accounts, links=links, database_=DB)
@@ -75,14 +82,14 @@ def test_rings_follow_shared_identifiers_blocks_and_money_not_super_nodes(empty_
     summary = run_rings(driver, DB)
     members = {frozenset(m) for m in ring_membership(driver, DB).values()}
     assert members == {
-        frozenset({"a0", "a1", "a2", "a3", "a4", "x0"}),
+        frozenset({"a0", "a1", "a2", "a3", "a4", "x0", "n003"}),
         frozenset({*(f"b{i}" for i in range(5)), "n000"}),
         frozenset({f"c{i}" for i in range(6)}),
     }
-    assert summary["admitted"] == 1  # n000: every other member is flagged on its own score
+    assert summary["admitted"] == 2  # n000, n003: every other member is flagged on its own score
     by_first = {r["members"][0]: r for r in summary["top"]}
     assert by_first["c0"]["kind"] == s.BOT_FARM and "1 network block" in by_first["c0"]["evidence"]
-    assert by_first["b0"]["internal_transfers"] == 12 and by_first["a0"]["size"] == 6
+    assert by_first["b0"]["internal_transfers"] == 12 and by_first["a0"]["size"] == 7
     assert "1 joined through ties to its members" in by_first["b0"]["evidence"]
     records, _, _ = driver.execute_query(
         "MATCH (r:Ring) RETURN r.ring_id AS id, r.first_seen AS fs, r.last_detected AS ld, r.status AS status",

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+from gnn.feature_defs import DAY_MS
 from gnn.graph_data import LABEL_CODES, UNLABELLED, RiskGraph
 from gnn.thresholds import DEFAULT_FPR_TARGET
 from graph import schema as s
@@ -25,12 +26,14 @@ from serving.ring_grouping import (
     SharedIdentifier,
     find_groups,
     link_weights,
+    signup_burst,
     within_fpr_budget,
 )
 from serving.rings import detect_rings, member_ring_id, stable_ids
 from serving.score import neighbourhood
 
 NO_MONEY = pd.DataFrame(columns=["src", "dst", "type", "count"])
+MONTH_MS = 30 * DAY_MS
 
 
 def _candidates(
@@ -50,9 +53,9 @@ def _candidates(
             "known_label": None,
             "verdict": None,
             "run_id": "r",
-            "first_seen": np.arange(len(ids)) * 1000,
-            "last_seen": np.arange(len(ids)) * 1000 + 5000,
-            "created_at": np.arange(len(ids)) * 1000,
+            "first_seen": np.arange(len(ids)) * MONTH_MS,
+            "last_seen": np.arange(len(ids)) * MONTH_MS + 5000,
+            "created_at": np.arange(len(ids)) * MONTH_MS,  # a month apart: no sign-up burst
         }
     )
     return RingCandidates(frame, shared, money)
@@ -137,18 +140,22 @@ def test_a_household_sharing_its_homes_device_and_address_with_a_ring_member_tie
     assert weights[("h1", "r0")] == pytest.approx(0.5 + (1 + 0.25) / 2)
 
 
-def _neighbours(ties: list[tuple[str, str]], known: dict[str, str] | None = None):
-    """A ``neighbours`` reader over fixed (account, member) ties; the accounts score 1 % of the threshold."""
-    known = known or {}
+def _neighbours(
+    ties: list[tuple[str, ...]], known: dict[str, str] | None = None, created_at: dict[str, int] | None = None
+):
+    """A ``neighbours`` reader over fixed (account, member[, via]) ties (via a device unless given); the accounts
+    score 1 % of the threshold and signed up a month apart unless ``created_at`` says otherwise."""
+    known, created_at = known or {}, created_at or {}
     asked: list[list[str]] = []
 
     def read(members: list[str]) -> RingNeighbours:
         asked.append(members)
-        rows = [(a, m) for a, m in ties if m in set(members)]
-        ids = sorted({a for a, _ in rows})
+        rows = [(a, m, *via) if via else (a, m, s.DEVICE.label) for a, m, *via in ties if m in set(members)]
+        ids = sorted({a for a, *_ in rows})
         accounts = _candidates({a: 0.01 for a in ids}, []).accounts
         accounts["known_label"] = [known.get(a) for a in ids]
-        return RingNeighbours(accounts, pd.DataFrame(rows, columns=["account_id", "member"]))
+        accounts["created_at"] = [created_at.get(a, c) for a, c in zip(ids, accounts["created_at"])]
+        return RingNeighbours(accounts, pd.DataFrame(rows, columns=["account_id", "member", "via"]))
 
     return read, asked
 
@@ -196,6 +203,50 @@ def test_an_account_known_or_flagged_as_fraud_joins_a_ring_through_one_tie():
     assert [r.members for r in rings] == [["f", "g", "r0", "r1", "r2", "r3"]]
     rings = detect_rings(_candidates(margins, shared), {}, GroupingPolicy(expand_ties_flagged=2), flagged_g)
     assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]]
+
+
+def test_a_ring_that_signed_up_in_one_week_takes_in_who_signed_up_with_it_tied_to_one_member():
+    # A promotion-abuse ring, r0–r3, flagged, one wallet, all signed up within three days. Each account below is
+    # tied to one member only and scores 1 % of the threshold. p was referred by r3 and signed up in the same
+    # week (the chain's next recruit): it joins, and so, in the next round, does q, whom p referred. t was paid
+    # by r1 that week (a transfer: members pay ordinary accounts too), d shares r0's device but signed up two
+    # months later, b is known benign: all stay out.
+    day = DAY_MS
+    margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2}
+    shared = [SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4)]
+    ring = _candidates(margins, shared, threat=s.PROMO_ABUSE)
+    ring.accounts["created_at"] = [100 * day, 101 * day, 102 * day, 103 * day]
+    ties = [
+        ("p", "r3", s.REFERRED.type),
+        ("q", "p", s.REFERRED.type),
+        ("t", "r1", s.TRANSFERRED_TO.type),
+        ("d", "r0", s.DEVICE.label),
+        ("b", "r2", s.REFERRED.type),
+    ]
+    created_at = {"p": 104 * day, "q": 106 * day, "t": 102 * day, "d": 160 * day, "b": 101 * day}
+    read, asked = _neighbours(ties, known={"b": s.BENIGN}, created_at=created_at)
+    rings = detect_rings(ring, previous={}, neighbours=read)
+    assert [r.members for r in rings] == [["p", "q", "r0", "r1", "r2", "r3"]] and rings[0].admitted == ["p", "q"]
+    assert asked == [["r0", "r1", "r2", "r3"], ["p"], ["q"]]
+    # The window is a week from the first sign-up: a recruit eight days after it stays out.
+    read, _ = _neighbours(ties, known={"b": s.BENIGN}, created_at={**created_at, "p": 108 * day})
+    assert [r.members for r in detect_rings(ring, previous={}, neighbours=read)] == [["r0", "r1", "r2", "r3"]]
+    # Members who signed up a month apart are no burst, and burst_days 0 turns the rule off.
+    read, _ = _neighbours(ties, known={"b": s.BENIGN}, created_at=created_at)
+    spread = _candidates(margins, shared, threat=s.PROMO_ABUSE)
+    assert [r.members for r in detect_rings(spread, previous={}, neighbours=read)] == [["r0", "r1", "r2", "r3"]]
+    off = GroupingPolicy(burst_days=0)
+    assert [r.members for r in detect_rings(ring, {}, off, read)] == [["r0", "r1", "r2", "r3"]]
+
+
+def test_a_signup_burst_is_the_densest_window_holding_enough_of_the_ring():
+    day, policy = DAY_MS, GroupingPolicy()
+    assert signup_burst([0, 2 * day, 3 * day, 50 * day], policy) == (0, 7 * day)  # 3 of 4 in a week
+    assert signup_burst([0, 20 * day, 40 * day, 41 * day], policy) == (40 * day, 47 * day)  # 2 of 4: half
+    assert signup_burst([0, 20 * day, 40 * day, 60 * day], policy) is None  # one a week: no burst
+    assert signup_burst([0, 20 * day, 40 * day, 41 * day], GroupingPolicy(burst_share=0.6)) is None
+    assert signup_burst([0, day, None, float("nan")], policy) == (0, 7 * day)  # unknown sign-ups left out
+    assert signup_burst([0], policy) is None and signup_burst([0, day], GroupingPolicy(burst_days=0)) is None
 
 
 def test_the_false_positive_budget_drops_the_weakest_rings_until_known_benign_accounts_say_it_holds():
