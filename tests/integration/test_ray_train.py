@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import ray
 
 from gnn.ray_train import RayConfig, fit_with_ray
 from gnn.snapshot import read_snapshot
@@ -41,6 +42,7 @@ def test_training_job_under_ray_reads_the_graph_before_and_after_the_epochs(snap
     scaling = RayConfig(num_workers=1, use_gpu=False, max_failures=0, storage_path=tmp_path / "ray")
     summary = train_on_snapshot(settings, snapshot, config, scaling)
     assert summary.trainer == "ray" and summary.epochs == 2
+    assert not ray.is_initialized(), "the local Ray the job started must stop before the job's finish"
     assert summary.content_hash == read_snapshot(snapshot).content_hash
     assert set(summary.seconds) >= {"read_snapshot", "gnn", "finish", "save", "evaluate", "tracking", "total"}
     assert summary.seconds["total"] >= summary.seconds["gnn"] + summary.seconds["read_snapshot"]
