@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import getpass
 import math
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -420,16 +421,42 @@ def champion_model_dir(
     return download_version(settings, version, dest), f"{REGISTERED_MODEL}/{version.version}"
 
 
+#: In a cached download (:func:`download_version`): the model folder's path inside it.
+_CACHED_FOLDER = ".ringwatch-model-folder"
+
+
 def download_version(settings: Settings, version: Any, dest: Path | None = None) -> Path:
-    """Download a registered model version's folder (into ``dest``, default a new temporary folder)."""
+    """A registered model version's folder, downloaded into ``dest`` when given.
+
+    Otherwise from the data folder's cache, ``<data dir>/models/registry/<name>/<version>``: a version never
+    changes, so each is downloaded once (into a temporary folder beside it, then renamed: a job reading it never
+    sees half a download), and every later job reads that copy — a daily job used to leave a new temporary copy
+    behind on every run.
+    """
     import mlflow.artifacts
 
-    dest = dest or Path(tempfile.mkdtemp(prefix="ringwatch-model-"))
     uri = tracking_uri(settings)
-    path = mlflow.artifacts.download_artifacts(
-        artifact_uri=version.source, dst_path=str(dest), tracking_uri=uri, registry_uri=uri
-    )
-    return Path(path)
+    if dest is not None:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=version.source, dst_path=str(dest), tracking_uri=uri, registry_uri=uri
+        )
+        return Path(path)
+    cached = settings.data_dir.resolve() / "models" / "registry" / str(version.name) / str(version.version)
+    if not (cached / _CACHED_FOLDER).exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{version.version}-", dir=cached.parent))
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=version.source, dst_path=str(partial), tracking_uri=uri, registry_uri=uri
+            )
+            (partial / _CACHED_FOLDER).write_text(str(Path(path).relative_to(partial)), encoding="utf-8")
+            partial.rename(cached)
+        except OSError:
+            if not (cached / _CACHED_FOLDER).exists():  # not another job's download that finished first
+                raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return cached / (cached / _CACHED_FOLDER).read_text(encoding="utf-8")
 
 
 def load_model(settings: Settings, model: str) -> tuple[RiskModel, str, Path]:

@@ -108,6 +108,21 @@ def test_only_a_model_that_passes_the_gate_becomes_champion_and_the_report_is_st
     assert metrics["gate_passed"] == 0.0 and metrics["gate_fpr_overall"] == pytest.approx(0.01)
 
 
+def test_a_model_version_is_downloaded_once_into_the_data_folder(local_settings, tmp_path, monkeypatch):
+    import mlflow.artifacts
+
+    _log(local_settings, tmp_path, "train-a", 0.40)
+    calls = []
+    download = mlflow.artifacts.download_artifacts
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", lambda **kw: calls.append(kw) or download(**kw))
+    folder, version = champion_model_dir(local_settings)
+    again, _ = champion_model_dir(local_settings)
+    assert version == f"{REGISTERED_MODEL}/1" and again == folder and len(calls) == 1
+    registry = local_settings.data_dir.resolve() / "models" / "registry" / REGISTERED_MODEL
+    assert folder.is_relative_to(registry / "1") and '"train-a"' in (folder / "model.json").read_text("utf-8")
+    assert [p.name for p in registry.iterdir()] == ["1"]  # no partial download left beside it
+
+
 def test_promote_version_records_who_and_why_and_model_version_names(local_settings, tmp_path):
     _log(local_settings, tmp_path, "train-a", 0.40)
     _log(local_settings, tmp_path, "train-b", 0.30, passed=False)
