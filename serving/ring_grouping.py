@@ -140,15 +140,20 @@ class RingCandidates:
     unseen_after: int | None = None
 
 
+#: The columns of :attr:`RingNeighbours.ties`.
+TIE_COLUMNS = ["account_id", "member", "via", "key"]
+
+
 @dataclass
 class RingNeighbours:
     """Accounts tied to members of detected rings, for their expansion (:func:`joining_members`).
 
     Attributes:
         accounts: their rows, in the columns of :attr:`RingCandidates.accounts` (``seed`` false).
-        ties: ``account_id``, ``member``, ``via``: the account is tied to the ring member through an identifier used
-            by at most ``expand_max_users`` accounts (``via``: its label), a transfer or a referral (``via``: the
-            relationship type); one row per pair and ``via``.
+        ties: ``account_id``, ``member``, ``via``, ``key``: the account is tied to the ring member through an
+            identifier used by at most ``expand_max_users`` accounts (``via``: its label, ``key``: its key; the rows
+            of an identifier name every one of its users), a transfer or a referral (``via``: the relationship
+            type, ``key`` empty); one row per pair and tie.
     """
 
     accounts: pd.DataFrame
@@ -442,6 +447,21 @@ def signup_burst(created_at: Iterable[int | float | None], policy: GroupingPolic
     return int(at[best]), int(at[best]) + width
 
 
+def _ring_share(all_ties: pd.DataFrame, ring_of: Mapping[str, int], ties: pd.DataFrame) -> np.ndarray:
+    """Per row of ``ties``: the share of the users of its identifier that are members of its ring (1.0 for a
+    referral: no identifier). ``all_ties`` are every row read, whose rows of an identifier name all its users."""
+    ident = all_ties[all_ties["key"] != ""]
+    users = pd.concat(
+        [ident[["via", "key", "account_id"]], ident[["via", "key", "member"]].rename(columns={"member": "account_id"})]
+    ).drop_duplicates()
+    users = users.assign(ring=users["account_id"].map(ring_of))
+    total = users.groupby(["via", "key"]).size()
+    in_ring = users.dropna(subset=["ring"]).groupby(["via", "key", "ring"]).size()
+    rows = pd.MultiIndex.from_frame(ties[["via", "key", "ring"]])
+    share = in_ring.reindex(rows).to_numpy(float) / total.reindex(rows.droplevel("ring")).to_numpy(float)
+    return np.where(ties["key"].to_numpy() == "", 1.0, np.nan_to_num(share))
+
+
 def joining_members(
     rings: list[list[str]],
     neighbours: RingNeighbours,
@@ -454,8 +474,9 @@ def joining_members(
     An account joins the ring to whose members it is tied most — at least ``expand_ties`` distinct members
     (0 expands nothing), ``expand_ties_flagged`` for an account flagged on its own score or known to be
     fraud; ties go to the earlier ring. Otherwise, given ``created_at`` (epoch ms of the members and of the
-    neighbours), an account tied to one member other than by a transfer joins when it signed up inside its
-    ring's :func:`signup_burst` (the earlier ring when several). Accounts already in a ring (these, or
+    neighbours), an account tied to one member by a referral, or by an identifier the ring's members are at least
+    ``min_share`` of the users of, joins when it signed up inside its ring's :func:`signup_burst` (the earlier
+    ring when several). Accounts already in a ring (these, or
     ``others``: members of rings not expanded) and known-benign accounts never join.
     """
     out: list[list[str]] = [[] for _ in rings]
@@ -483,6 +504,7 @@ def joining_members(
         & (ties["via"] != s.TRANSFERRED_TO.type)
         & ~ties["account_id"].isin(set(counts["account_id"]))
     ]
+    burst = burst[_ring_share(neighbours.ties, ring_of, burst) >= policy.min_share]
     signed_up = pd.to_numeric(burst["account_id"].map(created_at), errors="coerce").to_numpy(float)
     window = np.array([bursts[int(r)] for r in burst["ring"]], dtype=np.int64).reshape(-1, 2)
     burst = burst[(signed_up >= window[:, 0]) & (signed_up <= window[:, 1])].sort_values(["account_id", "ring"])

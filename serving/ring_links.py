@@ -26,7 +26,14 @@ from gnn.known_ties import MONEY_RELS, SHARED_RELS, account_links, incidence
 from graph import schema as s
 from graph.queries import rings as q
 from ingest.graph_rows import ip_prefixes
-from serving.ring_grouping import GroupingPolicy, RingCandidates, RingNeighbours, SharedIdentifier, known_fraud
+from serving.ring_grouping import (
+    TIE_COLUMNS,
+    GroupingPolicy,
+    RingCandidates,
+    RingNeighbours,
+    SharedIdentifier,
+    known_fraud,
+)
 
 ACCOUNT_COLUMNS = [
     "account_id",
@@ -152,8 +159,8 @@ def read_ring_neighbours(
         chunk = members[i : i + 1_000]
         for cypher in (q.IDENTIFIER_NEIGHBOURS, q.MONEY_NEIGHBOURS):
             records, _, _ = driver.execute_query(cypher, members=chunk, max_users=policy.expand_max_users, **read)
-            rows += [(r["account_id"], r["member"], r["via"]) for r in records]
-    ties = pd.DataFrame(rows, columns=["account_id", "member", "via"]).drop_duplicates(ignore_index=True)
+            rows += [(r["account_id"], r["member"], r["via"], r["key"]) for r in records]
+    ties = pd.DataFrame(rows, columns=TIE_COLUMNS).drop_duplicates(ignore_index=True)
     ids = sorted(set(ties["account_id"]))
     records = []
     for i in range(0, len(ids), 10_000):
@@ -165,7 +172,7 @@ def read_ring_neighbours(
 
 
 def _sorted_ties(ties: pd.DataFrame) -> pd.DataFrame:
-    return ties.sort_values(["account_id", "member", "via"], ignore_index=True)
+    return ties.sort_values(TIE_COLUMNS, ignore_index=True)
 
 
 def _order(ident: SharedIdentifier) -> tuple[str, str]:
@@ -259,6 +266,24 @@ def _rows_in_memory(
     )
 
 
+def _identifier_ties(
+    graph: RiskGraph, rel: s.RelSpec, of_member: np.ndarray, max_users: int
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    """Every (user, member, label, key) of the identifiers of ``rel`` that members use and at most ``max_users``
+    accounts do (what :data:`graph.queries.rings.IDENTIFIER_NEIGHBOURS` returns for them)."""
+    ids = graph.ids[s.ACCOUNT.label]
+    inc = incidence(graph, rel).tocsc()
+    users = np.diff(inc.indptr)
+    used = inc[of_member].tocoo()  # (member row, identifier)
+    keep = users[used.col] <= max_users
+    members, idents = np.flatnonzero(of_member)[used.row[keep]], used.col[keep]
+    counts = users[idents]
+    starts = np.repeat(inc.indptr[idents] - np.cumsum(counts) + counts, counts)  # ragged ranges of each column
+    accounts = inc.indices[starts + np.arange(int(counts.sum()))]
+    keys = np.asarray(graph.ids[rel.target.label], dtype=object)[np.repeat(idents, counts)].astype(str)
+    return ids[accounts], ids[np.repeat(members, counts)], rel.target.label, keys.astype(object)
+
+
 def ring_neighbours_from_graph(
     graph: RiskGraph,
     plan: pd.DataFrame,
@@ -272,14 +297,18 @@ def ring_neighbours_from_graph(
     position = pd.Series(np.arange(len(ids)), index=ids)
     of_member = np.zeros(len(ids), dtype=bool)
     of_member[position[members].to_numpy()] = True
-    vias = [(rel, rel.target.label) for rel in SHARED_RELS] + [(rel, rel.type) for rel in MONEY_RELS]
-    account, member, via = [], [], []
-    for rel, name in vias:
+    found = [_identifier_ties(graph, rel, of_member, policy.expand_max_users) for rel in SHARED_RELS]
+    for rel in MONEY_RELS:
         tied = (account_links(graph, policy.expand_max_users, np.flatnonzero(of_member), (rel,)) > 0).tocoo()
-        account += ids[tied.col].tolist()
-        member += ids[of_member][tied.row].tolist()
-        via += [name] * tied.nnz
-    ties = pd.DataFrame({"account_id": account, "member": member, "via": via})
+        found.append((ids[tied.col], ids[of_member][tied.row], rel.type, np.full(tied.nnz, "", dtype=object)))
+    ties = pd.DataFrame(
+        {
+            "account_id": np.concatenate([f[0] for f in found]).tolist(),
+            "member": np.concatenate([f[1] for f in found]).tolist(),
+            "via": [f[2] for f in found for _ in range(len(f[0]))],
+            "key": np.concatenate([f[3] for f in found]).tolist(),
+        }
+    )
     ties = ties[ties["account_id"] != ties["member"]].drop_duplicates(ignore_index=True)
     chosen = np.zeros(len(ids), dtype=bool)
     chosen[position[ties["account_id"].unique()].to_numpy()] = True

@@ -113,12 +113,16 @@ MONEY_LINKS: Final = (
 )
 
 _LINK_TYPES = "|".join(rel.type for rel in LINK_RELS)
+#: The label and the business key of an identifier node ``n`` of :data:`LINK_RELS`.
+_IDENTIFIER_LABEL = "CASE " + " ".join(f"WHEN n:{r.target.label} THEN '{r.target.label}'" for r in LINK_RELS) + " END"
+_IDENTIFIER_KEY = "CASE " + " ".join(f"WHEN n:{r.target.label} THEN n.{r.target.key}" for r in LINK_RELS) + " END"
 
 #: Accounts tied to the ring members ``$members`` through an identifier that at most ``$max_users`` accounts
 #: use (the expansion of a detected ring, ``serving.ring_grouping.joining_members``): one row per (account,
-#: member, ``via``: the identifier's label). Each identifier is checked once, however many members use it, and
-#: its users are counted only up to ``$max_users + 1`` — a campaign code thousands redeemed costs what a small
-#: one costs.
+#: member, identifier: ``via`` its label, ``key`` its business key) — every user of the identifier, so the
+#: rows of one identifier hold all its users. Each identifier is checked once, however many members use it,
+#: and its users are counted only up to ``$max_users + 1`` — a campaign code thousands redeemed costs what a
+#: small one costs.
 IDENTIFIER_NEIGHBOURS: Final = (
     "UNWIND $members AS m\n"
     f"MATCH (a:{A.label} {{{A.key}: m}})-[:{_LINK_TYPES}]->(n)\n"
@@ -128,14 +132,16 @@ IDENTIFIER_NEIGHBOURS: Final = (
     f"MATCH (n)<-[:{_LINK_TYPES}]-(b:{A.label})\n"
     "UNWIND users_in_ring AS a\n"
     "WITH a, b, n WHERE b <> a\n"
-    f"RETURN DISTINCT b.{A.key} AS account_id, a.{A.key} AS member, labels(n)[0] AS via"
+    f"RETURN DISTINCT b.{A.key} AS account_id, a.{A.key} AS member, {_IDENTIFIER_LABEL} AS via,\n"
+    f"       toString({_IDENTIFIER_KEY}) AS key"
 )
 
-#: Accounts tied to the ring members ``$members`` by a transfer or a referral, either way (``via``: its type).
+#: Accounts tied to the ring members ``$members`` by a transfer or a referral, either way (``via``: its type;
+#: ``key`` empty).
 MONEY_NEIGHBOURS: Final = (
     "UNWIND $members AS m\n"
     f"MATCH (a:{A.label} {{{A.key}: m}})-[r:{'|'.join(rel.type for rel in MONEY_RELS)}]-(b:{A.label}) WHERE b <> a\n"
-    f"RETURN DISTINCT b.{A.key} AS account_id, m AS member, type(r) AS via"
+    f"RETURN DISTINCT b.{A.key} AS account_id, m AS member, type(r) AS via, '' AS key"
 )
 
 #: Flag ring members that were not flagged on their own score (``$members``: ``{account_id, label,

@@ -20,6 +20,7 @@ from graph import schema as s
 from serving.output_evaluation import ring_recall
 from serving.reasons import account_reasons
 from serving.ring_grouping import (
+    TIE_COLUMNS,
     GroupingPolicy,
     RingCandidates,
     RingNeighbours,
@@ -143,19 +144,20 @@ def test_a_household_sharing_its_homes_device_and_address_with_a_ring_member_tie
 def _neighbours(
     ties: list[tuple[str, ...]], known: dict[str, str] | None = None, created_at: dict[str, int] | None = None
 ):
-    """A ``neighbours`` reader over fixed (account, member[, via]) ties (via a device unless given); the accounts
-    score 1 % of the threshold and signed up a month apart unless ``created_at`` says otherwise."""
+    """A ``neighbours`` reader over fixed (account, member[, via, key]) ties (a device of their own unless given);
+    the accounts score 1 % of the threshold and signed up a month apart unless ``created_at`` says otherwise."""
     known, created_at = known or {}, created_at or {}
     asked: list[list[str]] = []
 
     def read(members: list[str]) -> RingNeighbours:
         asked.append(members)
-        rows = [(a, m, *via) if via else (a, m, s.DEVICE.label) for a, m, *via in ties if m in set(members)]
+        rows = [(a, m, *tie) if tie else (a, m, s.DEVICE.label, f"{a}-{m}") for a, m, *tie in ties]
+        rows = [row for row in rows if row[1] in set(members)]
         ids = sorted({a for a, *_ in rows})
         accounts = _candidates({a: 0.01 for a in ids}, []).accounts
         accounts["known_label"] = [known.get(a) for a in ids]
         accounts["created_at"] = [created_at.get(a, c) for a, c in zip(ids, accounts["created_at"])]
-        return RingNeighbours(accounts, pd.DataFrame(rows, columns=["account_id", "member", "via"]))
+        return RingNeighbours(accounts, pd.DataFrame(rows, columns=TIE_COLUMNS))
 
     return read, asked
 
@@ -208,29 +210,35 @@ def test_an_account_known_or_flagged_as_fraud_joins_a_ring_through_one_tie():
 def test_a_ring_that_signed_up_in_one_week_takes_in_who_signed_up_with_it_tied_to_one_member():
     # A promotion-abuse ring, r0–r3, flagged, one wallet, all signed up within three days. Each account below is
     # tied to one member only and scores 1 % of the threshold. p was referred by r3 and signed up in the same
-    # week (the chain's next recruit): it joins, and so, in the next round, does q, whom p referred. t was paid
-    # by r1 that week (a transfer: members pay ordinary accounts too), d shares r0's device but signed up two
-    # months later, b is known benign: all stay out.
+    # week (the chain's next recruit): it joins, and so, in the next round, does q, whom p referred; e shares
+    # a device with r2 alone, in that week: it joins. t was paid by r1 that week (a transfer: members pay
+    # ordinary accounts too), d shares r0's device but signed up two months later, b is known benign, and c
+    # shares a company card with r1 and five colleagues (the ring is one of its seven users, under min_share):
+    # all stay out.
     day = DAY_MS
     margins = {"r0": 1.4, "r1": 1.3, "r2": 1.6, "r3": 1.2}
     shared = [SharedIdentifier("Wallet", "w", ("r0", "r1", "r2", "r3"), 4)]
     ring = _candidates(margins, shared, threat=s.PROMO_ABUSE)
     ring.accounts["created_at"] = [100 * day, 101 * day, 102 * day, 103 * day]
+    colleagues = ["c", "k1", "k2", "k3", "k4", "k5"]
     ties = [
-        ("p", "r3", s.REFERRED.type),
-        ("q", "p", s.REFERRED.type),
-        ("t", "r1", s.TRANSFERRED_TO.type),
-        ("d", "r0", s.DEVICE.label),
-        ("b", "r2", s.REFERRED.type),
+        ("p", "r3", s.REFERRED.type, ""),
+        ("q", "p", s.REFERRED.type, ""),
+        ("e", "r2", s.DEVICE.label, "e-device"),
+        ("t", "r1", s.TRANSFERRED_TO.type, ""),
+        ("d", "r0", s.DEVICE.label, "r0-device"),
+        ("b", "r2", s.REFERRED.type, ""),
+        *((k, "r1", s.CARD.label, "company-card") for k in colleagues),
     ]
-    created_at = {"p": 104 * day, "q": 106 * day, "t": 102 * day, "d": 160 * day, "b": 101 * day}
+    created_at = {"p": 104 * day, "q": 106 * day, "e": 105 * day, "t": 102 * day, "d": 160 * day, "b": 101 * day}
+    created_at |= {k: 102 * day for k in colleagues}
     read, asked = _neighbours(ties, known={"b": s.BENIGN}, created_at=created_at)
     rings = detect_rings(ring, previous={}, neighbours=read)
-    assert [r.members for r in rings] == [["p", "q", "r0", "r1", "r2", "r3"]] and rings[0].admitted == ["p", "q"]
-    assert asked == [["r0", "r1", "r2", "r3"], ["p"], ["q"]]
-    # The window is a week from the first sign-up: a recruit eight days after it stays out.
+    assert [r.members for r in rings] == [["e", "p", "q", "r0", "r1", "r2", "r3"]]
+    assert rings[0].admitted == ["e", "p", "q"] and asked == [["r0", "r1", "r2", "r3"], ["e", "p"], ["q"]]
+    # The window is a week from the first sign-up: a recruit eight days after it stays out (and so does q).
     read, _ = _neighbours(ties, known={"b": s.BENIGN}, created_at={**created_at, "p": 108 * day})
-    assert [r.members for r in detect_rings(ring, previous={}, neighbours=read)] == [["r0", "r1", "r2", "r3"]]
+    assert [r.members for r in detect_rings(ring, previous={}, neighbours=read)] == [["e", "r0", "r1", "r2", "r3"]]
     # Members who signed up a month apart are no burst, and burst_days 0 turns the rule off.
     read, _ = _neighbours(ties, known={"b": s.BENIGN}, created_at=created_at)
     spread = _candidates(margins, shared, threat=s.PROMO_ABUSE)
