@@ -46,13 +46,15 @@ home's device and address, which is one tie, not two.
    it is flagged anyway, the question is only which ring it belongs to — a camouflaged member the model
    caught, tied to its ring by one weak channel, is a member of that ring. *Sign-up bursts*: when at least
    ``burst_share`` of a ring's members signed up within ``burst_days`` of each other (scripted sign-ups, a
-   promotion's week: :func:`signup_burst`), an account tied to one member through a small identifier or a
-   referral — not a transfer — that signed up inside that window joins too: the next recruit of a referral
-   chain is tied to the ring by its referrer alone, while the ordinary accounts a member pays, or that share
-   its device, signed up at any other time. (Measured on two 50k generated exchanges: promotion-abuse ring
-   recall 0.64 → 0.77 and 0.52 → 0.68 at account FPR 0.47 → 0.48 % and 0.50 → 0.52 %; with transfers counted as
-   well, the same recall at 0.66 and 0.56 %: the ordinary accounts paid by members signed up in the same weeks.)
-   Known-benign accounts (a benign label, a false-positive verdict) never join. Bot farms are not expanded:
+   promotion's week: :func:`signup_burst`), an account tied to one member by a referral, or by a small
+   identifier the ring's members are at least ``min_share`` of the users of, that signed up inside that window
+   joins too: the next recruit of a referral chain is tied to the ring by its referrer alone, while the
+   ordinary accounts a member pays, or that share its device, signed up at any other time. Transfers do not
+   count (members pay ordinary accounts that signed up in the same weeks), nor do identifiers the ring is a
+   small part of (a member's company card: one colleague in the week, and the others then had two ties each —
+   the card, to two members). Measured in the README (promotion-abuse ring recall 0.64 → 0.77 and 0.52 → 0.66
+   on two 50k generated exchanges, account FPR 0.47 → 0.48 % and 0.50 → 0.52 %). Known-benign accounts (a
+   benign label, a false-positive verdict) never join. Bot farms are not expanded:
    their members already join through the farm's network blocks, and two ties to a farm are what its
    neighbours on shared home IPs have (measured: of the accounts two ties would add to bot-farm rings, three
    in four were benign). Nor are groups larger than ``expand_max_size``: two ties to a group of hundreds are
@@ -476,8 +478,8 @@ def joining_members(
     fraud; ties go to the earlier ring. Otherwise, given ``created_at`` (epoch ms of the members and of the
     neighbours), an account tied to one member by a referral, or by an identifier the ring's members are at least
     ``min_share`` of the users of, joins when it signed up inside its ring's :func:`signup_burst` (the earlier
-    ring when several). Accounts already in a ring (these, or
-    ``others``: members of rings not expanded) and known-benign accounts never join.
+    ring when several). Accounts already in a ring (these, or ``others``: members of rings not expanded) and
+    known-benign accounts never join.
     """
     out: list[list[str]] = [[] for _ in rings]
     if policy.expand_ties <= 0 or not rings or neighbours.ties.empty:
@@ -494,7 +496,7 @@ def joining_members(
     counts = counts[counts["ties"] >= needed].sort_values(["account_id", "ties", "ring"], ascending=[True, False, True])
     for account, ring in counts.drop_duplicates("account_id")[["account_id", "ring"]].itertuples(index=False):
         out[int(ring)].append(str(account))
-    if created_at is None:
+    if created_at is None or policy.burst_days <= 0:
         return out
     bursts = {
         i: w for i, members in enumerate(rings) if (w := signup_burst((created_at.get(m) for m in members), policy))
@@ -504,6 +506,8 @@ def joining_members(
         & (ties["via"] != s.TRANSFERRED_TO.type)
         & ~ties["account_id"].isin(set(counts["account_id"]))
     ]
+    if burst.empty:
+        return out
     burst = burst[_ring_share(neighbours.ties, ring_of, burst) >= policy.min_share]
     signed_up = pd.to_numeric(burst["account_id"].map(created_at), errors="coerce").to_numpy(float)
     window = np.array([bursts[int(r)] for r in burst["ring"]], dtype=np.int64).reshape(-1, 2)
