@@ -47,6 +47,7 @@ from serving.ring_grouping import (
     find_groups,
     joining_members,
     known_benign,
+    signup_burst,
     within_fpr_budget,
 )
 from serving.ring_links import read_candidates, read_ring_neighbours
@@ -141,10 +142,16 @@ def ring_kind(rows: pd.DataFrame) -> str:
 
 
 def describe(
-    members: list[str], admitted: list[str], mass: float, candidates: RingCandidates, ring_id: str, joined: int = 0
+    members: list[str],
+    admitted: list[str],
+    mass: float,
+    candidates: RingCandidates,
+    ring_id: str,
+    joined: int = 0,
+    policy: GroupingPolicy | None = None,
 ) -> DetectedRing:
     """A ring's kind, score, span and evidence from its members (see the module docstring); ``joined`` of the
-    admitted members came in by the ring's expansion."""
+    admitted members came in by the ring's expansion; its sign-up burst, if any, by ``policy``'s."""
     rows = candidates.accounts.set_index("account_id").loc[members]
     kind = ring_kind(rows)
     member_set = set(members)
@@ -168,6 +175,12 @@ def describe(
         parts.append(f"{transfers} transfers among members")
     if referrals:
         parts.append(f"{referrals} referrals among members")
+    policy = policy or GroupingPolicy()
+    burst = signup_burst(rows["created_at"], policy)
+    if burst is not None:
+        signed_up = rows["created_at"].to_numpy(float)
+        inside = int(((signed_up >= burst[0]) & (signed_up <= burst[1])).sum())
+        parts.append(f"{inside} signed up within {policy.burst_days:g} days")
     if joined:
         parts.append(f"{joined} joined through ties to its members")
     if known:
@@ -276,7 +289,7 @@ def detect_rings(
     rings = []
     for g, join, flag, rid in zip(groups, joined, would_flag, ids):
         admitted = [m for m in flag if m not in never_flagged]  # a known-benign account is never flagged by a ring
-        rings.append(describe(sorted(g.members + join), admitted, g.mass, candidates, rid, joined=len(join)))
+        rings.append(describe(sorted(g.members + join), admitted, g.mass, candidates, rid, len(join), policy))
     return sorted(rings, key=lambda r: (-r.score, -r.size, r.ring_id))
 
 

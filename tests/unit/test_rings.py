@@ -236,13 +236,15 @@ def test_a_ring_that_signed_up_in_one_week_takes_in_who_signed_up_with_it_tied_t
     rings = detect_rings(ring, previous={}, neighbours=read)
     assert [r.members for r in rings] == [["e", "p", "q", "r0", "r1", "r2", "r3"]]
     assert rings[0].admitted == ["e", "p", "q"] and asked == [["r0", "r1", "r2", "r3"], ["e", "p"], ["q"]]
+    assert "7 signed up within 7 days" in rings[0].evidence  # what the investigator reads
     # The window is a week from the first sign-up: a recruit eight days after it stays out (and so does q).
     read, _ = _neighbours(ties, known={"b": s.BENIGN}, created_at={**created_at, "p": 108 * day})
     assert [r.members for r in detect_rings(ring, previous={}, neighbours=read)] == [["e", "r0", "r1", "r2", "r3"]]
     # Members who signed up a month apart are no burst, and burst_days 0 turns the rule off.
     read, _ = _neighbours(ties, known={"b": s.BENIGN}, created_at=created_at)
     spread = _candidates(margins, shared, threat=s.PROMO_ABUSE)
-    assert [r.members for r in detect_rings(spread, previous={}, neighbours=read)] == [["r0", "r1", "r2", "r3"]]
+    rings = detect_rings(spread, previous={}, neighbours=read)
+    assert [r.members for r in rings] == [["r0", "r1", "r2", "r3"]] and "signed up" not in rings[0].evidence
     off = GroupingPolicy(burst_days=0)
     assert [r.members for r in detect_rings(ring, {}, off, read)] == [["r0", "r1", "r2", "r3"]]
 
