@@ -16,8 +16,6 @@ per process: the tree figure is an upper bound.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import json
 import math
 import os
@@ -225,22 +223,6 @@ class PhaseMeter:
     def peaks(self) -> dict[str, int]:
         with self._lock:
             return {k: round(v) for k, v in self.peak.items()}
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the OS (glibc and Arrow keep it otherwise), so later phases' peaks are
-    their own and not what an earlier phase left behind."""
-    gc.collect()
-    try:
-        import pyarrow as pa
-
-        pa.default_memory_pool().release_unused()
-    except Exception:  # noqa: BLE001 — best effort; only affects the memory figures
-        pass
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
 
 
 def load_average() -> list[float]:

@@ -62,9 +62,9 @@ from bench.common import (
     PhaseMeter,
     finite,
     load_average,
-    release_memory,
 )
 from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size
+from gnn.runtime import release_memory
 from graph.settings import Settings
 
 AIM_SECONDS = 15 * 60

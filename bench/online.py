@@ -59,12 +59,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import PhaseMeter, finite, load_average, release_memory
+from bench.common import PhaseMeter, finite, load_average
 from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, server_in
 from bench.score import train_model
 from gnn.build import build_risk_graph
 from gnn.estimator import RiskModel
 from gnn.export import export_graph
+from gnn.runtime import release_memory
 from graph import schema as s
 from graph.driver import open_driver
 from ingest.load import DEFAULT_BATCH_SIZE as INGEST_BATCH_SIZE

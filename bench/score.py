@@ -80,12 +80,12 @@ from bench.common import (
     PhaseMeter,
     finite,
     load_average,
-    release_memory,
 )
 from bench.ingest import BENCH_HASH_KEY, DATABASE, Progress, connect, graph_counts, server_in, store_size
 from gnn.build import build_risk_graph, risk_graph_from_neo4j, tables_from_graph_rows
 from gnn.estimator import RiskModel
 from gnn.graph_data import RiskGraph
+from gnn.runtime import release_memory
 from gnn.train import TrainConfig
 from graph import schema as s
 from graph.local_server import LocalNeo4j

@@ -15,10 +15,16 @@ Nothing else in ringwatch changes process-wide state. What is changed, and when:
 - :func:`release_ray` — the training job is done with Ray once the epochs are: the connection
   :func:`init_ray` made is closed, and a local Ray it started stops (its raylet, object store and idle workers
   held 2.7 GB beside the job's finish at 1M accounts). A Ray the caller started is left alone.
+- :func:`release_memory` — hand freed memory back to the operating system: the training job's driver reads the
+  snapshot before the epochs and lets it go while a Ray worker trains, and Arrow's pool and glibc's heap keep
+  what was freed otherwise (measured at 300k accounts: 1,893 MiB after the read, 1,391 after ``del``, 842
+  after this; ≈ 0.8 of the 1.1 GB the read took).
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,6 +94,19 @@ def init_ray(address: str | None) -> None:
         log.info("starting a local Ray with %s CPUs", os.cpu_count())
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     _ray_ours = True
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS (Arrow's pool and glibc's heap keep it otherwise): garbage collection,
+    then both released. Best effort: a platform without glibc keeps its heap."""
+    gc.collect()
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def release_ray() -> None:

@@ -22,7 +22,7 @@ from gnn.evaluation import evaluate_model
 from gnn.gate import GateReport, validate_model
 from gnn.graph_data import RiskGraph
 from gnn.ray_train import RayConfig, fit_with_ray
-from gnn.runtime import release_ray
+from gnn.runtime import release_memory, release_ray
 from gnn.snapshot import read_snapshot
 from gnn.split import TimeSplit
 from gnn.tracking import REGISTERED_MODEL, download_version, log_training_run
@@ -179,6 +179,7 @@ def _train(
     else:
         if graph is None:
             del held  # the worker reads its own copy; ours is read again after the epochs
+            release_memory()
         state, history_dicts = fit_with_ray(snapshot_dir, split, config, ray, run_name, fail_once_at_epoch)
         release_ray()  # what follows runs here: Ray's processes would only add their memory to the finish's
         history = [EpochResult(**h) for h in history_dicts]
