@@ -436,20 +436,23 @@ def download_version(settings: Settings, version: Any, dest: Path | None = None)
     import mlflow.artifacts
 
     uri = tracking_uri(settings)
-    if dest is not None:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=version.source, dst_path=str(dest), tracking_uri=uri, registry_uri=uri
+
+    def fetch(into: Path) -> Path:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=version.source, dst_path=str(into), tracking_uri=uri, registry_uri=uri
+            )
         )
-        return Path(path)
+
+    if dest is not None:
+        return fetch(dest)
     cached = settings.data_dir.resolve() / "models" / "registry" / str(version.name) / str(version.version)
     if not (cached / _CACHED_FOLDER).exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f".{version.version}-", dir=cached.parent))
         try:
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=version.source, dst_path=str(partial), tracking_uri=uri, registry_uri=uri
-            )
-            (partial / _CACHED_FOLDER).write_text(str(Path(path).relative_to(partial)), encoding="utf-8")
+            folder = fetch(partial)
+            (partial / _CACHED_FOLDER).write_text(str(folder.relative_to(partial)), encoding="utf-8")
             partial.rename(cached)
         except OSError:
             if not (cached / _CACHED_FOLDER).exists():  # not another job's download that finished first
