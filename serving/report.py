@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import neo4j
 
+from gnn.feature_defs import DAY_MS
 from gnn.thresholds import describe_thresholds
 from graph import schema as s
 from graph.errors import RingwatchError
@@ -316,7 +317,7 @@ def render_ring(ring: RingView, rank: int, picture: str, picture_file: str | Non
     """The HTML section of one ring; ``picture`` is the ``src`` of its picture (a ``data:`` URI), and
     ``picture_file`` the picture's path relative to the page, linked for a full-size view."""
     p = ring.props
-    span_days = (p["last_seen"] - p["first_seen"]) / 86_400_000 if p.get("first_seen") and p.get("last_seen") else None
+    span_days = (p["last_seen"] - p["first_seen"]) / DAY_MS if p.get("first_seen") and p.get("last_seen") else None
     facts = [
         ("kind", _e(p.get("kind"))),
         ("size", _num(p.get("size"))),

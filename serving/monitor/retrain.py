@@ -16,6 +16,7 @@ from typing import Any
 
 import neo4j
 
+from gnn.feature_defs import DAY_MS
 from gnn.snapshot_job import graph_source, take_snapshot
 from graph.logs import logger
 from graph.queries import monitor as q
@@ -26,7 +27,6 @@ from serving.monitor.history import MonitorRecord
 from serving.monitor.profiles import monitor_dir
 
 DRIFT_RULES = ("feature_psi", "score_psi")
-DAY_MS = 86_400_000
 
 log = logger(__name__)
 
